@@ -1,0 +1,17 @@
+"""The `alloy` command line: a thin shell over the library, behind one error boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NoReturn
+
+from alloy.cli._boundary import run
+from alloy.cli._commands import cli
+from alloy.cli import _demo  # noqa: F401 - registers `alloy demo`
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    run(cli, "alloy", argv)
+
+
+__all__ = ["cli", "main"]

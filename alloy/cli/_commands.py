@@ -1,0 +1,268 @@
+"""The `alloy` commands: each parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+import re
+from pathlib import Path
+
+import click
+
+from alloy import explain as explain_mod
+from alloy import scaffold, workspace
+from alloy._version import __version__
+from alloy.compile import pretty_bytes
+from alloy.diagnostics import render
+from alloy.errors import InvalidDocuments, NotFound, UserError
+from alloy.load import DocResult, load_document
+from alloy.load._errors import suggest
+from alloy.model import KINDS, Intent
+from alloy.schema import schema_of, write_schemas
+
+FORMATS = click.Choice(["text", "json", "github"])
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, repo: Path | None) -> None:
+        self._repo = repo
+
+    def root(self) -> Path:
+        return workspace.find_root(self._repo)
+
+    def cwd(self) -> Path:
+        return (self._repo or Path.cwd()).resolve()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-C", "--repo", type=click.Path(file_okay=False, path_type=Path),
+    help="Repository to work on (default: the nearest directory at or above the current one "
+    "that holds .alloy/).",
+)
+@click.version_option(__version__, prog_name="alloy")
+@click.pass_context
+def cli(ctx: click.Context, repo: Path | None) -> None:
+    """Alloy: engineering intent kept as files under .alloy/, checked and compiled.
+
+    Exit codes: 0 fine, 1 the input is wrong, 2 usage, 3 internal error (see the crash log).
+    """
+    ctx.obj = Context(repo)
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:63].strip("-")
+    return slug or "project"
+
+
+@cli.command()
+@click.option("--name", help="Project name (default: the directory's name).")
+@click.option("--owner", "owners", multiple=True, help="An owner (user or team:slug); repeatable.")
+@click.option("--default-branch", default="main", show_default=True)
+@pass_ctx
+def init(ctx: Context, name: str | None, owners: tuple[str, ...], default_branch: str) -> None:
+    """Create .alloy/alloy.yaml and the document directories."""
+    root = ctx.cwd()
+    for path in scaffold.init(root, name=name or _slug(root.name), owners=list(owners), default_branch=default_branch):
+        click.echo(f"created {path}")
+    click.echo("next: alloy new intent NAME")
+
+
+@cli.group()
+def new() -> None:
+    """Create a new document."""
+
+
+def _ask(value: str | None, prompt: str, no_input: bool, required: bool) -> str | None:
+    if value is not None or no_input:
+        if required and not value:
+            raise click.UsageError(f"--{prompt.split()[0].lower()} is required with --no-input")
+        return value
+    answer: str = click.prompt(prompt, default="" if not required else None, show_default=False)
+    return answer.strip() or None
+
+
+@new.command("intent")
+@click.argument("name")
+@click.option("--title", help="One line: what should be true.")
+@click.option("--goal", help="What should be true, in a sentence or two.")
+@click.option("--rationale", help="Why it matters.")
+@click.option("--owner", "owners", multiple=True, help="An owner (user or team:slug); repeatable.")
+@click.option("--acceptance", "acceptance", multiple=True, help="An acceptance criterion; repeatable.")
+@click.option("--no-input", is_flag=True, help="Never ask; fail if --goal is missing.")
+@pass_ctx
+def new_intent(
+    ctx: Context, name: str, title: str | None, goal: str | None, rationale: str | None,
+    owners: tuple[str, ...], acceptance: tuple[str, ...], no_input: bool,
+) -> None:
+    """Write .alloy/intents/NAME.yaml (state: proposed), asking for what is not given."""
+    root = ctx.root()
+    scaffold.check_name(name, "intent name")
+    title = _ask(title, "Title (one line: what should be true)", no_input, False)
+    goal = _ask(goal, "Goal", no_input, True)
+    rationale = _ask(rationale, "Rationale (why)", no_input, False)
+    owner_list = list(owners)
+    if not owner_list and not no_input:
+        answer = _ask(None, "Owners (comma-separated users or team:slug)", no_input, False)
+        owner_list = [o.strip() for o in (answer or "").split(",") if o.strip()]
+    criteria = list(acceptance)
+    if not criteria and not no_input:
+        while True:
+            answer = _ask(None, f"Acceptance criterion {len(criteria) + 1} (empty to finish)", no_input, False)
+            if not answer:
+                break
+            criteria.append(answer)
+    try:
+        path = scaffold.new_intent(
+            root, name, title=title, goal=goal or "", rationale=rationale,
+            owners=owner_list, acceptance=criteria,
+        )
+    except ValueError as exc:  # pydantic's ValidationError: an owner or text is malformed
+        raise UserError(_first_error(exc)) from None
+    click.echo(f"created {path}")
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{where}: {first['msg']} (got {first.get('input')!r})"
+    return str(exc)
+
+
+def _report(diagnostics: list, fmt: str) -> None:  # type: ignore[type-arg]
+    if diagnostics or fmt == "json":
+        click.echo(render(diagnostics, fmt))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--no-cache", is_flag=True, help="Parse every document again.")
+@pass_ctx
+def check(ctx: Context, fmt: str, no_cache: bool) -> None:
+    """Validate every document under .alloy/ and report every problem at once."""
+    try:
+        repo = workspace.check(ctx.root(), use_cache=not no_cache)
+    except InvalidDocuments as exc:
+        _report(exc.diagnostics, fmt)
+        raise click.exceptions.Exit(1) from None
+    _report(repo.diagnostics, fmt)
+    if fmt == "text":
+        docs = len(repo.docs) + 1
+        warnings = len(repo.diagnostics)
+        click.echo(f"ok: {docs} document(s) valid" + (f", {warnings} warning(s)" if warnings else ""), err=True)
+
+
+@cli.command("compile")
+@click.option("--check", "check_only", is_flag=True,
+              help="Write nothing; exit 1 naming every stale, missing or extra artifact.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--no-cache", is_flag=True, help="Parse every document again.")
+@pass_ctx
+def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
+    """Compile accepted and active intents into .alloy/artifacts/."""
+    try:
+        report = workspace.compile_repository(ctx.root(), check_only=check_only, use_cache=not no_cache)
+    except InvalidDocuments as exc:
+        _report(exc.diagnostics, fmt)
+        click.echo("alloy: nothing written; fix the errors above", err=True)
+        raise click.exceptions.Exit(1) from None
+    assert report.repository is not None
+    if report.repository.diagnostics and fmt != "json":
+        _report(report.repository.diagnostics, fmt)
+    if fmt == "json":
+        click.echo(json.dumps(
+            {"written": report.written, "removed": report.removed, "unchanged": report.unchanged},
+            indent=2,
+        ))
+        return
+    for path in report.written:
+        click.echo(f"wrote {path}")
+    for path in report.removed:
+        click.echo(f"removed {path}")
+    verb = "up to date" if check_only else "unchanged"
+    click.echo(f"{report.unchanged} artifact(s) {verb}", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@pass_ctx
+def explain(ctx: Context, name: str) -> None:
+    """Say in plain words what intent NAME wants, why, who owns it, and what runs when."""
+    intent, doc, repo = _intent(ctx.root(), name)
+    digest = doc.artifact["digest"] if doc.artifact else None
+    click.echo(explain_mod.explain(intent, repo.project, digest=digest,
+                                   now=datetime.datetime.now(datetime.UTC)), nl=False)
+
+
+def _intent(root: Path, name: str) -> tuple[Intent, DocResult, workspace.Repository]:
+    repo, snap, cache = workspace.load(root)
+    cache.save()
+    intents = repo.intents()
+    doc = intents.get(name)
+    if doc is None:
+        raise NotFound(f"no intent named {name!r}{suggest(name, intents)}")
+    fresh = load_document(doc.path, snap.entries[doc.path], repo.project, expected="Intent",
+                          max_bytes=repo.project.spec.policy.max_file_bytes)
+    if not isinstance(fresh.model, Intent) or not fresh.ok:
+        raise InvalidDocuments(fresh.diagnostics)
+    return fresh.model, fresh, repo
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--input", "inputs", multiple=True, metavar="K=V", help="An input value; repeatable.")
+@click.option("--reason", required=True, help="Why this run is needed (reviewers read it).")
+@click.option("--requested-by", help="Who asks (default: the current user).")
+@click.option("--name", "request_name", help="Name of the request document (default: generated).")
+@pass_ctx
+def request(ctx: Context, name: str, inputs: tuple[str, ...], reason: str,
+            requested_by: str | None, request_name: str | None) -> None:
+    """Write a Request to run intent NAME's artifact, pinned to its current digest."""
+    root = ctx.root()
+    intent, fresh, _ = _intent(root, name)
+    if fresh.artifact is None:
+        raise UserError(
+            f"intent {name!r} has no artifact: only accepted or active intents with automation compile"
+        )
+    assert intent.spec.automation is not None
+    if not intent.spec.automation.on.request:
+        raise UserError(f"intent {name!r} does not accept requests; set spec.automation.on.request: true")
+    digest = fresh.artifact["digest"]
+    artifact_file = root / workspace.artifact_path(name)
+    if not artifact_file.exists():
+        raise UserError(f"{workspace.artifact_path(name)} does not exist; run `alloy compile` and commit it first")
+    if artifact_file.read_bytes() != pretty_bytes(fresh.artifact):
+        raise UserError(f"{workspace.artifact_path(name)} is out of date; run `alloy compile` first")
+    declared = fresh.facts.get("inputs", {})
+    values = scaffold.parse_inputs(declared, list(inputs))
+    path = scaffold.write_request(
+        root, intent=name, digest=digest, inputs=values, reason=reason,
+        requested_by=requested_by or getpass.getuser(), name=request_name,
+    )
+    click.echo(f"created {path} (pinned to {name}@{digest})")
+
+
+@cli.command()
+@click.argument("kind", required=False)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write every kind's schema as KIND.schema.json into this directory.")
+def schema(kind: str | None, out: Path | None) -> None:
+    """Print the JSON Schema of KIND, or write all of them with --out."""
+    if out is not None:
+        for path in write_schemas(out):
+            click.echo(f"wrote {path}")
+        return
+    if kind is None:
+        raise click.UsageError(f"name a kind ({', '.join(KINDS)}) or pass --out DIR")
+    match = {k.lower(): k for k in KINDS}.get(kind.lower())
+    if match is None:
+        raise click.UsageError(f"unknown kind {kind!r}{suggest(kind, KINDS)}")
+    click.echo(json.dumps(schema_of(match), indent=2, sort_keys=True))

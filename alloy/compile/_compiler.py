@@ -1,0 +1,167 @@
+"""The compiler: an accepted or active intent -> its Artifact (normalized, defaults applied)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alloy._version import API_VERSION, COMPILER
+from alloy.compile._canonical import canonical_bytes, document_digest, sha256_digest
+from alloy.model import COMPILED_STATES, Gate, Intent, Project, duration_seconds
+from alloy.model.intent import Block
+
+
+def compiles(intent: Intent) -> bool:
+    """Only accepted and active intents with automation become artifacts."""
+    return intent.spec.state in COMPILED_STATES and intent.spec.automation is not None
+
+
+def source_digest(intent: Intent) -> str:
+    """Digest of the intent's meaning (comments, order and formatting do not count)."""
+    return sha256_digest(canonical_bytes(intent.model_dump(mode="json", by_alias=True)))
+
+
+def _rate(text: str | None) -> dict[str, int] | None:
+    if text is None:
+        return None
+    count, _, period = text.split(" ")
+    return {"count": int(count), "periodSeconds": duration_seconds(period)}
+
+
+def _gate(gate: Gate) -> dict[str, Any]:
+    if gate.approval is not None:
+        a = gate.approval
+        out: dict[str, Any] = {
+            "kind": "approval",
+            "from": sorted(set(a.from_)),
+            "quorum": a.quorum,
+            "forbidSelf": a.forbid_self,
+        }
+        if a.expires is not None:
+            out["expiresSeconds"] = duration_seconds(a.expires)
+        return out
+    if gate.check is not None:
+        out = {"kind": "check", "names": sorted(set(gate.check.names))}
+        if gate.check.timeout is not None:
+            out["timeoutSeconds"] = duration_seconds(gate.check.timeout)
+        return out
+    if gate.window is not None:
+        return {"kind": "window", "cron": " ".join(gate.window.cron.split()), "timezone": gate.window.timezone}
+    if gate.after is not None:
+        out = {"kind": "after", "intent": gate.after.intent}
+        if gate.after.within is not None:
+            out["withinSeconds"] = duration_seconds(gate.after.within)
+        return out
+    assert gate.command is not None
+    return {
+        "kind": "command",
+        "run": list(gate.command.run),
+        "timeoutSeconds": duration_seconds(gate.command.timeout),
+    }
+
+
+def _block(block: Block) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": block.id,
+        "needs": sorted(set(block.needs)),
+        "run": list(block.run),
+        "timeoutSeconds": duration_seconds(block.timeout),
+        "retry": {
+            "max": block.retry.max,
+            "backoffSeconds": duration_seconds(block.retry.backoff),
+            "onExitCodes": sorted(set(block.retry.on_exit_codes)),
+        },
+        "effects": block.effects,
+        "gates": [_gate(g) for g in block.gates],
+        "outputs": sorted(set(block.outputs)),
+        "env": dict(block.env),
+        "secrets": sorted(set(block.secrets)),
+    }
+    if block.workdir is not None:
+        out["workdir"] = block.workdir
+    return out
+
+
+def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, Any]:
+    """The artifact document of `intent` (with its digest). The intent must compile."""
+    spec = intent.spec
+    auto = spec.automation
+    assert auto is not None
+    on = auto.on
+    triggers: dict[str, Any] = {"apply": on.apply, "request": on.request}
+    if on.push is not None:
+        triggers["push"] = {"paths": sorted(set(on.push.paths))}
+    if on.schedule is not None:
+        s = on.schedule
+        triggers["schedule"] = {
+            "cron": " ".join(s.cron.split()),
+            "timezone": s.timezone,
+            "catchUpSeconds": duration_seconds(s.catch_up),
+            "overlap": s.overlap,
+        }
+    inputs: dict[str, Any] = {}
+    for name, inp in auto.inputs.items():
+        entry: dict[str, Any] = {"type": inp.type, "required": inp.required}
+        if inp.default is not None:
+            entry["default"] = inp.default
+        inputs[name] = entry
+    artifact_spec: dict[str, Any] = {
+        "intent": {
+            "name": intent.metadata.name,
+            "state": spec.state,
+            "owners": sorted(set(intent.metadata.owners)),
+            "acceptance": [
+                {
+                    "id": ac.id,
+                    "statement": ac.statement,
+                    **(
+                        {"evidence": {"block": ac.evidence.block, "output": ac.evidence.output}}
+                        if ac.evidence
+                        else {}
+                    ),
+                }
+                for ac in sorted(spec.acceptance, key=lambda a: a.id)
+            ],
+        },
+        "triggers": triggers,
+        "inputs": inputs,
+        "blocks": [_block(b) for b in sorted(auto.blocks, key=lambda b: b.id)],
+        "provenance": {
+            "source": source,
+            "sourceDigest": source_digest(intent),
+            "compiler": COMPILER,
+        },
+    }
+    if intent.metadata.title is not None:
+        artifact_spec["intent"]["title"] = intent.metadata.title
+    if auto.lane is not None:
+        lane = auto.lane
+        shared = project.spec.lanes.get(lane.name)
+        if shared is not None:
+            resolved: dict[str, Any] = {
+                "name": lane.name,
+                "limit": shared.limit,
+                "queue": shared.queue,
+                "cancelRunning": shared.cancel_running,
+            }
+            max_queued, rate = shared.max_queued, shared.rate
+        else:
+            resolved = {
+                "name": lane.name,
+                "limit": lane.limit or 1,
+                "queue": lane.queue or "fifo",
+                "cancelRunning": bool(lane.cancel_running),
+            }
+            max_queued, rate = lane.max_queued, lane.rate
+        if max_queued is not None:
+            resolved["maxQueued"] = max_queued
+        if rate is not None:
+            resolved["rate"] = _rate(rate)
+        artifact_spec["lane"] = resolved
+    document: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "Artifact",
+        "metadata": {"name": intent.metadata.name},
+        "spec": artifact_spec,
+    }
+    document["digest"] = document_digest(document)
+    return document

@@ -1,0 +1,63 @@
+"""The Project document (`.alloy/alloy.yaml`): repository-wide settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from alloy.model._common import Metadata, Model, Owner, Slug
+from alloy.model.intent import Effects
+
+
+class TraceSettings(Model):
+    """Where Foundry commits traces."""
+
+    branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]{1,200}$")] = "alloy/traces"
+
+
+class LaneSpec(Model):
+    """A named throttle lane shared by intents."""
+
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1
+    queue: Literal["fifo", "latest", "reject"] = "fifo"
+    max_queued: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    cancel_running: bool = False
+    rate: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5} per [0-9]{1,9}(s|m|h|d)$")] | None = None
+
+
+class Policy(Model):
+    """Rules every intent of the repository must follow."""
+
+    #: Blocks with these effects must have an approval gate.
+    approval_required_for: list[Effects] = Field(default_factory=lambda: ["irreversible"])
+    #: If set, the first element of every `run` must be one of these.
+    allowed_executables: list[Annotated[str, StringConstraints(min_length=1)]] | None = None
+    #: Largest block timeout allowed.
+    max_timeout: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(s|m|h|d)$")] = "1d"
+    #: Largest size of one file under `.alloy/`, in bytes.
+    max_file_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+class ProjectSpec(Model):
+    """The body of the project document."""
+
+    default_branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]{1,200}$")] = "main"
+    owners: list[Owner] = Field(default_factory=list)
+    traces: TraceSettings = Field(default_factory=TraceSettings)
+    lanes: dict[Slug, LaneSpec] = Field(default_factory=dict)
+    policy: Policy = Field(default_factory=Policy)
+
+
+class Project(Model):
+    """kind: Project (`.alloy/alloy.yaml`)."""
+
+    api_version: Literal["alloy.dev/v1"]
+    kind: Literal["Project"]
+    metadata: Metadata
+    spec: ProjectSpec = Field(default_factory=ProjectSpec)
+
+
+DEFAULT_PROJECT = Project.model_validate(
+    {"apiVersion": "alloy.dev/v1", "kind": "Project", "metadata": {"name": "project"}}
+)
