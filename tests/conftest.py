@@ -1,0 +1,155 @@
+"""Shared fixtures: real git repositories written from a dict of files, and the real CLIs run
+as processes. The environment is pinned so git and caches never touch the user's own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT = """\
+apiVersion: alloy.dev/v1
+kind: Project
+metadata:
+  name: test-project
+spec:
+  owners: [alice]
+"""
+
+
+def intent_yaml(
+    name: str,
+    *,
+    state: str = "active",
+    blocks: str | None = None,
+    extra_spec: str = "",
+    on: str = "{apply: true, request: true}",
+) -> str:
+    """A valid intent document; `blocks` is YAML indented for `automation.blocks`."""
+    blocks = blocks if blocks is not None else (
+        "      - id: build\n"
+        "        run: [python, -c, 'print(1)']\n"
+        "        effects: none\n"
+        "        outputs: [out.txt]\n"
+    )
+    return (
+        "apiVersion: alloy.dev/v1\n"
+        "kind: Intent\n"
+        "metadata:\n"
+        f"  name: {name}\n"
+        "  owners: [alice]\n"
+        "spec:\n"
+        f"  state: {state}\n"
+        "  goal: Something stays true.\n"
+        f"{extra_spec}"
+        "  automation:\n"
+        f"    on: {on}\n"
+        "    blocks:\n"
+        f"{blocks}"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Committer")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "committer@example.com")
+    monkeypatch.setenv("GIT_ALLOW_PROTOCOL", "file")
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@dataclass
+class GitRepo:
+    """A real git repository in a temporary directory."""
+
+    path: Path
+
+    def write(self, files: Mapping[str, str | bytes]) -> None:
+        for rel, content in files.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8")
+
+    def commit(self, message: str = "change") -> str:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.path, "rev-parse", "HEAD").strip()
+
+    def tree(self, under: str = ".alloy") -> dict[str, bytes]:
+        """Every file under `under`, as bytes (to assert that nothing changed)."""
+        base = self.path / under
+        if not base.exists():
+            return {}
+        return {
+            str(p.relative_to(self.path)): p.read_bytes()
+            for p in sorted(base.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> GitRepo:
+    """An initialized git repository with a valid `.alloy/alloy.yaml`, committed."""
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    r = GitRepo(path)
+    r.write({".alloy/alloy.yaml": PROJECT, ".alloy/intents/.gitkeep": ""})
+    r.commit("init")
+    return r
+
+
+@dataclass
+class Result:
+    """A finished CLI process."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(prog: str, *args: str, cwd: Path, stdin: str | None = None,
+            env: Mapping[str, str] | None = None) -> Result:
+    """Run `alloy` or `foundry` as a real process (the installed package, same interpreter)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", prog, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def alloy(repo: GitRepo) -> Iterator[object]:
+    """`alloy(*args)` runs the CLI in the test repository."""
+
+    def call(*args: str, stdin: str | None = None, cwd: Path | None = None) -> Result:
+        return run_cli("alloy", *args, cwd=cwd or repo.path, stdin=stdin)
+
+    yield call
