@@ -7,7 +7,14 @@ The core never imports Foundry, controllers, git, forge, watcher or CLI librarie
 from alloy._version import API_VERSION, COMPILER, __version__
 from alloy.compile import canonical_bytes, compile_intent, document_digest
 from alloy.diagnostics import Diagnostic
-from alloy.errors import AlloyError, InternalError, InvalidDocuments, NotFound, StaleArtifacts, UserError
+from alloy.errors import (
+    AlloyError,
+    InternalError,
+    InvalidDocuments,
+    NotFound,
+    StaleArtifacts,
+    UserError,
+)
 from alloy.load import Entry, Repository, load_repository
 from alloy.workspace import check, compile_repository, find_root
 

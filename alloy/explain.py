@@ -73,18 +73,19 @@ def _block(n: int, block: Block) -> list[str]:
     if block.secrets:
         details.append(f"receives secrets {', '.join(block.secrets)}")
     lines.append(f"     {'; '.join(details)}")
-    for gate in block.gates:
-        lines.append(f"     waits for {_gate(gate)}")
+    lines.extend(f"     waits for {_gate(gate)}" for gate in block.gates)
     return lines
 
 
-def explain(
-    intent: Intent, project: Project, *, digest: str | None, now: datetime
-) -> str:
+def explain(intent: Intent, project: Project, *, digest: str | None, now: datetime) -> str:
     """The intent in plain words. `digest` is its artifact's, if it compiles."""
     meta, spec = intent.metadata, intent.spec
     out = [f"{meta.name}" + (f" — {meta.title}" if meta.title else "")]
-    compiled = f"; artifact {digest}" if digest else "; not compiled (only accepted and active intents with automation are)"
+    compiled = (
+        f"; artifact {digest}"
+        if digest
+        else "; not compiled (only accepted and active intents with automation are)"
+    )
     out.append(f"State: {spec.state}{compiled}")
     owners = meta.owners or project.spec.owners
     out.append(f"Owners: {', '.join(owners) if owners else 'nobody (add metadata.owners)'}")
@@ -94,7 +95,11 @@ def explain(
     if not spec.acceptance:
         out.append("  (no acceptance criteria)")
     for ac in spec.acceptance:
-        ev = f" — evidence: {ac.evidence.output} from block {ac.evidence.block}" if ac.evidence else ""
+        ev = (
+            f" — evidence: {ac.evidence.output} from block {ac.evidence.block}"
+            if ac.evidence
+            else ""
+        )
         out.append(f"  {ac.id}: {ac.statement}{ev}")
     rel = spec.relations
     if rel.depends_on or rel.supersedes:
@@ -111,7 +116,9 @@ def explain(
     on = auto.on
     triggers = []
     if on.apply:
-        triggers.append("once for each new version of its artifact that lands on the default branch")
+        triggers.append(
+            "once for each new version of its artifact that lands on the default branch"
+        )
     if on.push:
         triggers.append(
             f"for new commits on {project.spec.default_branch} touching {', '.join(on.push.paths)}"
@@ -119,9 +126,16 @@ def explain(
     if on.schedule:
         s = on.schedule
         text = f"on schedule '{s.cron}' ({s.timezone}), next {', '.join(next_slots(s.cron, s.timezone, now))}"
-        text += f"; missed slots caught up within {_human(s.catch_up)}" if duration_seconds(s.catch_up) else "; missed slots are not caught up"
-        text += {"skip": "; a slot is skipped while the previous run is still going",
-                 "queue": "; a slot waits for the previous run", "allow": "; runs may overlap"}[s.overlap]
+        text += (
+            f"; missed slots caught up within {_human(s.catch_up)}"
+            if duration_seconds(s.catch_up)
+            else "; missed slots are not caught up"
+        )
+        text += {
+            "skip": "; a slot is skipped while the previous run is still going",
+            "queue": "; a slot waits for the previous run",
+            "allow": "; runs may overlap",
+        }[s.overlap]
         triggers.append(text)
     if on.request:
         triggers.append("when a reviewed Request document asks for it")
@@ -130,7 +144,11 @@ def explain(
     if auto.inputs:
         parts = []
         for name, inp in auto.inputs.items():
-            extra = f", default {inp.default!r}" if inp.default is not None else (", required" if inp.required else "")
+            extra = (
+                f", default {inp.default!r}"
+                if inp.default is not None
+                else (", required" if inp.required else "")
+            )
             parts.append(f"{name} ({inp.type}{extra}) as ALLOY_INPUT_{name.upper()}")
         out.append(f"  Inputs: {'; '.join(parts)}")
     if auto.lane is not None:

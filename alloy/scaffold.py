@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,6 @@ from alloy.errors import NotFound, UserError
 from alloy.load import PROJECT_PATH
 from alloy.model import Intent, Request
 from alloy.model._common import SLUG_PATTERN
-
-
 
 _SLUG = re.compile(SLUG_PATTERN)
 
@@ -40,7 +38,11 @@ def init(root: Path, *, name: str, owners: list[str], default_branch: str = "mai
         "apiVersion": "alloy.dev/v1",
         "kind": "Project",
         "metadata": {"name": name},
-        "spec": {"defaultBranch": default_branch, "owners": owners, "traces": {"branch": "alloy/traces"}},
+        "spec": {
+            "defaultBranch": default_branch,
+            "owners": owners,
+            "traces": {"branch": "alloy/traces"},
+        },
     }
     created = []
     for sub in ("intents", "requests", "approvals", "artifacts"):
@@ -121,7 +123,9 @@ def parse_inputs(declared: dict[str, Any], pairs: list[str]) -> dict[str, str | 
         spec = declared.get(key)
         if spec is None:
             hint = suggest(key, declared) or (
-                f"; declared inputs: {', '.join(sorted(declared))}" if declared else "; it declares no inputs"
+                f"; declared inputs: {', '.join(sorted(declared))}"
+                if declared
+                else "; it declares no inputs"
             )
             raise UserError(f"--input {key}: unknown input{hint}")
         kind = spec["type"]

@@ -23,7 +23,9 @@ def schema_of(kind: str) -> dict[str, Any]:
 def schema_files() -> dict[str, bytes]:
     """File name -> bytes, deterministic (sorted keys, trailing newline)."""
     return {
-        f"{kind.lower()}.schema.json": (json.dumps(schema_of(kind), indent=2, sort_keys=True) + "\n").encode()
+        f"{kind.lower()}.schema.json": (
+            json.dumps(schema_of(kind), indent=2, sort_keys=True) + "\n"
+        ).encode()
         for kind in KINDS
     }
 

@@ -91,7 +91,11 @@ def read_snapshot(root: Path) -> Snapshot:
             if item.is_dir():
                 stack.append((Path(item.path), rel))
                 continue
-            if rel.startswith(ARTIFACTS_DIR + "/") and rel.endswith(".json") and rel.count("/") == 2:
+            if (
+                rel.startswith(ARTIFACTS_DIR + "/")
+                and rel.endswith(".json")
+                and rel.count("/") == 2
+            ):
                 try:
                     snap.artifacts[rel] = os.stat(item.path)
                 except OSError as exc:
@@ -108,7 +112,9 @@ def _read_entry(path: str) -> Entry:
             if not stat.S_ISREG(info.st_mode):
                 return Entry(refusal="not a regular file; refused")
             if info.st_size > READ_CAP:
-                return Entry(refusal=f"file is {info.st_size} bytes, far over the size limit; refused")
+                return Entry(
+                    refusal=f"file is {info.st_size} bytes, far over the size limit; refused"
+                )
             return Entry(data=fh.read(READ_CAP + 1))
     except OSError as exc:
         return Entry(refusal=f"cannot be read: {exc.strerror}")
@@ -251,7 +257,10 @@ def _expected_artifact(root: Path, doc: DocResult, repo: Repository) -> bytes:
     if doc.artifact is None:  # came from the cache: compile it again
         entry = _read_entry(str(root / doc.path))
         fresh = load_document(
-            doc.path, entry, repo.project, expected="Intent",
+            doc.path,
+            entry,
+            repo.project,
+            expected="Intent",
             max_bytes=repo.project.spec.policy.max_file_bytes,
         )
         if fresh.artifact is None:  # the file changed under us
@@ -273,7 +282,9 @@ def describe_stale(data: bytes) -> str:
     return "is out of date with its intent"
 
 
-def compile_repository(root: Path, *, check_only: bool = False, use_cache: bool = True) -> CompileReport:
+def compile_repository(
+    root: Path, *, check_only: bool = False, use_cache: bool = True
+) -> CompileReport:
     """Write `.alloy/artifacts/` from the intents; with `check_only`, write nothing and raise
     `StaleArtifacts` naming every stale, missing or extra artifact."""
     repo, snap, cache = load(root, use_cache=use_cache)
@@ -310,11 +321,11 @@ def compile_repository(root: Path, *, check_only: bool = False, use_cache: bool 
     extra = sorted(set(snap.artifacts) - set(expected))
     for path in extra:
         name = path.rsplit("/", 1)[-1][: -len(".json")]
-        doc = repo.intents().get(name)
+        owner = repo.intents().get(name)
         why = (
             "its intent no longer exists"
-            if doc is None
-            else f"its intent is {doc.facts.get('state', 'not compiled')} or has no automation"
+            if owner is None
+            else f"its intent is {owner.facts.get('state', 'not compiled')} or has no automation"
         )
         problems.append(f"{path}: extra; {why}")
     if check_only:
@@ -341,5 +352,3 @@ def compile_repository(root: Path, *, check_only: bool = False, use_cache: bool 
             del cache.artifacts[path]
     cache.save()
     return report
-
-

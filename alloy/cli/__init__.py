@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NoReturn
 
+from alloy.cli import _demo  # noqa: F401 - registers `alloy demo`
 from alloy.cli._boundary import run
 from alloy.cli._commands import cli
-from alloy.cli import _demo  # noqa: F401 - registers `alloy demo`
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

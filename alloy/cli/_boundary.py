@@ -28,8 +28,12 @@ def crash_log(prog: str, exc: BaseException) -> str:
     return path
 
 
-def run(command: click.Command, prog: str, argv: Sequence[str] | None = None,
-        extra_user_errors: tuple[type[BaseException], ...] = ()) -> NoReturn:
+def run(
+    command: click.Command,
+    prog: str,
+    argv: Sequence[str] | None = None,
+    extra_user_errors: tuple[type[BaseException], ...] = (),
+) -> NoReturn:
     """Run a click command inside the boundary and exit with the documented code."""
     try:
         code = command.main(args=argv, prog_name=prog, standalone_mode=False)
@@ -40,7 +44,8 @@ def run(command: click.Command, prog: str, argv: Sequence[str] | None = None,
         exc.show()
         sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_USER)
     except click.Abort as exc:
-        if isinstance(exc.__cause__, EOFError):
+        # click raises Abort `from None` on end of input, so the EOFError is only the context.
+        if isinstance(exc.__cause__ or exc.__context__, EOFError):
             click.echo(f"{prog}: no input; pass the values as options (see --help)", err=True)
             sys.exit(EXIT_USAGE)
         click.echo(f"{prog}: interrupted", err=True)
@@ -65,7 +70,7 @@ def run(command: click.Command, prog: str, argv: Sequence[str] | None = None,
         sys.exit(EXIT_USER)
     except BrokenPipeError:
         sys.exit(EXIT_OK)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the boundary: every bug becomes exit 3 + crash log
         path = crash_log(prog, exc)
         click.echo(
             f"{prog}: internal error ({type(exc).__name__}: {exc}). This is a bug; "

@@ -16,7 +16,7 @@ from alloy._version import __version__
 from alloy.compile import pretty_bytes
 from alloy.diagnostics import render
 from alloy.errors import InvalidDocuments, NotFound, UserError
-from alloy.load import DocResult, load_document
+from alloy.load import DocResult, Repository, load_document
 from alloy.load._errors import suggest
 from alloy.model import KINDS, Intent
 from alloy.schema import schema_of, write_schemas
@@ -42,7 +42,9 @@ pass_ctx = click.make_pass_decorator(Context)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "-C", "--repo", type=click.Path(file_okay=False, path_type=Path),
+    "-C",
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
     help="Repository to work on (default: the nearest directory at or above the current one "
     "that holds .alloy/).",
 )
@@ -69,7 +71,9 @@ def _slug(text: str) -> str:
 def init(ctx: Context, name: str | None, owners: tuple[str, ...], default_branch: str) -> None:
     """Create .alloy/alloy.yaml and the document directories."""
     root = ctx.cwd()
-    for path in scaffold.init(root, name=name or _slug(root.name), owners=list(owners), default_branch=default_branch):
+    for path in scaffold.init(
+        root, name=name or _slug(root.name), owners=list(owners), default_branch=default_branch
+    ):
         click.echo(f"created {path}")
     click.echo("next: alloy new intent NAME")
 
@@ -82,7 +86,7 @@ def new() -> None:
 def _ask(value: str | None, prompt: str, no_input: bool, required: bool) -> str | None:
     if value is not None or no_input:
         if required and not value:
-            raise click.UsageError(f"--{prompt.split()[0].lower()} is required with --no-input")
+            raise click.UsageError(f"--{prompt.split(maxsplit=1)[0].lower()} is required with --no-input")
         return value
     answer: str = click.prompt(prompt, default="" if not required else None, show_default=False)
     return answer.strip() or None
@@ -94,12 +98,20 @@ def _ask(value: str | None, prompt: str, no_input: bool, required: bool) -> str 
 @click.option("--goal", help="What should be true, in a sentence or two.")
 @click.option("--rationale", help="Why it matters.")
 @click.option("--owner", "owners", multiple=True, help="An owner (user or team:slug); repeatable.")
-@click.option("--acceptance", "acceptance", multiple=True, help="An acceptance criterion; repeatable.")
+@click.option(
+    "--acceptance", "acceptance", multiple=True, help="An acceptance criterion; repeatable."
+)
 @click.option("--no-input", is_flag=True, help="Never ask; fail if --goal is missing.")
 @pass_ctx
 def new_intent(
-    ctx: Context, name: str, title: str | None, goal: str | None, rationale: str | None,
-    owners: tuple[str, ...], acceptance: tuple[str, ...], no_input: bool,
+    ctx: Context,
+    name: str,
+    title: str | None,
+    goal: str | None,
+    rationale: str | None,
+    owners: tuple[str, ...],
+    acceptance: tuple[str, ...],
+    no_input: bool,
 ) -> None:
     """Write .alloy/intents/NAME.yaml (state: proposed), asking for what is not given."""
     root = ctx.root()
@@ -114,14 +126,21 @@ def new_intent(
     criteria = list(acceptance)
     if not criteria and not no_input:
         while True:
-            answer = _ask(None, f"Acceptance criterion {len(criteria) + 1} (empty to finish)", no_input, False)
+            answer = _ask(
+                None, f"Acceptance criterion {len(criteria) + 1} (empty to finish)", no_input, False
+            )
             if not answer:
                 break
             criteria.append(answer)
     try:
         path = scaffold.new_intent(
-            root, name, title=title, goal=goal or "", rationale=rationale,
-            owners=owner_list, acceptance=criteria,
+            root,
+            name,
+            title=title,
+            goal=goal or "",
+            rationale=rationale,
+            owners=owner_list,
+            acceptance=criteria,
         )
     except ValueError as exc:  # pydantic's ValidationError: an owner or text is malformed
         raise UserError(_first_error(exc)) from None
@@ -157,19 +176,28 @@ def check(ctx: Context, fmt: str, no_cache: bool) -> None:
     if fmt == "text":
         docs = len(repo.docs) + 1
         warnings = len(repo.diagnostics)
-        click.echo(f"ok: {docs} document(s) valid" + (f", {warnings} warning(s)" if warnings else ""), err=True)
+        click.echo(
+            f"ok: {docs} document(s) valid" + (f", {warnings} warning(s)" if warnings else ""),
+            err=True,
+        )
 
 
 @cli.command("compile")
-@click.option("--check", "check_only", is_flag=True,
-              help="Write nothing; exit 1 naming every stale, missing or extra artifact.")
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Write nothing; exit 1 naming every stale, missing or extra artifact.",
+)
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--no-cache", is_flag=True, help="Parse every document again.")
 @pass_ctx
 def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
     """Compile accepted and active intents into .alloy/artifacts/."""
     try:
-        report = workspace.compile_repository(ctx.root(), check_only=check_only, use_cache=not no_cache)
+        report = workspace.compile_repository(
+            ctx.root(), check_only=check_only, use_cache=not no_cache
+        )
     except InvalidDocuments as exc:
         _report(exc.diagnostics, fmt)
         click.echo("alloy: nothing written; fix the errors above", err=True)
@@ -178,10 +206,16 @@ def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
     if report.repository.diagnostics and fmt != "json":
         _report(report.repository.diagnostics, fmt)
     if fmt == "json":
-        click.echo(json.dumps(
-            {"written": report.written, "removed": report.removed, "unchanged": report.unchanged},
-            indent=2,
-        ))
+        click.echo(
+            json.dumps(
+                {
+                    "written": report.written,
+                    "removed": report.removed,
+                    "unchanged": report.unchanged,
+                },
+                indent=2,
+            )
+        )
         return
     for path in report.written:
         click.echo(f"wrote {path}")
@@ -198,19 +232,28 @@ def explain(ctx: Context, name: str) -> None:
     """Say in plain words what intent NAME wants, why, who owns it, and what runs when."""
     intent, doc, repo = _intent(ctx.root(), name)
     digest = doc.artifact["digest"] if doc.artifact else None
-    click.echo(explain_mod.explain(intent, repo.project, digest=digest,
-                                   now=datetime.datetime.now(datetime.UTC)), nl=False)
+    click.echo(
+        explain_mod.explain(
+            intent, repo.project, digest=digest, now=datetime.datetime.now(datetime.UTC)
+        ),
+        nl=False,
+    )
 
 
-def _intent(root: Path, name: str) -> tuple[Intent, DocResult, workspace.Repository]:
+def _intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
     repo, snap, cache = workspace.load(root)
     cache.save()
     intents = repo.intents()
     doc = intents.get(name)
     if doc is None:
         raise NotFound(f"no intent named {name!r}{suggest(name, intents)}")
-    fresh = load_document(doc.path, snap.entries[doc.path], repo.project, expected="Intent",
-                          max_bytes=repo.project.spec.policy.max_file_bytes)
+    fresh = load_document(
+        doc.path,
+        snap.entries[doc.path],
+        repo.project,
+        expected="Intent",
+        max_bytes=repo.project.spec.policy.max_file_bytes,
+    )
     if not isinstance(fresh.model, Intent) or not fresh.ok:
         raise InvalidDocuments(fresh.diagnostics)
     return fresh.model, fresh, repo
@@ -223,8 +266,14 @@ def _intent(root: Path, name: str) -> tuple[Intent, DocResult, workspace.Reposit
 @click.option("--requested-by", help="Who asks (default: the current user).")
 @click.option("--name", "request_name", help="Name of the request document (default: generated).")
 @pass_ctx
-def request(ctx: Context, name: str, inputs: tuple[str, ...], reason: str,
-            requested_by: str | None, request_name: str | None) -> None:
+def request(
+    ctx: Context,
+    name: str,
+    inputs: tuple[str, ...],
+    reason: str,
+    requested_by: str | None,
+    request_name: str | None,
+) -> None:
     """Write a Request to run intent NAME's artifact, pinned to its current digest."""
     root = ctx.root()
     intent, fresh, _ = _intent(root, name)
@@ -234,26 +283,40 @@ def request(ctx: Context, name: str, inputs: tuple[str, ...], reason: str,
         )
     assert intent.spec.automation is not None
     if not intent.spec.automation.on.request:
-        raise UserError(f"intent {name!r} does not accept requests; set spec.automation.on.request: true")
+        raise UserError(
+            f"intent {name!r} does not accept requests; set spec.automation.on.request: true"
+        )
     digest = fresh.artifact["digest"]
     artifact_file = root / workspace.artifact_path(name)
     if not artifact_file.exists():
-        raise UserError(f"{workspace.artifact_path(name)} does not exist; run `alloy compile` and commit it first")
+        raise UserError(
+            f"{workspace.artifact_path(name)} does not exist; run `alloy compile` and commit it first"
+        )
     if artifact_file.read_bytes() != pretty_bytes(fresh.artifact):
-        raise UserError(f"{workspace.artifact_path(name)} is out of date; run `alloy compile` first")
+        raise UserError(
+            f"{workspace.artifact_path(name)} is out of date; run `alloy compile` first"
+        )
     declared = fresh.facts.get("inputs", {})
     values = scaffold.parse_inputs(declared, list(inputs))
     path = scaffold.write_request(
-        root, intent=name, digest=digest, inputs=values, reason=reason,
-        requested_by=requested_by or getpass.getuser(), name=request_name,
+        root,
+        intent=name,
+        digest=digest,
+        inputs=values,
+        reason=reason,
+        requested_by=requested_by or getpass.getuser(),
+        name=request_name,
     )
     click.echo(f"created {path} (pinned to {name}@{digest})")
 
 
 @cli.command()
 @click.argument("kind", required=False)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Write every kind's schema as KIND.schema.json into this directory.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write every kind's schema as KIND.schema.json into this directory.",
+)
 def schema(kind: str | None, out: Path | None) -> None:
     """Print the JSON Schema of KIND, or write all of them with --out."""
     if out is not None:

@@ -113,11 +113,24 @@ def demo(directory: Path) -> None:
     click.echo(f"(committed as {sha[:12]})")
     click.echo("\n$ alloy explain weekly-report")
     doc = repo.intents()["weekly-report"]
-    fresh = load_document(doc.path, workspace.read_snapshot(root).entries[doc.path], repo.project,
-                          expected="Intent", max_bytes=repo.project.spec.policy.max_file_bytes)
-    assert isinstance(fresh.model, Intent) and fresh.artifact is not None
-    click.echo(explain_mod.explain(fresh.model, repo.project, digest=fresh.artifact["digest"],
-                                   now=datetime.datetime.now(datetime.UTC)), nl=False)
+    fresh = load_document(
+        doc.path,
+        workspace.read_snapshot(root).entries[doc.path],
+        repo.project,
+        expected="Intent",
+        max_bytes=repo.project.spec.policy.max_file_bytes,
+    )
+    assert isinstance(fresh.model, Intent)
+    assert fresh.artifact is not None
+    click.echo(
+        explain_mod.explain(
+            fresh.model,
+            repo.project,
+            digest=fresh.artifact["digest"],
+            now=datetime.datetime.now(datetime.UTC),
+        ),
+        nl=False,
+    )
     click.echo("\n$ alloy compile --check")
     workspace.compile_repository(root, check_only=True)
     click.echo("artifacts are up to date with their intents")

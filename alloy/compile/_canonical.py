@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 
-class FloatInBoundary(ValueError):  # noqa: N818 - reads as the condition it reports
+class FloatInBoundary(ValueError):
     """Canonical JSON refuses floats (their text form is not portable)."""
 
 

@@ -15,9 +15,47 @@ def compiles(intent: Intent) -> bool:
     return intent.spec.state in COMPILED_STATES and intent.spec.automation is not None
 
 
+def normalized_intent(intent: Intent) -> dict[str, Any]:
+    """The intent's meaning as data: durations in seconds, sets sorted, blocks and acceptance
+    criteria ordered by id, defaults applied. Two spellings of one meaning give equal data."""
+    meta, spec = intent.metadata, intent.spec
+    out: dict[str, Any] = {
+        "metadata": {
+            "name": meta.name,
+            "owners": sorted(set(meta.owners)),
+            "labels": dict(meta.labels),
+            "annotations": dict(meta.annotations),
+        },
+        "spec": {
+            "state": spec.state,
+            "goal": spec.goal,
+            "acceptance": _acceptance(intent),
+            "relations": {
+                "dependsOn": sorted(set(spec.relations.depends_on)),
+                "supersedes": sorted(set(spec.relations.supersedes)),
+            },
+        },
+    }
+    if meta.title is not None:
+        out["metadata"]["title"] = meta.title
+    if spec.rationale is not None:
+        out["spec"]["rationale"] = spec.rationale
+    auto = spec.automation
+    if auto is not None:
+        automation: dict[str, Any] = {
+            "triggers": _triggers(intent),
+            "inputs": _inputs(intent),
+            "blocks": [_block(b) for b in sorted(auto.blocks, key=lambda b: b.id)],
+        }
+        if auto.lane is not None:
+            automation["lane"] = auto.lane.model_dump(mode="json", by_alias=True, exclude_none=True)
+        out["spec"]["automation"] = automation
+    return out
+
+
 def source_digest(intent: Intent) -> str:
     """Digest of the intent's meaning (comments, order and formatting do not count)."""
-    return sha256_digest(canonical_bytes(intent.model_dump(mode="json", by_alias=True)))
+    return sha256_digest(canonical_bytes(normalized_intent(intent)))
 
 
 def _rate(text: str | None) -> dict[str, int] | None:
@@ -45,7 +83,11 @@ def _gate(gate: Gate) -> dict[str, Any]:
             out["timeoutSeconds"] = duration_seconds(gate.check.timeout)
         return out
     if gate.window is not None:
-        return {"kind": "window", "cron": " ".join(gate.window.cron.split()), "timezone": gate.window.timezone}
+        return {
+            "kind": "window",
+            "cron": " ".join(gate.window.cron.split()),
+            "timezone": gate.window.timezone,
+        }
     if gate.after is not None:
         out = {"kind": "after", "intent": gate.after.intent}
         if gate.after.within is not None:
@@ -81,12 +123,24 @@ def _block(block: Block) -> dict[str, Any]:
     return out
 
 
-def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, Any]:
-    """The artifact document of `intent` (with its digest). The intent must compile."""
-    spec = intent.spec
-    auto = spec.automation
-    assert auto is not None
-    on = auto.on
+def _acceptance(intent: Intent) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": ac.id,
+            "statement": ac.statement,
+            **(
+                {"evidence": {"block": ac.evidence.block, "output": ac.evidence.output}}
+                if ac.evidence
+                else {}
+            ),
+        }
+        for ac in sorted(intent.spec.acceptance, key=lambda a: a.id)
+    ]
+
+
+def _triggers(intent: Intent) -> dict[str, Any]:
+    assert intent.spec.automation is not None
+    on = intent.spec.automation.on
     triggers: dict[str, Any] = {"apply": on.apply, "request": on.request}
     if on.push is not None:
         triggers["push"] = {"paths": sorted(set(on.push.paths))}
@@ -98,65 +152,75 @@ def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, A
             "catchUpSeconds": duration_seconds(s.catch_up),
             "overlap": s.overlap,
         }
+    return triggers
+
+
+def _inputs(intent: Intent) -> dict[str, Any]:
+    assert intent.spec.automation is not None
     inputs: dict[str, Any] = {}
-    for name, inp in auto.inputs.items():
+    for name, inp in intent.spec.automation.inputs.items():
         entry: dict[str, Any] = {"type": inp.type, "required": inp.required}
         if inp.default is not None:
             entry["default"] = inp.default
         inputs[name] = entry
+    return inputs
+
+
+def _lane(intent: Intent, project: Project) -> dict[str, Any] | None:
+    assert intent.spec.automation is not None
+    lane = intent.spec.automation.lane
+    if lane is None:
+        return None
+    shared = project.spec.lanes.get(lane.name)
+    if shared is not None:
+        resolved: dict[str, Any] = {
+            "name": lane.name,
+            "limit": shared.limit,
+            "queue": shared.queue,
+            "cancelRunning": shared.cancel_running,
+        }
+        max_queued, rate = shared.max_queued, shared.rate
+    else:
+        resolved = {
+            "name": lane.name,
+            "limit": lane.limit or 1,
+            "queue": lane.queue or "fifo",
+            "cancelRunning": bool(lane.cancel_running),
+        }
+        max_queued, rate = lane.max_queued, lane.rate
+    if max_queued is not None:
+        resolved["maxQueued"] = max_queued
+    if rate is not None:
+        resolved["rate"] = _rate(rate)
+    return resolved
+
+
+def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, Any]:
+    """The artifact document of `intent` (with its digest). The intent must compile."""
+    normalized = normalized_intent(intent)
+    automation = normalized["spec"]["automation"]
+    intent_part: dict[str, Any] = {
+        "name": intent.metadata.name,
+        "state": intent.spec.state,
+        "owners": normalized["metadata"]["owners"],
+        "acceptance": normalized["spec"]["acceptance"],
+    }
+    if intent.metadata.title is not None:
+        intent_part["title"] = intent.metadata.title
     artifact_spec: dict[str, Any] = {
-        "intent": {
-            "name": intent.metadata.name,
-            "state": spec.state,
-            "owners": sorted(set(intent.metadata.owners)),
-            "acceptance": [
-                {
-                    "id": ac.id,
-                    "statement": ac.statement,
-                    **(
-                        {"evidence": {"block": ac.evidence.block, "output": ac.evidence.output}}
-                        if ac.evidence
-                        else {}
-                    ),
-                }
-                for ac in sorted(spec.acceptance, key=lambda a: a.id)
-            ],
-        },
-        "triggers": triggers,
-        "inputs": inputs,
-        "blocks": [_block(b) for b in sorted(auto.blocks, key=lambda b: b.id)],
+        "intent": intent_part,
+        "triggers": automation["triggers"],
+        "inputs": automation["inputs"],
+        "blocks": automation["blocks"],
         "provenance": {
             "source": source,
-            "sourceDigest": source_digest(intent),
+            "sourceDigest": sha256_digest(canonical_bytes(normalized)),
             "compiler": COMPILER,
         },
     }
-    if intent.metadata.title is not None:
-        artifact_spec["intent"]["title"] = intent.metadata.title
-    if auto.lane is not None:
-        lane = auto.lane
-        shared = project.spec.lanes.get(lane.name)
-        if shared is not None:
-            resolved: dict[str, Any] = {
-                "name": lane.name,
-                "limit": shared.limit,
-                "queue": shared.queue,
-                "cancelRunning": shared.cancel_running,
-            }
-            max_queued, rate = shared.max_queued, shared.rate
-        else:
-            resolved = {
-                "name": lane.name,
-                "limit": lane.limit or 1,
-                "queue": lane.queue or "fifo",
-                "cancelRunning": bool(lane.cancel_running),
-            }
-            max_queued, rate = lane.max_queued, lane.rate
-        if max_queued is not None:
-            resolved["maxQueued"] = max_queued
-        if rate is not None:
-            resolved["rate"] = _rate(rate)
-        artifact_spec["lane"] = resolved
+    lane = _lane(intent, project)
+    if lane is not None:
+        artifact_spec["lane"] = lane
     document: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "Artifact",

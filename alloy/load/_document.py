@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from alloy.compile import compile_intent, compiles
 from alloy.diagnostics import Diagnostic
-from alloy.load._errors import from_validation_error, loc_text, suggest
+from alloy.load._errors import Loc, from_validation_error, loc_text, suggest
 from alloy.load._semantic import check_intent
 from alloy.load._yaml import Parsed, YamlProblem, locate, parse, value_mark
 from alloy.model import KINDS, Intent, Project, Request
@@ -71,7 +71,9 @@ class DocResult:
             path=path,
             kind=raw["kind"],
             name=raw["name"],
-            diagnostics=[Diagnostic(path, d[0], d[1], d[2], d[3], d[4]) for d in raw["diagnostics"]],
+            diagnostics=[
+                Diagnostic(path, d[0], d[1], d[2], d[3], d[4]) for d in raw["diagnostics"]
+            ],
             refs=[Ref(*r) for r in raw["refs"]],
             facts=raw["facts"],
         )
@@ -88,7 +90,9 @@ def decode(path: str, data: bytes) -> tuple[str | None, Diagnostic | None]:
         line = data.count(b"\n", 0, start) + 1
         col = start - (data.rfind(b"\n", 0, start) + 1) + 1
         return None, Diagnostic(
-            path, line, col,
+            path,
+            line,
+            col,
             f"not UTF-8 text (byte 0x{data[start]:02x}); save the file as UTF-8",
         )
     if "\x00" in text:
@@ -104,7 +108,9 @@ def parse_entry(path: str, entry: Entry, max_bytes: int) -> tuple[Parsed | None,
     if len(entry.data) > max_bytes:
         return None, [
             Diagnostic(
-                path, 1, 1,
+                path,
+                1,
+                1,
                 f"file is {len(entry.data)} bytes, over the limit of {max_bytes}; split it "
                 "(or raise spec.policy.maxFileBytes in .alloy/alloy.yaml)",
             )
@@ -125,12 +131,18 @@ def _envelope(
     node = parsed.node
     if not isinstance(data, dict):
         return None, [
-            Diagnostic(path, 1, 1, "a document must be a mapping with apiVersion, kind, metadata and spec")
+            Diagnostic(
+                path, 1, 1, "a document must be a mapping with apiVersion, kind, metadata and spec"
+            )
         ]
     out: list[Diagnostic] = []
     api = data.get("apiVersion")
     if api is None:
-        out.append(Diagnostic(path, 1, 1, "required field 'apiVersion' is missing; add `apiVersion: alloy.dev/v1`"))
+        out.append(
+            Diagnostic(
+                path, 1, 1, "required field 'apiVersion' is missing; add `apiVersion: alloy.dev/v1`"
+            )
+        )
     elif api != "alloy.dev/v1":
         line, col = value_mark(node, ("apiVersion",))
         newer = isinstance(api, str) and api.startswith("alloy.dev/v") and api != "alloy.dev/v1"
@@ -139,12 +151,21 @@ def _envelope(
             if newer
             else "write `apiVersion: alloy.dev/v1`"
         )
-        out.append(Diagnostic(path, line, col, f"unknown apiVersion {api!r}; {fix}", where="apiVersion"))
+        out.append(
+            Diagnostic(path, line, col, f"unknown apiVersion {api!r}; {fix}", where="apiVersion")
+        )
     kind = data.get("kind")
     model: type[BaseModel] | None = None
     if kind is None:
-        out.append(Diagnostic(path, 1, 1, "required field 'kind' is missing"
-                              + (f"; add `kind: {expected}`" if expected else "")))
+        out.append(
+            Diagnostic(
+                path,
+                1,
+                1,
+                "required field 'kind' is missing"
+                + (f"; add `kind: {expected}`" if expected else ""),
+            )
+        )
     elif not isinstance(kind, str) or kind not in KINDS or kind in ("Artifact", "Trace"):
         line, col = value_mark(node, ("kind",))
         choices = ["Project", "Intent", "Request", "Approval"]
@@ -155,7 +176,13 @@ def _envelope(
     elif expected is not None and kind != expected:
         line, col = value_mark(node, ("kind",))
         out.append(
-            Diagnostic(path, line, col, f"a {kind} does not belong here; this directory holds {expected} documents", where="kind")
+            Diagnostic(
+                path,
+                line,
+                col,
+                f"a {kind} does not belong here; this directory holds {expected} documents",
+                where="kind",
+            )
         )
     else:
         model = KINDS[kind]
@@ -191,7 +218,9 @@ def load_document(
         line, col = value_mark(parsed.node, ("metadata", "name"))
         result.diagnostics.append(
             Diagnostic(
-                path, line, col,
+                path,
+                line,
+                col,
                 f"metadata.name {result.name!r} does not match the file name; rename the file "
                 f"to {result.name}.yaml or set the name to {stem!r}",
                 where="metadata.name",
@@ -222,10 +251,15 @@ def _intent_facts(result: DocResult, intent: Intent, project: Project, parsed: P
         else:
             line, col, _ = locate(node, finding.loc)
         result.diagnostics.append(
-            Diagnostic(result.path, line, col, finding.message, finding.severity, loc_text(finding.loc))
+            Diagnostic(
+                result.path, line, col, finding.message, finding.severity, loc_text(finding.loc)
+            )
         )
     spec = intent.spec
-    for fname, targets in (("dependsOn", spec.relations.depends_on), ("supersedes", spec.relations.supersedes)):
+    for fname, targets in (
+        ("dependsOn", spec.relations.depends_on),
+        ("supersedes", spec.relations.supersedes),
+    ):
         for i, target in enumerate(targets):
             loc = ("spec", "relations", fname, i)
             line, col = value_mark(node, loc)
@@ -236,17 +270,18 @@ def _intent_facts(result: DocResult, intent: Intent, project: Project, parsed: P
         for b, block in enumerate(auto.blocks):
             for g, gate in enumerate(block.gates):
                 if gate.after is not None:
-                    loc = ("spec", "automation", "blocks", b, "gates", g, "after", "intent")
-                    line, col = value_mark(node, loc)
-                    result.refs.append(Ref("after", gate.after.intent, line, col, loc_text(loc)))
+                    gate_loc: Loc = ("spec", "automation", "blocks", b, "gates", g, "after", "intent")
+                    line, col = value_mark(node, gate_loc)
+                    result.refs.append(
+                        Ref("after", gate.after.intent, line, col, loc_text(gate_loc))
+                    )
         facts["request"] = auto.on.request
         facts["inputs"] = {
             k: {"type": v.type, "required": v.required, "default": v.default}
             for k, v in auto.inputs.items()
         }
         if auto.lane is not None and auto.lane.name not in project.spec.lanes:
-            loc = ("spec", "automation", "lane")
-            line, col = value_mark(node, loc)
+            line, col = value_mark(node, ("spec", "automation", "lane"))
             facts["lane"] = [
                 auto.lane.name,
                 auto.lane.model_dump(mode="json", by_alias=True, exclude={"name"}),

@@ -129,12 +129,13 @@ def from_validation_error(
         elif kind == "missing":
             message = f"required field {loc[-1]!r} is missing; add it"
             line, col, _ = locate(node, full[:-1])
-            full = full
         else:
             message = _message(kind, err["msg"], ctx, err.get("input"))
             line, col = value_mark(node, full)
         if loc in union_locs and kind not in ("extra_forbidden", "missing"):
-            message = f"must be a string, an integer or a boolean, not {_describe(err.get('input'))}"
+            message = (
+                f"must be a string, an integer or a boolean, not {_describe(err.get('input'))}"
+            )
         key = (full, message)
         if key not in out:
             out[key] = Diagnostic(path, line, col, message, where=loc_text(full))
@@ -143,15 +144,16 @@ def from_validation_error(
 
 def _message(kind: str, msg: str, ctx: dict[str, Any], value: Any) -> str:
     if kind == "value_error":
-        text = msg.removeprefix("Value error, ")
-        return text
+        return msg.removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern", ""))
         help_text = _PATTERN_HELP.get(pattern, f"must match {pattern}")
         return f"{_describe(value)} {help_text}"
     if kind == "literal_error":
         expected = str(ctx.get("expected", ""))
-        choices = [c.strip().strip("'") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+        choices = [
+            c.strip().strip("'") for c in expected.replace(" or ", ",").split(",") if c.strip()
+        ]
         hint = suggest(str(value), choices) if isinstance(value, str) else ""
         return f"{_describe(value)} is not allowed; use one of: {', '.join(choices)}{hint}"
     if kind in ("string_type", "int_type", "bool_type", "list_type", "dict_type", "model_type"):

@@ -46,9 +46,7 @@ class Repository:
 
     def intents(self) -> dict[str, DocResult]:
         """Valid-or-not intents by name (documents whose kind could be read)."""
-        return {
-            d.name: d for d in self.docs.values() if d.kind == "Intent" and d.name is not None
-        }
+        return {d.name: d for d in self.docs.values() if d.kind == "Intent" and d.name is not None}
 
     def of_kind(self, kind: str) -> list[DocResult]:
         return [d for d in self.docs.values() if d.kind == kind]
@@ -128,7 +126,9 @@ def _layout_problem(path: str) -> str | None:
         return f"unexpected file; {parts[1]}/ holds only .{wanted} files"
     if len(parts) >= 3:
         hint = suggest(parts[1], _KNOWN_DIRS)
-        return f"unknown directory .alloy/{parts[1]}/{hint or '; allowed: ' + ', '.join(_KNOWN_DIRS)}"
+        return (
+            f"unknown directory .alloy/{parts[1]}/{hint or '; allowed: ' + ', '.join(_KNOWN_DIRS)}"
+        )
     return f"unexpected file in .alloy/; documents live in {', '.join(_KNOWN_DIRS)}/ and alloy.yaml"
 
 
@@ -140,10 +140,16 @@ def _cross_checks(repo: Repository) -> list[Diagnostic]:
         for ref in doc.refs:
             target = intents.get(ref.target)
             if target is None:
-                what = {"dependsOn": "depends on", "supersedes": "supersedes", "after": "waits for"}[ref.field]
+                what = {
+                    "dependsOn": "depends on",
+                    "supersedes": "supersedes",
+                    "after": "waits for",
+                }[ref.field]
                 out.append(
                     Diagnostic(
-                        doc.path, ref.line, ref.column,
+                        doc.path,
+                        ref.line,
+                        ref.column,
                         f"{what} unknown intent {ref.target!r}{suggest(ref.target, intents)}",
                         where=ref.where,
                     )
@@ -151,9 +157,12 @@ def _cross_checks(repo: Repository) -> list[Diagnostic]:
             elif ref.field == "dependsOn" and target.facts.get("state") in ("retired", "rejected"):
                 out.append(
                     Diagnostic(
-                        doc.path, ref.line, ref.column,
+                        doc.path,
+                        ref.line,
+                        ref.column,
                         f"depends on {ref.target!r}, which is {target.facts['state']}",
-                        severity="warning", where=ref.where,
+                        severity="warning",
+                        where=ref.where,
                     )
                 )
         lane = doc.facts.get("lane")
@@ -162,7 +171,9 @@ def _cross_checks(repo: Repository) -> list[Diagnostic]:
             if name in lanes and lanes[name][0] != settings:
                 out.append(
                     Diagnostic(
-                        doc.path, line, col,
+                        doc.path,
+                        line,
+                        col,
                         f"lane {name!r} has different settings in {lanes[name][1]}; define it once "
                         "in .alloy/alloy.yaml under spec.lanes",
                         where="spec.automation.lane",
@@ -179,7 +190,9 @@ def _cross_checks(repo: Repository) -> list[Diagnostic]:
         ref = next(r for r in doc.refs if r.field == "dependsOn" and r.target == cycle[1])
         out.append(
             Diagnostic(
-                doc.path, ref.line, ref.column,
+                doc.path,
+                ref.line,
+                ref.column,
                 f"dependsOn forms a cycle: {' -> '.join(cycle)}; remove one of these links",
                 where=ref.where,
             )
@@ -196,25 +209,42 @@ def _check_request(doc: DocResult, intents: dict[str, DocResult]) -> list[Diagno
         return out
     target = intents.get(ref.target)
     if target is None or not target.facts.get("compiles"):
-        why = "no such intent" if target is None else "that intent has no artifact (it is not accepted or active with automation)"
+        why = (
+            "no such intent"
+            if target is None
+            else "that intent has no artifact (it is not accepted or active with automation)"
+        )
         out.append(
-            Diagnostic(doc.path, ref.line, ref.column,
-                       f"requests artifact {ref.target!r}, but {why}{suggest(ref.target, intents) if target is None else ''}",
-                       where=ref.where)
+            Diagnostic(
+                doc.path,
+                ref.line,
+                ref.column,
+                f"requests artifact {ref.target!r}, but {why}{suggest(ref.target, intents) if target is None else ''}",
+                where=ref.where,
+            )
         )
         return out
     if not target.facts.get("request"):
         out.append(
-            Diagnostic(doc.path, ref.line, ref.column,
-                       f"intent {ref.target!r} does not accept requests; set spec.automation.on.request: true there",
-                       where=ref.where)
+            Diagnostic(
+                doc.path,
+                ref.line,
+                ref.column,
+                f"intent {ref.target!r} does not accept requests; set spec.automation.on.request: true there",
+                where=ref.where,
+            )
         )
     if target.facts.get("digest") != doc.facts.get("digest"):
         out.append(
-            Diagnostic(doc.path, ref.line, ref.column,
-                       f"pinned to an older digest of {ref.target!r}; it will be reported, not run "
-                       "(make a new request with `alloy request`)",
-                       severity="warning", where=ref.where)
+            Diagnostic(
+                doc.path,
+                ref.line,
+                ref.column,
+                f"pinned to an older digest of {ref.target!r}; it will be reported, not run "
+                "(make a new request with `alloy request`)",
+                severity="warning",
+                where=ref.where,
+            )
         )
     declared: dict[str, Any] = target.facts.get("inputs", {})
     given: dict[str, Any] = doc.facts.get("inputs", {})
@@ -223,18 +253,36 @@ def _check_request(doc: DocResult, intents: dict[str, DocResult]) -> list[Diagno
         line, col = lines.get(name, [ref.line, ref.column])
         spec = declared.get(name)
         if spec is None:
-            out.append(Diagnostic(doc.path, line, col,
-                                  f"unknown input {name!r}{suggest(name, declared) or '; declared: ' + (', '.join(sorted(declared)) or 'none')}",
-                                  where=f"spec.inputs.{name}"))
+            out.append(
+                Diagnostic(
+                    doc.path,
+                    line,
+                    col,
+                    f"unknown input {name!r}{suggest(name, declared) or '; declared: ' + (', '.join(sorted(declared)) or 'none')}",
+                    where=f"spec.inputs.{name}",
+                )
+            )
         elif not _type_ok(spec["type"], value):
-            out.append(Diagnostic(doc.path, line, col,
-                                  f"input {name!r} must be of type {spec['type']}, not {value!r}",
-                                  where=f"spec.inputs.{name}"))
+            out.append(
+                Diagnostic(
+                    doc.path,
+                    line,
+                    col,
+                    f"input {name!r} must be of type {spec['type']}, not {value!r}",
+                    where=f"spec.inputs.{name}",
+                )
+            )
     for name, spec in sorted(declared.items()):
         if spec["required"] and spec.get("default") is None and name not in given:
-            out.append(Diagnostic(doc.path, ref.line, ref.column,
-                                  f"required input {name!r} is missing; add it under spec.inputs",
-                                  where="spec.inputs"))
+            out.append(
+                Diagnostic(
+                    doc.path,
+                    ref.line,
+                    ref.column,
+                    f"required input {name!r} is missing; add it under spec.inputs",
+                    where="spec.inputs",
+                )
+            )
     return out
 
 

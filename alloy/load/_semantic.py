@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alloy.diagnostics import Severity
 from alloy.load._errors import Loc, suggest
 from alloy.model import Intent, Project, duration_seconds
-from alloy.diagnostics import Severity
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
                 if nxt not in color:
                     continue
                 if color[nxt] == grey:
-                    return [*path[path.index(nxt):], nxt]
+                    return [*path[path.index(nxt) :], nxt]
                 if color[nxt] == white:
                     color[nxt] = grey
                     stack.append((nxt, 0))
@@ -56,7 +56,9 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
     seen_ac: set[str] = set()
     for i, ac in enumerate(spec.acceptance):
         if ac.id in seen_ac:
-            out.append(Finding(("spec", "acceptance", i, "id"), f"duplicate acceptance id {ac.id!r}"))
+            out.append(
+                Finding(("spec", "acceptance", i, "id"), f"duplicate acceptance id {ac.id!r}")
+            )
         seen_ac.add(ac.id)
     auto = spec.automation
     if auto is None:
@@ -87,7 +89,12 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
         seen: set[str] = set()
         for j, need in enumerate(block.needs):
             if need == block.id:
-                out.append(Finding((*base, "needs", j), f"block {block.id!r} needs itself (cycle: {need} -> {need})"))
+                out.append(
+                    Finding(
+                        (*base, "needs", j),
+                        f"block {block.id!r} needs itself (cycle: {need} -> {need})",
+                    )
+                )
             elif need not in blocks:
                 hint = suggest(need, blocks)
                 out.append(Finding((*base, "needs", j), f"needs unknown block {need!r}{hint}"))
@@ -123,7 +130,7 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                 Finding(
                     ("spec", "acceptance", i, "evidence", "output"),
                     f"block {ev.block!r} does not declare output {ev.output!r}"
-                    + (suggest(ev.output, declared) or f"; add it to the block's outputs"),
+                    + (suggest(ev.output, declared) or "; add it to the block's outputs"),
                 )
             )
     lowered: dict[str, str] = {}
@@ -140,7 +147,8 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
     lane = auto.lane
     if lane is not None and lane.name in project.spec.lanes:
         inline = [
-            f for f in ("limit", "queue", "max_queued", "cancel_running", "rate")
+            f
+            for f in ("limit", "queue", "max_queued", "cancel_running", "rate")
             if getattr(lane, f) is not None
         ]
         if inline:
@@ -175,7 +183,11 @@ def _check_block_fields(block: object, base: Loc) -> list[Finding]:
     for key in block.env:
         if key.startswith("ALLOY_"):
             out.append(
-                Finding((*base, "env", key), f"{key}: names starting with ALLOY_ are reserved", on_value=False)
+                Finding(
+                    (*base, "env", key),
+                    f"{key}: names starting with ALLOY_ are reserved",
+                    on_value=False,
+                )
             )
         if key in block.secrets:
             out.append(
@@ -206,8 +218,10 @@ def _check_block_fields(block: object, base: Loc) -> list[Finding]:
         )
     for g, gate in enumerate(block.gates):
         approval = gate.approval
-        if approval is not None and approval.quorum > len(approval.from_) and all(
-            not o.startswith("team:") for o in approval.from_
+        if (
+            approval is not None
+            and approval.quorum > len(approval.from_)
+            and all(not o.startswith("team:") for o in approval.from_)
         ):
             out.append(
                 Finding(

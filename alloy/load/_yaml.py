@@ -16,7 +16,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
 try:  # libyaml is part of PyYAML's wheels; the pure parser is the fallback.
-    from yaml import CParser as _Parser
+    from yaml._yaml import CParser as _Parser
 except ImportError:  # pragma: no cover - depends on the installed wheel
     from yaml.composer import Composer
     from yaml.parser import Parser
@@ -59,14 +59,14 @@ class _PlainResolver(BaseResolver):
     yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - class-level table of PyYAML
 
 
-class _Loader(_Parser, _PlainResolver):  # type: ignore[misc, valid-type]
+class _Loader(_Parser, _PlainResolver):
     def __init__(self, stream: str) -> None:
         _Parser.__init__(self, stream)
         _PlainResolver.__init__(self)
 
 
 @dataclass(frozen=True)
-class YamlProblem(Exception):  # noqa: N818 - a parse outcome, named after what it describes
+class YamlProblem(Exception):
     """A document that is not plain YAML data; line and column are 1-based."""
 
     line: int
@@ -122,8 +122,10 @@ class _Walker:
                         key_node,
                         f"duplicate key {name!r}; each key may appear once in a mapping",
                     )
-                if name == "<<" and key_node.style is None:
-                    raise _problem(key_node, "merge keys ('<<') are not supported; write the keys out")
+                if name == "<<" and not key_node.style:
+                    raise _problem(
+                        key_node, "merge keys ('<<') are not supported; write the keys out"
+                    )
                 mapping[name], n = self.value(value_node)
                 size += n
             result = (mapping, size)
@@ -143,7 +145,7 @@ def _scalar(node: ScalarNode) -> Any:
     tag = node.tag
     value: str = node.value
     if tag == _STR:
-        if node.style is not None:
+        if node.style:  # quoted or block scalars are strings (plain is None or "")
             return value
         if value in _NULLS:
             return None
@@ -213,15 +215,15 @@ def locate(node: Node, loc: tuple[str | int, ...]) -> tuple[int, int, bool]:
                     current = value_node
                     break
             else:
-                return _mark(mark_node, current) + (False,)
+                return (*_mark(mark_node, current), False)
         elif isinstance(current, SequenceNode) and isinstance(part, int):
             if part >= len(current.value):
-                return _mark(mark_node, current) + (False,)
+                return (*_mark(mark_node, current), False)
             current = current.value[part]
             mark_node = current
         else:
-            return _mark(mark_node, current) + (False,)
-    return _mark(mark_node, current) + (True,)
+            return (*_mark(mark_node, current), False)
+    return (*_mark(mark_node, current), True)
 
 
 def value_mark(node: Node, loc: tuple[str | int, ...]) -> tuple[int, int]:
@@ -235,8 +237,10 @@ def value_mark(node: Node, loc: tuple[str | int, ...]) -> tuple[int, int]:
                     break
             else:
                 break
-        elif isinstance(current, SequenceNode) and isinstance(part, int) and part < len(
-            current.value
+        elif (
+            isinstance(current, SequenceNode)
+            and isinstance(part, int)
+            and part < len(current.value)
         ):
             current = current.value[part]
         else:

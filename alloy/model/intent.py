@@ -110,7 +110,10 @@ class Lane(Model):
     queue: Literal["fifo", "latest", "reject"] | None = None
     max_queued: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     cancel_running: bool | None = None
-    rate: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5} per [0-9]{1,9}(s|m|h|d)$")] | None = None
+    rate: (
+        Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5} per [0-9]{1,9}(s|m|h|d)$")]
+        | None
+    ) = None
 
 
 class Retry(Model):
@@ -133,7 +136,9 @@ class ApprovalGate(Model):
 class CheckGate(Model):
     """Named forge checks that must be green on the commit."""
 
-    names: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(min_length=1)
+    names: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        min_length=1
+    )
     timeout: Duration | None = None
 
 
@@ -191,13 +196,17 @@ class Block(Model):
 
     id: BlockId
     needs: list[BlockId] = Field(default_factory=list)
-    run: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(min_length=1, max_length=1000)
+    run: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        min_length=1, max_length=1000
+    )
     timeout: Duration = "1h"
     retry: Retry = Field(default_factory=Retry)
     effects: Effects
     gates: list[Gate] = Field(default_factory=list)
     outputs: list[RelPath] = Field(default_factory=list)
-    env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(default_factory=dict)
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict
+    )
     secrets: list[EnvName] = Field(default_factory=list)
     workdir: RelPath | None = None
 

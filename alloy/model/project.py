@@ -23,14 +23,21 @@ class LaneSpec(Model):
     queue: Literal["fifo", "latest", "reject"] = "fifo"
     max_queued: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     cancel_running: bool = False
-    rate: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5} per [0-9]{1,9}(s|m|h|d)$")] | None = None
+    rate: (
+        Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5} per [0-9]{1,9}(s|m|h|d)$")]
+        | None
+    ) = None
+
+
+def _irreversible_only() -> list[Effects]:
+    return ["irreversible"]
 
 
 class Policy(Model):
     """Rules every intent of the repository must follow."""
 
     #: Blocks with these effects must have an approval gate.
-    approval_required_for: list[Effects] = Field(default_factory=lambda: ["irreversible"])
+    approval_required_for: list[Effects] = Field(default_factory=_irreversible_only)
     #: If set, the first element of every `run` must be one of these.
     allowed_executables: list[Annotated[str, StringConstraints(min_length=1)]] | None = None
     #: Largest block timeout allowed.

@@ -16,9 +16,10 @@ class RequestSpec(Model):
     """Run one artifact, pinned by digest, with these inputs."""
 
     artifact: Annotated[str, StringConstraints(pattern=ARTIFACT_REF)]
-    inputs: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")], str | int | bool] = Field(
-        default_factory=dict
-    )
+    inputs: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+        str | int | bool,
+    ] = Field(default_factory=dict)
     reason: Text
     requested_by: ShortText
 

@@ -10,7 +10,10 @@ from alloy.model._common import BlockId, Model, Slug
 from alloy.model.artifact import Digest
 
 Timestamp = Annotated[
-    str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$")
+    str,
+    StringConstraints(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
+    ),
 ]
 ExecutionStatus = Literal[
     "planned", "running", "waiting", "succeeded", "failed", "cancelled", "indeterminate", "skipped"
@@ -62,7 +65,16 @@ class TraceBlock(Model):
     """The result of one block."""
 
     id: BlockId
-    status: Literal["pending", "waiting", "running", "succeeded", "failed", "skipped", "cancelled", "indeterminate"]
+    status: Literal[
+        "pending",
+        "waiting",
+        "running",
+        "succeeded",
+        "failed",
+        "skipped",
+        "cancelled",
+        "indeterminate",
+    ]
     attempts: list[TraceAttempt] = Field(default_factory=list)
     outputs: list[TraceOutput] = Field(default_factory=list)
 

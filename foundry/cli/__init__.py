@@ -13,7 +13,9 @@ from foundry._version import BOUNDARY_VERSION, __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="foundry", message=f"%(prog)s %(version)s (reads {BOUNDARY_VERSION})")
+@click.version_option(
+    __version__, prog_name="foundry", message=f"%(prog)s %(version)s (reads {BOUNDARY_VERSION})"
+)
 def cli() -> None:
     """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces."""
 
