@@ -34,6 +34,12 @@ def init(root: Path, *, name: str, owners: list[str], default_branch: str = "mai
     check_name(name, "project name")
     if (root / PROJECT_PATH).exists():
         raise UserError(f"{PROJECT_PATH} already exists; this repository is initialized")
+    for parent in root.resolve().parents:  # a nested .alloy/ would silently split the intent
+        if (parent / PROJECT_PATH).exists():
+            raise UserError(
+                f"{parent / PROJECT_PATH} already exists; this directory is inside an "
+                "initialized repository (run alloy commands anywhere in it)"
+            )
     doc: dict[str, Any] = {
         "apiVersion": "alloy.dev/v1",
         "kind": "Project",
@@ -79,6 +85,15 @@ _AUTOMATION_EXAMPLE = """\
 """
 
 
+def check_new_intent(root: Path, name: str) -> str:
+    """The path of a new intent `name`; refuse a bad name or one that is taken."""
+    check_name(name, "intent name")
+    rel = f".alloy/intents/{name}.yaml"
+    if (root / rel).exists():
+        raise UserError(f"{rel} already exists; edit it or choose another name")
+    return rel
+
+
 def new_intent(
     root: Path,
     name: str,
@@ -90,10 +105,7 @@ def new_intent(
     acceptance: list[str],
 ) -> str:
     """Write `.alloy/intents/<name>.yaml` (state: proposed) and return its path."""
-    check_name(name, "intent name")
-    rel = f".alloy/intents/{name}.yaml"
-    if (root / rel).exists():
-        raise UserError(f"{rel} already exists; edit it or choose another name")
+    rel = check_new_intent(root, name)
     metadata: dict[str, Any] = {"name": name}
     if title:
         metadata["title"] = title

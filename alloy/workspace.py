@@ -67,9 +67,11 @@ def read_snapshot(root: Path) -> Snapshot:
     if base.is_symlink() and not _inside(root_real, os.path.realpath(base)):
         snap.entries[ALLOY_DIR] = Entry(refusal="symbolic link that leaves the repository; refused")
         return snap
-    stack = [(base, ALLOY_DIR)]
+    # Each directory to read carries the real paths of the directories above it: a symbolic
+    # link back to one of those is a loop, refused rather than followed forever.
+    stack: list[tuple[Path, str, tuple[str, ...]]] = [(base, ALLOY_DIR, (os.path.realpath(base),))]
     while stack:
-        directory, rel_dir = stack.pop()
+        directory, rel_dir, chain = stack.pop()
         try:
             items = list(os.scandir(directory))
         except OSError as exc:
@@ -86,10 +88,16 @@ def read_snapshot(root: Path) -> Snapshot:
                     )
                     continue
                 if os.path.isdir(target):
-                    stack.append((Path(target), rel))
+                    if target in chain:
+                        snap.entries[rel] = Entry(
+                            refusal=f"symbolic link to {os.readlink(item.path)!r} leads back to "
+                            "a directory that contains it (a loop); remove it"
+                        )
+                        continue
+                    stack.append((Path(target), rel, (*chain, target)))
                     continue
             if item.is_dir():
-                stack.append((Path(item.path), rel))
+                stack.append((Path(item.path), rel, (*chain, os.path.realpath(item.path))))
                 continue
             if (
                 rel.startswith(ARTIFACTS_DIR + "/")
@@ -121,6 +129,20 @@ def _read_entry(path: str) -> Entry:
 
 
 # --- the parse cache -------------------------------------------------------------------------
+
+
+def _code_fingerprint() -> str:
+    """Hash of the code that produces cached results, so that a cache written by other code
+    (an upgrade, or a development checkout) is never trusted. Reading ~30 small files: <1 ms."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for sub in ("load", "model", "compile"):
+        for path in sorted((package / sub).glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    for name in ("_version.py", "diagnostics.py"):
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def default_cache_path(root: Path) -> Path:
@@ -221,7 +243,7 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[Repository, Snapshot, F
     project_hash = hashlib.sha256(
         project_entry.data if project_entry and project_entry.data else b""
     ).hexdigest()
-    cache.bind(f"{__version__}/{COMPILER}/{project_hash}")
+    cache.bind(f"{__version__}/{COMPILER}/{_code_fingerprint()}/{project_hash}")
     repo = load_repository(snap.entries, cache)
     return repo, snap, cache
 

@@ -31,6 +31,9 @@ class Context:
         self._repo = repo
 
     def root(self) -> Path:
+        if self._repo is not None and not self._repo.is_dir():
+            # Else find_root would climb from the missing path into an enclosing repository.
+            raise NotFound(f"-C {self._repo}: no such directory")
         return workspace.find_root(self._repo)
 
     def cwd(self) -> Path:
@@ -86,7 +89,9 @@ def new() -> None:
 def _ask(value: str | None, prompt: str, no_input: bool, required: bool) -> str | None:
     if value is not None or no_input:
         if required and not value:
-            raise click.UsageError(f"--{prompt.split(maxsplit=1)[0].lower()} is required with --no-input")
+            raise click.UsageError(
+                f"--{prompt.split(maxsplit=1)[0].lower()} is required with --no-input"
+            )
         return value
     answer: str = click.prompt(prompt, default="" if not required else None, show_default=False)
     return answer.strip() or None
@@ -116,6 +121,7 @@ def new_intent(
     """Write .alloy/intents/NAME.yaml (state: proposed), asking for what is not given."""
     root = ctx.root()
     scaffold.check_name(name, "intent name")
+    scaffold.check_new_intent(root, name)  # before asking anything
     title = _ask(title, "Title (one line: what should be true)", no_input, False)
     goal = _ask(goal, "Goal", no_input, True)
     rationale = _ask(rationale, "Rationale (why)", no_input, False)

@@ -98,7 +98,8 @@ def decode(path: str, data: bytes) -> tuple[str | None, Diagnostic | None]:
     if "\x00" in text:
         pos = text.index("\x00")
         line = text.count("\n", 0, pos) + 1
-        return None, Diagnostic(path, line, 1, "contains a NUL byte; this is not a text file")
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        return None, Diagnostic(path, line, col, "contains a NUL byte; this is not a text file")
     return text, None
 
 
@@ -180,13 +181,21 @@ def _envelope(
                 path,
                 line,
                 col,
-                f"a {kind} does not belong here; this directory holds {expected} documents",
+                f"kind {kind} does not belong here; this directory holds {expected} documents"
+                + _home_of(kind),
                 where="kind",
             )
         )
     else:
         model = KINDS[kind]
     return (model if not out else None), out
+
+
+def _home_of(kind: str) -> str:
+    if kind == "Project":
+        return "; the Project document is .alloy/alloy.yaml"
+    home = next((d for d, k in KIND_OF_DIR.items() if k == kind), None)
+    return f"; move the file to .alloy/{home}/" if home else ""
 
 
 def load_document(
@@ -221,7 +230,7 @@ def load_document(
                 path,
                 line,
                 col,
-                f"metadata.name {result.name!r} does not match the file name; rename the file "
+                f"{result.name!r} does not match the file name; rename the file "
                 f"to {result.name}.yaml or set the name to {stem!r}",
                 where="metadata.name",
             )
@@ -270,7 +279,16 @@ def _intent_facts(result: DocResult, intent: Intent, project: Project, parsed: P
         for b, block in enumerate(auto.blocks):
             for g, gate in enumerate(block.gates):
                 if gate.after is not None:
-                    gate_loc: Loc = ("spec", "automation", "blocks", b, "gates", g, "after", "intent")
+                    gate_loc: Loc = (
+                        "spec",
+                        "automation",
+                        "blocks",
+                        b,
+                        "gates",
+                        g,
+                        "after",
+                        "intent",
+                    )
                     line, col = value_mark(node, gate_loc)
                     result.refs.append(
                         Ref("after", gate.after.intent, line, col, loc_text(gate_loc))

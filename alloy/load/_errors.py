@@ -111,8 +111,10 @@ def from_validation_error(
     union_locs: set[Loc] = set()
     for err in exc.errors(include_url=False):
         raw: Loc = tuple(err["loc"])
-        loc = tuple(p for p in raw if not _is_union_tag(p))
-        if loc != raw:
+        # A problem with a mapping's key (not its value) ends in "[key]": place it on the key.
+        on_key = raw[-1:] == ("[key]",)
+        loc = tuple(p for p in raw if p != "[key]" and not _is_union_tag(p))
+        if len(loc) != len(raw) - on_key:
             union_locs.add(loc)
         full = prefix + loc
         kind = err["type"]
@@ -129,10 +131,15 @@ def from_validation_error(
         elif kind == "missing":
             message = f"required field {loc[-1]!r} is missing; add it"
             line, col, _ = locate(node, full[:-1])
+        elif on_key:
+            message = _message(kind, err["msg"], ctx, err.get("input"))
+            line, col, _ = locate(node, full)
         else:
             message = _message(kind, err["msg"], ctx, err.get("input"))
             line, col = value_mark(node, full)
-        if loc in union_locs and kind not in ("extra_forbidden", "missing"):
+        if loc and loc[-1] == "run" and kind == "list_type":
+            message += "; write an argument vector like [python, -m, tool]"
+        if loc in union_locs and not on_key and kind not in ("extra_forbidden", "missing"):
             message = (
                 f"must be a string, an integer or a boolean, not {_describe(err.get('input'))}"
             )
@@ -166,6 +173,24 @@ def _message(kind: str, msg: str, ctx: dict[str, Any], value: Any) -> str:
             "model_type": "a mapping",
         }[kind]
         return f"must be {what}, not {_describe(value)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(ctx.values()), "?")
+        word = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        return f"must be {word} {bound}, not {_describe(value)}"
+    if kind in ("too_short", "too_long"):
+        size = ctx.get("min_length" if kind == "too_short" else "max_length", "?")
+        word = "at least" if kind == "too_short" else "at most"
+        return f"must have {word} {size} item(s)"
+    if kind in ("string_too_short", "string_too_long"):
+        size = ctx.get("min_length" if kind == "string_too_short" else "max_length", "?")
+        if kind == "string_too_short":
+            return "must not be empty"
+        return f"is too long (at most {size} characters)"
     if kind == "model_attributes_type":
         return f"must be a mapping, not {_describe(value)}"
     return f"{msg} (got {_describe(value)})"

@@ -65,7 +65,7 @@ def load_project(snapshot: Mapping[str, Entry]) -> tuple[Project, DocResult | No
     )
     if result.kind not in (None, "Project") and result.ok:
         result.diagnostics.append(
-            Diagnostic(PROJECT_PATH, 1, 1, f"must be a Project document, not a {result.kind}")
+            Diagnostic(PROJECT_PATH, 1, 1, f"must be a Project document, not kind {result.kind}")
         )
     if result.ok and isinstance(result.model, Project):
         return result.model, result
@@ -92,6 +92,11 @@ def load_repository(
         entry = snapshot[path]
         if path == PROJECT_PATH:
             continue
+        if entry.refusal is not None and not _DOC_RE.match(path):
+            # Refused when read (a symbolic link out of the repository, say): say so, whatever
+            # the path would otherwise have been.
+            repo.diagnostics.append(Diagnostic(path, 1, 1, entry.refusal))
+            continue
         match = _DOC_RE.match(path)
         if match:
             expected = KIND_OF_DIR[match.group(1)]
@@ -108,7 +113,7 @@ def load_repository(
         else:
             problem = _layout_problem(path)
             if problem:
-                repo.diagnostics.append(Diagnostic(path, 0, 0, problem))
+                repo.diagnostics.append(Diagnostic(path, 1, 1, problem))
     repo.diagnostics.extend(_cross_checks(repo))
     return repo
 
@@ -124,12 +129,15 @@ def _layout_problem(path: str) -> str | None:
         if dot and ext in ("yml", "yaml", "json"):
             return f"unexpected file type; name it {stem}.{wanted}"
         return f"unexpected file; {parts[1]}/ holds only .{wanted} files"
+    if len(parts) > 3 and parts[1] in _KNOWN_DIRS:
+        return f"{parts[1]}/ has no subdirectories; move the file to .alloy/{parts[1]}/{name}"
     if len(parts) >= 3:
         hint = suggest(parts[1], _KNOWN_DIRS)
         return (
             f"unknown directory .alloy/{parts[1]}/{hint or '; allowed: ' + ', '.join(_KNOWN_DIRS)}"
         )
-    return f"unexpected file in .alloy/; documents live in {', '.join(_KNOWN_DIRS)}/ and alloy.yaml"
+    dirs = ", ".join(f"{d}/" for d in _KNOWN_DIRS)
+    return f"unexpected file in .alloy/; documents live in {dirs} and alloy.yaml"
 
 
 def _cross_checks(repo: Repository) -> list[Diagnostic]:

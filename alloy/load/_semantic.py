@@ -185,7 +185,7 @@ def _check_block_fields(block: object, base: Loc) -> list[Finding]:
             out.append(
                 Finding(
                     (*base, "env", key),
-                    f"{key}: names starting with ALLOY_ are reserved",
+                    "names starting with ALLOY_ are reserved; rename it",
                     on_value=False,
                 )
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 from yaml.resolver import BaseResolver
 
 try:  # libyaml is part of PyYAML's wheels; the pure parser is the fallback.
@@ -32,6 +33,8 @@ except ImportError:  # pragma: no cover - depends on the installed wheel
 
 
 MAX_ALIASES = 100
+#: Bound on nesting (real documents are a dozen levels deep; this keeps the walker's recursion safe).
+MAX_DEPTH = 64
 #: Bound on the expanded size of a document (nodes, plus one unit per 64 characters of text).
 MAX_EXPANDED = 1_000_000
 
@@ -86,25 +89,33 @@ class _Walker:
         self.expanded = 0
         # id(node) -> (value, expanded size) for collections already built (alias targets).
         self.built: dict[int, tuple[Any, int]] = {}
+        self.building: set[int] = set()
 
-    def value(self, node: Node) -> tuple[Any, int]:
+    def value(self, node: Node, depth: int = 0, at: Node | None = None) -> tuple[Any, int]:
+        """Plain data of `node` and its expanded size; `at` is where it is used (the key of a
+        mapping value, the sequence of an item), which is where an alias is reported."""
         if isinstance(node, ScalarNode):
             return _scalar(node), 1 + len(node.value) // 64
+        if depth >= MAX_DEPTH:
+            raise _problem(node, f"nested more than {MAX_DEPTH} levels deep; flatten the document")
         key = id(node)
         seen = self.built.get(key)
         if seen is not None:
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
-                raise _problem(node, f"more than {MAX_ALIASES} aliases; write the values out")
-            self._grow(node, seen[1])
+                raise _problem(at or node, f"more than {MAX_ALIASES} aliases; write the values out")
+            self._grow(at or node, seen[1])
             return seen
+        if key in self.building:
+            raise _problem(at or node, "an alias refers to a value that contains it (a loop)")
+        self.building.add(key)
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ:
                 raise _tag_problem(node)
             items: list[Any] = []
             size = 1
             for child in node.value:
-                item, n = self.value(child)
+                item, n = self.value(child, depth + 1, node)
                 items.append(item)
                 size += n
             result: tuple[Any, int] = (items, size)
@@ -126,7 +137,7 @@ class _Walker:
                     raise _problem(
                         key_node, "merge keys ('<<') are not supported; write the keys out"
                     )
-                mapping[name], n = self.value(value_node)
+                mapping[name], n = self.value(value_node, depth + 1, key_node)
                 size += n
             result = (mapping, size)
         else:  # pragma: no cover - libyaml produces only the three node kinds
@@ -154,19 +165,28 @@ def _scalar(node: ScalarNode) -> Any:
         if value in _FALSE:
             return False
         if _INT_RE.fullmatch(value):
-            return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+            return _int(node)
         if _FLOAT_RE.fullmatch(value):
-            return float(value)
+            # `.inf`, `-.inf` and `.nan` are YAML spellings; Python wants them without the dot.
+            return float(value.replace(".", "", 1) if value[-1] in "fFnN" else value)
         return value
     if tag not in _ALLOWED_SCALAR_TAGS:
         raise _tag_problem(node)
     if tag == _INT and _INT_RE.fullmatch(value):
-        return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+        return _int(node)
     if tag == _BOOL and value in _TRUE | _FALSE:
         return value in _TRUE
     if tag == _NULL and value in _NULLS:
         return None
     raise _problem(node, f"{value!r} is not a valid {tag.rsplit(':', 1)[-1]}")
+
+
+def _int(node: ScalarNode) -> int:
+    value: str = node.value
+    try:
+        return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+    except ValueError:  # more digits than Python converts (sys.int_info.str_digits_check_threshold)
+        raise _problem(node, f"number of {len(value)} digits is too large") from None
 
 
 def _problem(node: Node, message: str) -> YamlProblem:
@@ -189,11 +209,26 @@ def parse(text: str) -> Parsed:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        start = exc.context_mark
         if "expected a single document" in (exc.context or ""):
             what = "more than one document in the file; keep one document per file"
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        elif _char_at(text, line, col) == "\t":
+            what = "a tab character; indent with spaces (YAML does not allow tabs here)"
+        elif exc.context and start is not None and mark is not None and start.line < mark.line:
+            # Say where the unclosed construct began: that is usually where the mistake is.
+            what += (
+                f" ({exc.context} that starts at line {start.line + 1}, column {start.column + 1})"
+            )
         raise YamlProblem(line, col, f"YAML syntax error: {what}") from None
-    except yaml.YAMLError as exc:  # reader errors (control characters and the like)
+    except ReaderError as exc:  # control characters; `position` is a UTF-8 offset
+        before = text.encode("utf-8")[: exc.position].decode("utf-8", errors="replace")
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1
+        raise YamlProblem(
+            line, col, f"character U+{exc.character:04X} cannot be used ({exc.reason}); remove it"
+        ) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - libyaml reports the others with marks
         raise YamlProblem(1, 1, f"YAML error: {exc}") from None
     finally:
         loader.dispose()
@@ -201,6 +236,12 @@ def parse(text: str) -> Parsed:
         raise YamlProblem(1, 1, "the file is empty; write one document")
     data, _ = _Walker().value(node)
     return Parsed(data, node)
+
+
+def _char_at(text: str, line: int, col: int) -> str:
+    lines = text.split("\n", line)
+    row = lines[line - 1] if line <= len(lines) else ""
+    return row[col - 1] if 0 < col <= len(row) else ""
 
 
 def locate(node: Node, loc: tuple[str | int, ...]) -> tuple[int, int, bool]:
