@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,10 +146,10 @@ def run_cli(prog: str, *args: str, cwd: Path, stdin: str | None = None,
 
 
 @pytest.fixture
-def alloy(repo: GitRepo) -> Iterator[object]:
+def alloy(repo: GitRepo) -> object:
     """`alloy(*args)` runs the CLI in the test repository."""
 
     def call(*args: str, stdin: str | None = None, cwd: Path | None = None) -> Result:
         return run_cli("alloy", *args, cwd=cwd or repo.path, stdin=stdin)
 
-    yield call
+    return call

@@ -42,7 +42,8 @@ def test_only_changed_documents_are_parsed_again(repo: GitRepo, parsed: list[str
     parsed.clear()
     second = workspace.compile_repository(repo.path)
     assert parsed == [], "nothing changed, so nothing is parsed"
-    assert second.written == [] and second.unchanged == 20
+    assert second.written == []
+    assert second.unchanged == 20
 
     parsed.clear()
     repo.write({".alloy/intents/i-7.yaml": intent_yaml("i-7").replace("print(1)", "print(2)")})
@@ -90,8 +91,8 @@ def test_a_hand_edit_is_found_even_when_the_cache_is_warm(repo: GitRepo) -> None
     with pytest.raises(workspace.StaleArtifacts) as caught:
         workspace.compile_repository(repo.path, check_only=True)
     assert caught.value.problems == [
-        ".alloy/artifacts/i-1.json: was edited by hand: its digest does not match its content "
-        "(.alloy/intents/i-1.yaml)"
+        (".alloy/artifacts/i-1.json: was edited by hand: its digest does not match its content "
+        "(.alloy/intents/i-1.yaml)")
     ]
 
 
@@ -100,4 +101,5 @@ def test_a_corrupt_cache_is_ignored(repo: GitRepo) -> None:
     workspace.compile_repository(repo.path)
     (repo.path / ".git/alloy/cache.json").write_text("{not json")
     report = workspace.compile_repository(repo.path)
-    assert report.unchanged == 2 and report.written == []
+    assert report.unchanged == 2
+    assert report.written == []
