@@ -33,6 +33,19 @@ def test_every_alloy_core_module_is_under_the_core_contract() -> None:
     assert not missing, f"add to the core contract in pyproject.toml: {missing}"
 
 
+def test_every_foundry_core_module_is_under_the_core_contract() -> None:
+    import foundry
+
+    contract = next(c for c in _contracts() if str(c["name"]).startswith("The Foundry core"))
+    listed = set(contract["source_modules"])  # type: ignore[arg-type]
+    top = {
+        f"foundry.{m.name}" for m in pkgutil.iter_modules(foundry.__path__)
+        if m.name not in ("cli", "__main__")
+    }
+    missing = sorted(top - listed)
+    assert not missing, f"add to the Foundry core contract in pyproject.toml: {missing}"
+
+
 def test_import_contracts_hold() -> None:
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],

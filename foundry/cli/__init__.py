@@ -1,15 +1,37 @@
-"""The `foundry` command line. The engine's commands arrive with the engine; today it reports
-its version and the boundary version it reads."""
+"""The `foundry` command line: a thin shell over the library, behind one error boundary.
+
+Exit codes: 0 succeeded; 1 the input is wrong (a refused artifact, a bad input); 2 usage;
+3 internal error (crash log); 4 the execution failed; 5 waiting on a gate (run again later);
+6 indeterminate (waiting for an approval after an interruption); 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import datetime
+import os
+import signal
 import sys
+import tempfile
+import threading
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import click
 
 from foundry._version import BOUNDARY_VERSION, __version__
+from foundry.errors import FoundryError
+from foundry.ports import SystemClock
+
+EXIT_FAILED, EXIT_WAITING, EXIT_INDETERMINATE = 4, 5, 6
+_STATUS_EXIT = {
+    "succeeded": 0,
+    "failed": EXIT_FAILED,
+    "waiting": EXIT_WAITING,
+    "indeterminate": EXIT_INDETERMINATE,
+    "cancelled": 130,
+}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,15 +39,148 @@ from foundry._version import BOUNDARY_VERSION, __version__
     __version__, prog_name="foundry", message=f"%(prog)s %(version)s (reads {BOUNDARY_VERSION})"
 )
 def cli() -> None:
-    """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces."""
+    """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces.
+
+    Exit codes: 0 succeeded, 1 input wrong, 2 usage, 3 internal error, 4 execution failed,
+    5 waiting on a gate, 6 indeterminate, 130 interrupted.
+    """
+
+
+def _pairs(values: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in values:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--input {pair!r}: write it as NAME=VALUE")
+        out[key] = value
+    return out
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--artifact", "name", required=True, help="Name of the artifact to run.")
+@click.option("--input", "inputs", multiple=True, metavar="K=V", help="An input; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Run only blocks with effects: none.")
+@click.option("--rerun", is_flag=True, help="A new execution even if this artifact already ran.")
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: outside the checkout, see docs).",
+)
+@click.option("--workers", type=click.IntRange(1, 256), help="Blocks in parallel (default: cores).")
+def run(
+    path: Path,
+    name: str,
+    inputs: tuple[str, ...],
+    dry_run: bool,
+    rerun: bool,
+    state_dir: Path | None,
+    workers: int | None,
+) -> None:
+    """Run artifact NAME of the checkout at PATH (no git needed)."""
+    from foundry.workspace import run_in_checkout
+
+    cancel = threading.Event()
+
+    def stop(_signum: int, _frame: object) -> None:
+        cancel.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    result = run_in_checkout(
+        path.resolve(),
+        name,
+        inputs=_pairs(inputs),
+        clock=SystemClock(),
+        dry_run=dry_run,
+        rerun=rerun,
+        state_dir=state_dir,
+        workers=workers,
+        cancel=cancel,
+    )
+    for block, status in sorted(result.blocks.items()):
+        click.echo(f"{block}: {status}")
+    tail = f" ({result.reason})" if result.reason else ""
+    click.echo(f"{result.execution}: {result.status}{tail}", err=True)
+    raise click.exceptions.Exit(_STATUS_EXIT[result.status])
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: outside the checkout, see docs).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan(path: Path, state_dir: Path | None, as_json: bool) -> None:
+    """Show what would start now for every artifact of PATH, and what would not, and why.
+    Executes nothing."""
+    import json
+
+    from foundry.workspace import plan_checkout
+
+    result, refused = plan_checkout(path.resolve(), clock=SystemClock(), state_dir=state_dir)
+    if as_json:
+
+        def item(kind: str, it: object) -> dict[str, object]:
+            from foundry.planner import Item
+
+            assert isinstance(it, Item)
+            return {
+                "action": kind,
+                "artifact": it.artifact,
+                "execution": it.execution,
+                "event": {"type": it.event.type, "key": it.event.key} if it.event else None,
+                "reason": it.reason,
+            }
+
+        data = [item("start", i) for i in result.start] + [item("resume", i) for i in result.resume]
+        data += [item("skip", i) for i in result.skip]
+        click.echo(json.dumps({"plan": data, "refused": [str(r) for r in refused]}, indent=2))
+        return
+    for problem in refused:
+        click.echo(f"refused  {problem}")
+    rows = [("start", i) for i in result.start] + [("resume", i) for i in result.resume]
+    rows += [("skip", i) for i in result.skip]
+    for artifact in sorted({i.artifact for _, i in rows}):
+        click.echo(artifact)
+        for kind, it in rows:
+            if it.artifact == artifact:
+                click.echo(f"  {kind:<7} {it.execution or '-':<20} {it.reason}")
+    if not rows and not refused:
+        click.echo("no artifacts")
+
+
+def _crash_log(exc: BaseException) -> str:
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    fd, path = tempfile.mkstemp(prefix=f"foundry-crash-{stamp}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("".join(traceback.format_exception(exc)))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
-        cli.main(args=argv, prog_name="foundry", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="foundry", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else 1)
-    sys.exit(0)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("foundry: interrupted", err=True)
+        sys.exit(130)
+    except FoundryError as exc:
+        click.echo(f"foundry: error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the boundary: every bug becomes exit 3 + crash log
+        click.echo(
+            f"foundry: internal error ({type(exc).__name__}: {exc}). This is a bug; "
+            f"the crash log is at {_crash_log(exc)}",
+            err=True,
+        )
+        sys.exit(3)

@@ -1,0 +1,136 @@
+"""One block attempt as an operating-system process: its own process group, a minimal
+environment, output captured (bounded tail, full log written and digested, secrets redacted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TAIL_BYTES = 16 * 1024
+REDACTED = b"***"
+
+
+class Redactor:
+    """Replaces secret values in a byte stream, also across chunk boundaries."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
+        self._keep = max((len(s) for s in self._secrets), default=1) - 1
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self._secrets:
+            return chunk
+        data = self._carry + chunk
+        for secret in self._secrets:
+            data = data.replace(secret, REDACTED)
+        if self._keep <= 0:
+            self._carry = b""
+            return data
+        # Hold back a tail that could be the start of a secret split across chunks.
+        cut = max(0, len(data) - self._keep)
+        self._carry = data[cut:]
+        return data[:cut]
+
+    def flush(self) -> bytes:
+        data, self._carry = self._carry, b""
+        for secret in self._secrets:
+            data = data.replace(secret, REDACTED)
+        return data
+
+
+def redact_text(text: str, secrets: list[str]) -> str:
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED.decode())
+    return text
+
+
+@dataclass
+class Capture:
+    """Output of one attempt: redacted, written to `log_path`, tail kept, digested."""
+
+    redactor: Redactor
+    log_path: Path | None
+    tail: bytearray = field(default_factory=bytearray)
+    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
+    size: int = 0
+    _log_fd: int = -1
+
+    def __post_init__(self) -> None:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        self.hasher.update(data)
+        self.size += len(data)
+        if self._log_fd >= 0:
+            os.write(self._log_fd, data)
+        self.tail += data
+        if len(self.tail) > TAIL_BYTES:
+            del self.tail[: len(self.tail) - TAIL_BYTES]
+
+    def feed(self, chunk: bytes) -> None:
+        self._emit(self.redactor.feed(chunk))
+
+    def close(self) -> None:
+        self._emit(self.redactor.flush())
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hasher.hexdigest()
+
+    def tail_text(self) -> str:
+        return bytes(self.tail).decode("utf-8", errors="replace")
+
+
+@dataclass
+class Proc:
+    """A started attempt."""
+
+    popen: subprocess.Popen[bytes]
+    out_fd: int
+    pidfd: int
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+def spawn(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Proc:
+    """Start `argv` in a new session (its own process group), stdout+stderr on one pipe."""
+    popen = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+    )
+    assert popen.stdout is not None
+    out_fd = popen.stdout.fileno()
+    os.set_blocking(out_fd, False)
+    pidfd = -1
+    if hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):
+            pidfd = os.pidfd_open(popen.pid)
+    return Proc(popen, out_fd, pidfd)
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal the whole process group of an attempt (grandchildren included)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)

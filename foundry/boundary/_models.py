@@ -1,0 +1,214 @@
+"""Foundry's own models of the `alloy.dev/v1` boundary kinds it reads: Artifact and Request.
+
+Closed: a field Foundry does not know is refused, never ignored (it could loosen a guarantee
+the writer meant to give). Durations are whole seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+BlockId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")]
+Seconds = Annotated[int, Field(ge=0)]
+Effects = Literal["none", "idempotent", "reversible", "irreversible"]
+
+
+class Closed(BaseModel):
+    """Strict, frozen, closed, camelCase on the wire."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+    )
+
+
+class Evidence(Closed):
+    block: BlockId
+    output: str
+
+
+class Acceptance(Closed):
+    id: str
+    statement: str
+    evidence: Evidence | None = None
+
+
+class IntentRef(Closed):
+    name: Name
+    title: str | None = None
+    state: Literal["proposed", "accepted", "active", "deprecated", "retired", "rejected"]
+    owners: list[str]
+    acceptance: list[Acceptance]
+
+
+class Push(Closed):
+    paths: list[str]
+
+
+class Schedule(Closed):
+    cron: str
+    timezone: str
+    catch_up_seconds: Seconds
+    overlap: Literal["skip", "queue", "allow"]
+
+
+class Triggers(Closed):
+    apply: bool
+    push: Push | None = None
+    schedule: Schedule | None = None
+    request: bool
+
+
+class Input(Closed):
+    type: Literal["string", "integer", "boolean"]
+    required: bool
+    default: str | int | bool | None = None
+
+
+class Rate(Closed):
+    count: Annotated[int, Field(ge=1)]
+    period_seconds: Annotated[int, Field(ge=1)]
+
+
+class Lane(Closed):
+    name: Name
+    limit: Annotated[int, Field(ge=1)]
+    queue: Literal["fifo", "latest", "reject"]
+    max_queued: Annotated[int, Field(ge=0)] | None = None
+    cancel_running: bool
+    rate: Rate | None = None
+
+
+class Retry(Closed):
+    max: Annotated[int, Field(ge=0)]
+    backoff_seconds: Seconds
+    on_exit_codes: list[int]
+
+
+class ApprovalGate(Closed):
+    kind: Literal["approval"]
+    from_: list[str] = Field(alias="from")
+    quorum: Annotated[int, Field(ge=1)]
+    forbid_self: bool
+    expires_seconds: Seconds | None = None
+
+
+class CheckGate(Closed):
+    kind: Literal["check"]
+    names: list[str]
+    timeout_seconds: Seconds | None = None
+
+
+class WindowGate(Closed):
+    kind: Literal["window"]
+    cron: str
+    timezone: str
+
+
+class AfterGate(Closed):
+    kind: Literal["after"]
+    intent: Name
+    within_seconds: Seconds | None = None
+
+
+class CommandGate(Closed):
+    kind: Literal["command"]
+    run: list[str]
+    timeout_seconds: Seconds
+
+
+Gate = Annotated[
+    ApprovalGate | CheckGate | WindowGate | AfterGate | CommandGate,
+    Field(discriminator="kind"),
+]
+GATE_KINDS = ("approval", "check", "window", "after", "command")
+
+
+class Block(Closed):
+    id: BlockId
+    needs: list[BlockId]
+    run: list[str] = Field(min_length=1)
+    timeout_seconds: Annotated[int, Field(ge=1)]
+    retry: Retry
+    effects: Effects
+    gates: list[Gate]
+    outputs: list[str]
+    env: dict[EnvName, str]
+    secrets: list[EnvName]
+    workdir: str | None = None
+
+
+class Provenance(Closed):
+    source: str
+    source_digest: Digest
+    compiler: str
+
+
+class ArtifactSpec(Closed):
+    intent: IntentRef
+    triggers: Triggers
+    inputs: dict[str, Input]
+    lane: Lane | None = None
+    blocks: list[Block]
+    provenance: Provenance
+
+
+class Metadata(Closed):
+    name: Name
+
+
+class Artifact(Closed):
+    """An artifact as Foundry runs it."""
+
+    api_version: Literal["alloy.dev/v1"]
+    kind: Literal["Artifact"]
+    metadata: Metadata
+    digest: Digest
+    spec: ArtifactSpec
+
+    def block(self, block_id: str) -> Block:
+        return next(b for b in self.spec.blocks if b.id == block_id)
+
+
+class RequestMetadata(Closed):
+    name: Name
+    title: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class RequestSpec(Closed):
+    artifact: Annotated[
+        str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?@sha256:[0-9a-f]{64}$")
+    ]
+    inputs: dict[str, str | int | bool] = Field(default_factory=dict)
+    reason: str
+    requested_by: str
+
+
+class Request(Closed):
+    """A reviewed request to run one artifact, pinned by digest."""
+
+    api_version: Literal["alloy.dev/v1"]
+    kind: Literal["Request"]
+    metadata: RequestMetadata
+    spec: RequestSpec
+
+    @property
+    def artifact_name(self) -> str:
+        return self.spec.artifact.split("@", 1)[0]
+
+    @property
+    def artifact_digest(self) -> str:
+        return self.spec.artifact.split("@", 1)[1]

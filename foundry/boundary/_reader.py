@@ -1,0 +1,188 @@
+"""Read artifacts and requests from a snapshot, refusing anything Foundry cannot run exactly.
+
+Order of checks: the file is JSON (or YAML for requests) of plain data; apiVersion and kind are
+ones this Foundry reads; the digest matches the content; every field and gate kind is known.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from foundry._version import BOUNDARY_VERSION, __version__
+from foundry.boundary._canonical import digest_of
+from foundry.boundary._models import GATE_KINDS, Artifact, Request
+from foundry.errors import BoundaryError
+
+MAX_BYTES = 1024 * 1024
+_ARTIFACT = re.compile(r"^\.alloy/artifacts/([^/]+)\.json$")
+_REQUEST = re.compile(r"^\.alloy/requests/([^/]+)\.yaml$")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in GATE_KINDS and out.endswith("]"):
+            continue  # the discriminator's tag, not a field
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _needs(document: Mapping[str, Any]) -> str:
+    spec = document.get("spec")
+    provenance = spec.get("provenance") if isinstance(spec, dict) else None
+    requires = provenance.get("requires") if isinstance(provenance, dict) else None
+    if isinstance(requires, str):
+        return f"it needs {requires}"
+    return f"it needs a Foundry newer than {__version__}"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _refuse_model(path: str, document: Mapping[str, Any], exc: ValidationError) -> BoundaryError:
+    for err in exc.errors(include_url=False):
+        where = _loc(tuple(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            return BoundaryError(
+                path,
+                f"{where}: unknown field; Foundry {__version__} does not know it and refuses "
+                f"the artifact rather than ignore it ({_needs(document)})",
+            )
+        if err["type"] == "union_tag_invalid":
+            tag = (err.get("ctx") or {}).get("tag", "?")
+            return BoundaryError(
+                path,
+                f"{where}: unknown gate kind {tag!r}; Foundry {__version__} knows "
+                f"{', '.join(GATE_KINDS)} ({_needs(document)})",
+            )
+    first = exc.errors(include_url=False)[0]
+    return BoundaryError(path, f"{_loc(tuple(first['loc']))}: {first['msg']}")
+
+
+def _envelope(path: str, document: Any, kind: str) -> None:
+    if not isinstance(document, dict):
+        raise BoundaryError(path, "not a document (expected a JSON object)")
+    api = document.get("apiVersion")
+    if api != BOUNDARY_VERSION:
+        raise BoundaryError(
+            path,
+            f"apiVersion {api!r} is not read by Foundry {__version__} (it reads "
+            f"{BOUNDARY_VERSION}); upgrade Foundry",
+        )
+    if document.get("kind") != kind:
+        raise BoundaryError(path, f"kind {document.get('kind')!r} where {kind} was expected")
+
+
+def read_artifact(path: str, data: bytes) -> Artifact:
+    """An artifact, verified: its digest matches its content, and Foundry knows every field."""
+    if len(data) > MAX_BYTES:
+        raise BoundaryError(path, f"larger than {MAX_BYTES} bytes; refused")
+    try:
+        document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BoundaryError(path, f"not valid JSON: {exc}") from None
+    _envelope(path, document, "Artifact")
+    try:
+        actual = digest_of(document)
+    except ValueError as exc:
+        raise BoundaryError(path, str(exc)) from None
+    if document.get("digest") != actual:
+        raise BoundaryError(
+            path,
+            "digest does not match the content (edited by hand?); run `alloy compile` and "
+            "review the change",
+        )
+    try:
+        artifact = Artifact.model_validate(document)
+    except ValidationError as exc:
+        raise _refuse_model(path, document, exc) from None
+    match = _ARTIFACT.match(path)
+    if match and match.group(1) != artifact.metadata.name:
+        raise BoundaryError(path, f"holds artifact {artifact.metadata.name!r}; file name differs")
+    return artifact
+
+
+def _plain_yaml(path: str, text: str) -> Any:
+    loader = yaml.CSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise BoundaryError(path, "empty document")
+        seen: set[int] = set()
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if id(current) in seen:
+                raise BoundaryError(path, "aliases are not allowed in requests")
+            seen.add(id(current))
+            if isinstance(current, yaml.MappingNode):
+                for key, value in current.value:
+                    stack.extend((key, value))
+            elif isinstance(current, yaml.SequenceNode):
+                stack.extend(current.value)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise BoundaryError(path, f"not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def read_request(path: str, data: bytes) -> Request:
+    """A request document (YAML), as plain data, closed."""
+    if len(data) > MAX_BYTES:
+        raise BoundaryError(path, f"larger than {MAX_BYTES} bytes; refused")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BoundaryError(path, "not UTF-8 text") from None
+    document = _plain_yaml(path, text)
+    _envelope(path, document, "Request")
+    try:
+        request = Request.model_validate(document)
+    except ValidationError as exc:
+        raise _refuse_model(path, document, exc) from None
+    match = _REQUEST.match(path)
+    if match and match.group(1) != request.metadata.name:
+        raise BoundaryError(path, f"holds request {request.metadata.name!r}; file name differs")
+    return request
+
+
+@dataclass
+class Boundary:
+    """What one snapshot of a repository asks Foundry to run."""
+
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    requests: dict[str, Request] = field(default_factory=dict)
+    refused: list[BoundaryError] = field(default_factory=list)
+
+
+def read_boundary(snapshot: Mapping[str, bytes]) -> Boundary:
+    """Every artifact and request of a snapshot (path -> bytes); refusals are collected."""
+    out = Boundary()
+    for path in sorted(snapshot):
+        try:
+            if _ARTIFACT.match(path):
+                artifact = read_artifact(path, snapshot[path])
+                out.artifacts[artifact.metadata.name] = artifact
+            elif _REQUEST.match(path):
+                request = read_request(path, snapshot[path])
+                out.requests[request.metadata.name] = request
+        except BoundaryError as exc:
+            out.refused.append(exc)
+    return out

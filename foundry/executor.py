@@ -1,0 +1,685 @@
+"""The executor: an artifact's block DAG for one event, as processes, recorded in the ledger.
+
+A run is resumable: everything it does is in the execution's ledger first, and a later run (a
+new process) replays the ledger, applies the recovery rules (DESIGN section 5), and goes on.
+Completed blocks never run again. An attempt that started and never finished is retried only
+when its effects are `none` or `idempotent`; otherwise the execution becomes `indeterminate`
+and runs nothing more until that block is resolved by an approval.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import selectors
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from foundry._process import Capture, Proc, Redactor, kill_group, redact_text, spawn
+from foundry.boundary import Artifact, Block
+from foundry.errors import UserError
+from foundry.ids import Event, execution_id
+from foundry.ledger import Ledger, parse_rfc3339
+from foundry.ports import Clock
+
+ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+SYNC_EFFECTS = ("reversible", "irreversible")
+RETRY_AFTER_CRASH = ("none", "idempotent")
+Status = Literal["succeeded", "failed", "waiting", "indeterminate", "cancelled"]
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What a gate says now."""
+
+    decision: Literal["passed", "waiting", "failed"]
+    reason: str
+
+
+class Gates(Protocol):
+    """Evaluates gates and resolves indeterminate blocks (filled by `foundry.gates`)."""
+
+    def evaluate(
+        self,
+        execution: str,
+        artifact: Artifact,
+        block: Block,
+        index: int,
+        *,
+        now: float,
+        waiting_since: float | None = None,
+    ) -> GateOutcome:
+        """The gate's decision now; `waiting_since` is when it first waited (for expiry)."""
+        ...
+
+    def resolve_indeterminate(
+        self, execution: str, artifact: Artifact, block: Block
+    ) -> Literal["approve", "reject"] | None: ...
+
+
+@dataclass
+class RunOptions:
+    """How to run: where, with what, how wide."""
+
+    workdir: Path
+    state_dir: Path
+    inputs: Mapping[str, str | int | bool] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    workers: int = max(1, os.cpu_count() or 1)
+    dry_run: bool = False
+    kill_grace: float = 5.0
+    base_env: Mapping[str, str] | None = None
+
+
+@dataclass
+class ExecutionResult:
+    """How far an execution got."""
+
+    execution: str
+    status: Status
+    blocks: dict[str, str]
+    ledger: Path
+    reason: str = ""
+
+
+def resolve_inputs(artifact: Artifact, given: Mapping[str, str | int | bool]) -> dict[str, str]:
+    """Input values as the strings blocks receive (`ALLOY_INPUT_<NAME>`), checked against the
+    artifact's declared inputs."""
+    declared = artifact.spec.inputs
+    out: dict[str, str] = {}
+    for name, value in given.items():
+        spec = declared.get(name)
+        if spec is None:
+            known = ", ".join(sorted(declared)) or "none"
+            raise UserError(f"unknown input {name!r}; {artifact.metadata.name} declares: {known}")
+        out[name] = _typed(name, spec.type, value)
+    for name, spec in declared.items():
+        if name in out:
+            continue
+        if spec.default is not None:
+            out[name] = _typed(name, spec.type, spec.default)
+        elif spec.required:
+            raise UserError(f"input {name!r} is required; pass --input {name}=VALUE")
+    return out
+
+
+def _typed(name: str, kind: str, value: str | int | bool) -> str:
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower()
+        raise UserError(f"input {name!r} must be true or false, not {value!r}")
+    if kind == "integer":
+        if isinstance(value, bool):
+            raise UserError(f"input {name!r} must be an integer, not {value!r}")
+        try:
+            return str(int(value))
+        except ValueError:
+            raise UserError(f"input {name!r} must be an integer, not {value!r}") from None
+    return str(value)
+
+
+@dataclass
+class _Replay:
+    planned: bool = False
+    finished: str | None = None
+    status: dict[str, str] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    open_attempts: dict[str, int] = field(default_factory=dict)
+    indeterminate: set[str] = field(default_factory=set)
+    gates: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    waiting_since: dict[tuple[str, int], float] = field(default_factory=dict)
+
+
+def _replay(records: list[dict[str, Any]]) -> _Replay:
+    state = _Replay()
+    for r in records:
+        kind = r["type"]
+        if kind == "planned":
+            state.planned = True
+        elif kind == "attempt-started":
+            state.attempts[r["block"]] = r["attempt"]
+            state.open_attempts[r["block"]] = r["attempt"]
+        elif kind == "attempt-finished":
+            state.open_attempts.pop(r["block"], None)
+        elif kind == "block-finished":
+            state.status[r["block"]] = r["status"]
+            state.indeterminate.discard(r["block"])
+        elif kind == "indeterminate":
+            state.indeterminate.add(r["block"])
+            state.open_attempts.pop(r["block"], None)
+        elif kind == "gate":
+            state.gates[(r["block"], r["index"])] = (r["decision"], r["reason"])
+            if r["decision"] == "waiting":
+                state.waiting_since.setdefault((r["block"], r["index"]), parse_rfc3339(r["at"]))
+        elif kind == "execution-finished":
+            state.finished = r["status"]
+    return state
+
+
+@dataclass
+class _Attempt:
+    block: Block
+    number: int
+    proc: Proc
+    capture: Capture
+    started: float
+    deadline: float
+    term_at: float | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    exit_code: int | None = None
+    out_open: bool = True
+
+
+class Executor:
+    """Runs one execution of one artifact to completion, a gate, or a crash."""
+
+    def __init__(
+        self,
+        artifact: Artifact,
+        event: Event,
+        options: RunOptions,
+        clock: Clock,
+        *,
+        gates: Gates | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.artifact = artifact
+        self.event = event
+        self.opts = options
+        self.clock = clock
+        self.gates = gates
+        self.cancel = cancel or threading.Event()
+        self.execution = execution_id(artifact.digest, event)
+        base = options.state_dir / ("dry-runs" if options.dry_run else "executions")
+        self.dir = base / self.execution
+        if options.dry_run:  # a dry run never stands in for the real execution
+            self.dir = self.dir / f"{time.time_ns()}"
+        self.ledger = Ledger(self.dir / "ledger.jsonl")
+        self.blocks = {b.id: b for b in artifact.spec.blocks}
+        self.secret_values = [v for v in options.secrets.values() if v]
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _record(self, record: dict[str, Any], *, sync: bool = False) -> None:
+        if "reason" in record and isinstance(record["reason"], str):
+            record["reason"] = redact_text(record["reason"], self.secret_values)
+        self.ledger.append(record, at=self.clock.now(), sync=sync)
+
+    def _finish_block(self, state: _Replay, block: str, status: str, reason: str = "") -> None:
+        self._record({"type": "block-finished", "block": block, "status": status, "reason": reason})
+        state.status[block] = status
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> ExecutionResult:
+        try:
+            return self._run()
+        finally:
+            self.ledger.close()
+
+    def _result(self, state: _Replay, status: Status, reason: str = "") -> ExecutionResult:
+        return ExecutionResult(self.execution, status, dict(state.status), self.ledger.path, reason)
+
+    def _run(self) -> ExecutionResult:
+        state = _replay(self.ledger.records)
+        if state.finished is not None:
+            return self._result(state, state.finished, "already finished")  # type: ignore[arg-type]
+        inputs = resolve_inputs(self.artifact, self.opts.inputs)
+        if not state.planned:
+            self._record(
+                {
+                    "type": "planned",
+                    "execution": self.execution,
+                    "artifact": {
+                        "name": self.artifact.metadata.name,
+                        "digest": self.artifact.digest,
+                    },
+                    "event": {"type": self.event.type, "key": self.event.key},
+                    "inputs": inputs,
+                    "dryRun": self.opts.dry_run,
+                },
+                sync=True,
+            )
+        self._recover(state)
+        parked = self._resolve_indeterminate(state)
+        if parked is not None:
+            return parked
+        return self._loop(state, inputs)
+
+    def _recover(self, state: _Replay) -> None:
+        for block_id, attempt in sorted(state.open_attempts.items()):
+            effects = self.blocks[block_id].effects
+            if effects in RETRY_AFTER_CRASH:
+                self._record(
+                    {
+                        "type": "attempt-finished",
+                        "block": block_id,
+                        "attempt": attempt,
+                        "outcome": "interrupted",
+                        "reason": "the engine stopped during this attempt; it runs again "
+                        f"(effects: {effects})",
+                    }
+                )
+            else:
+                self._record(
+                    {
+                        "type": "indeterminate",
+                        "block": block_id,
+                        "attempt": attempt,
+                        "reason": f"the engine stopped during an attempt with effects {effects}; "
+                        "whether it took effect is unknown, so nothing more runs until it is "
+                        "approved (continue) or rejected (fail)",
+                    },
+                    sync=True,
+                )
+                state.indeterminate.add(block_id)
+        state.open_attempts.clear()
+
+    def _resolve_indeterminate(self, state: _Replay) -> ExecutionResult | None:
+        for block_id in sorted(state.indeterminate):
+            block = self.blocks[block_id]
+            decision = (
+                self.gates.resolve_indeterminate(self.execution, self.artifact, block)
+                if self.gates
+                else None
+            )
+            if decision is None:
+                self.ledger.sync()
+                return self._result(
+                    state,
+                    "indeterminate",
+                    f"block {block_id} is indeterminate; waiting for an approval",
+                )
+            self._record({"type": "resolved", "block": block_id, "decision": decision})
+            if decision == "approve":
+                self._finish_block(state, block_id, "succeeded", "approved after an interruption")
+            else:
+                self._finish_block(state, block_id, "failed", "rejected after an interruption")
+            state.indeterminate.discard(block_id)
+        return None
+
+    def _env(self, block: Block, inputs: Mapping[str, str], attempt: int) -> dict[str, str]:
+        source = self.opts.base_env if self.opts.base_env is not None else os.environ
+        env = {k: source[k] for k in ENV_ALLOWLIST if k in source}
+        env.update(block.env)
+        for name, value in inputs.items():
+            env[f"ALLOY_INPUT_{name.upper()}"] = value
+        for name in block.secrets:
+            if name in self.opts.secrets:
+                env[name] = self.opts.secrets[name]
+        env["ALLOY_EXECUTION"] = self.execution
+        env["ALLOY_BLOCK"] = block.id
+        env["ALLOY_ATTEMPT"] = str(attempt)
+        return env
+
+    def _cwd(self, block: Block) -> Path:
+        root = self.opts.workdir.resolve()
+        if block.workdir is None:
+            return root
+        cwd = (root / block.workdir).resolve()
+        if not cwd.is_relative_to(root):
+            raise UserError(f"block {block.id}: workdir {block.workdir!r} leaves the worktree")
+        return cwd
+
+    def _gates_pass(self, state: _Replay, block: Block) -> str:
+        """'passed', 'waiting' or 'failed' for all of a block's gates, in order."""
+        for index, gate in enumerate(block.gates):
+            if self.gates is None:
+                outcome = GateOutcome("waiting", f"no gate evaluator for {gate.kind} gates")
+            else:
+                outcome = self.gates.evaluate(
+                    self.execution,
+                    self.artifact,
+                    block,
+                    index,
+                    now=self.clock.now(),
+                    waiting_since=state.waiting_since.get((block.id, index)),
+                )
+            said = (outcome.decision, redact_text(outcome.reason, self.secret_values))
+            if state.gates.get((block.id, index)) != said:
+                self._record(
+                    {
+                        "type": "gate",
+                        "block": block.id,
+                        "index": index,
+                        "kind": gate.kind,
+                        "decision": outcome.decision,
+                        "reason": outcome.reason,
+                    }
+                )
+                state.gates[(block.id, index)] = said
+                if outcome.decision == "waiting":
+                    state.waiting_since.setdefault((block.id, index), self.clock.now())
+            if outcome.decision != "passed":
+                if outcome.decision == "failed":
+                    self._finish_block(
+                        state,
+                        block.id,
+                        "failed",
+                        f"gate {index} ({gate.kind}) failed: {outcome.reason}",
+                    )
+                return outcome.decision
+        return "passed"
+
+    def _start(self, state: _Replay, block: Block, inputs: Mapping[str, str]) -> _Attempt:
+        number = state.attempts.get(block.id, 0) + 1
+        state.attempts[block.id] = number
+        self._record(
+            {
+                "type": "attempt-started",
+                "block": block.id,
+                "attempt": number,
+                "effects": block.effects,
+            },
+            sync=block.effects in SYNC_EFFECTS,
+        )
+        capture = Capture(
+            Redactor(self.secret_values), self.dir / "logs" / f"{block.id}.{number}.log"
+        )
+        now = time.monotonic()
+        try:
+            proc = spawn(
+                list(block.run), cwd=self._cwd(block), env=self._env(block, inputs, number)
+            )
+        except OSError as exc:
+            capture.feed(f"cannot start {block.run[0]!r}: {exc.strerror}\n".encode())
+            capture.close()
+            self._record(
+                {
+                    "type": "attempt-finished",
+                    "block": block.id,
+                    "attempt": number,
+                    "outcome": "failed",
+                    "exitCode": None,
+                    "durationMs": 0,
+                    "logDigest": capture.digest,
+                    "logTail": capture.tail_text(),
+                    "outputs": [],
+                }
+            )
+            raise _StartFailed from None
+        return _Attempt(block, number, proc, capture, now, now + block.timeout_seconds)
+
+    def _outputs(self, block: Block) -> tuple[list[dict[str, Any]], list[str]]:
+        root = self._cwd(block)
+        found, missing = [], []
+        for rel in block.outputs:
+            path = (root / rel).resolve()
+            if not path.is_relative_to(self.opts.workdir.resolve()) or not path.is_file():
+                missing.append(rel)
+                continue
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            found.append(
+                {"path": rel, "digest": "sha256:" + digest.hexdigest(), "size": path.stat().st_size}
+            )
+        return found, missing
+
+    def _finish_attempt(self, state: _Replay, att: _Attempt, not_before: dict[str, float]) -> None:
+        att.capture.close()
+        block = att.block
+        code = att.exit_code
+        if att.cancelled:
+            outcome = "cancelled"
+        elif att.timed_out:
+            outcome = "timeout"
+        else:
+            outcome = "succeeded" if code == 0 else "failed"
+        outputs: list[dict[str, Any]] = []
+        reason = ""
+        if outcome == "succeeded":
+            outputs, missing = self._outputs(block)
+            if missing:
+                outcome = "failed"
+                reason = f"declared output(s) missing or outside the worktree: {', '.join(missing)}"
+        if outcome == "timeout":
+            reason = f"timed out after {block.timeout_seconds}s; its process group was killed"
+        self._record(
+            {
+                "type": "attempt-finished",
+                "block": block.id,
+                "attempt": att.number,
+                "outcome": outcome,
+                "exitCode": code,
+                "durationMs": int((time.monotonic() - att.started) * 1000),
+                "logDigest": att.capture.digest,
+                "logTail": att.capture.tail_text(),
+                "outputs": outputs,
+                "reason": reason,
+            }
+        )
+        if outcome == "succeeded":
+            self._finish_block(state, block.id, "succeeded")
+        elif outcome == "cancelled":
+            self._finish_block(state, block.id, "cancelled", "cancelled")
+        elif (
+            outcome == "failed"
+            and code is not None
+            and code in block.retry.on_exit_codes
+            and att.number <= block.retry.max
+        ):
+            not_before[block.id] = self.clock.now() + block.retry.backoff_seconds
+        else:
+            why = reason or (f"exit code {code}" if code is not None else outcome)
+            self._finish_block(state, block.id, "failed", why)
+
+    def _loop(self, state: _Replay, inputs: Mapping[str, str]) -> ExecutionResult:
+        order = sorted(self.blocks)
+        running: dict[str, _Attempt] = {}
+        not_before: dict[str, float] = {}
+        selector = selectors.DefaultSelector()
+        workers = max(1, self.opts.workers)
+        try:
+            while True:
+                waiting = self._schedule(
+                    state,
+                    order=order,
+                    running=running,
+                    not_before=not_before,
+                    inputs=inputs,
+                    selector=selector,
+                    workers=workers,
+                )
+                if not running:
+                    pending = [b for b in order if b not in state.status]
+                    if not pending:
+                        break
+                    if self.cancel.is_set():
+                        for b in pending:
+                            self._finish_block(state, b, "cancelled", "cancelled before it started")
+                        break
+                    later = [not_before[b] for b in pending if b in not_before]
+                    if later:
+                        self.clock.sleep(max(0.0, min(later) - self.clock.now()))
+                        continue
+                    self.ledger.sync()
+                    return self._result(
+                        state, "waiting", "waiting on a gate: " + ", ".join(waiting)
+                    )
+                self._wait(state, running, not_before, selector)
+        finally:
+            for att in running.values():  # an exception left processes behind: stop them
+                kill_group(att.proc.pid)
+            selector.close()
+        if self.cancel.is_set() and any(s == "cancelled" for s in state.status.values()):
+            final: Status = "cancelled"
+        elif all(s in ("succeeded", "skipped") for s in state.status.values()):
+            final = "succeeded"
+        else:
+            final = "failed"
+        self._record({"type": "execution-finished", "status": final}, sync=True)
+        state.finished = final
+        return self._result(state, final)
+
+    def _schedule(
+        self,
+        state: _Replay,
+        *,
+        order: list[str],
+        running: dict[str, _Attempt],
+        not_before: dict[str, float],
+        inputs: Mapping[str, str],
+        selector: selectors.BaseSelector,
+        workers: int,
+    ) -> list[str]:
+        """Start what can start; return the blocks waiting on a gate."""
+        waiting: list[str] = []
+        progress = True
+        while progress:
+            progress = False
+            for block_id in order:
+                if block_id in state.status or block_id in running:
+                    continue
+                block = self.blocks[block_id]
+                needs = [state.status.get(n) for n in block.needs]
+                if any(s in ("failed", "skipped", "cancelled") for s in needs if s):
+                    bad = [
+                        n
+                        for n in block.needs
+                        if state.status.get(n) in ("failed", "skipped", "cancelled")
+                    ]
+                    self._finish_block(
+                        state, block_id, "skipped", f"needs {', '.join(bad)}, which did not succeed"
+                    )
+                    progress = True
+                    continue
+                if not all(s == "succeeded" for s in needs) or self.cancel.is_set():
+                    continue
+                if not_before.get(block_id, 0.0) > self.clock.now():
+                    continue
+                if self.opts.dry_run and block.effects != "none":
+                    self._finish_block(
+                        state, block_id, "skipped", f"dry run: effects {block.effects}"
+                    )
+                    progress = True
+                    continue
+                if len(running) >= workers:
+                    continue
+                decision = self._gates_pass(state, block)
+                if decision == "waiting":
+                    waiting.append(block_id)
+                    continue
+                if decision == "failed":
+                    progress = True
+                    continue
+                not_before.pop(block_id, None)
+                try:
+                    att = self._start(state, block, inputs)
+                except _StartFailed:
+                    self._finish_block(state, block_id, "failed", f"cannot start {block.run[0]!r}")
+                    progress = True
+                    continue
+                running[block_id] = att
+                selector.register(att.proc.out_fd, selectors.EVENT_READ, ("out", att))
+                if att.proc.pidfd >= 0:
+                    selector.register(att.proc.pidfd, selectors.EVENT_READ, ("exit", att))
+        return waiting
+
+    def _wait(
+        self,
+        state: _Replay,
+        running: dict[str, _Attempt],
+        not_before: dict[str, float],
+        selector: selectors.BaseSelector,
+    ) -> None:
+        now = time.monotonic()
+        horizon = [a.term_at if a.term_at is not None else a.deadline for a in running.values()]
+        timeout = max(0.0, min(horizon) - now)
+        if any(a.proc.pidfd < 0 for a in running.values()):
+            timeout = min(timeout, 0.01)
+        timeout = min(timeout, 0.2)  # notice a cancel request promptly
+        for key, _ in selector.select(timeout):
+            what, att = key.data
+            if what == "exit" and att.exit_code is not None:
+                continue
+            if what == "out":
+                self._read(att, selector)
+            else:
+                self._reap(att, selector)
+        for att in list(running.values()):
+            if att.exit_code is None and att.proc.pidfd < 0 and att.proc.popen.poll() is not None:
+                self._reap(att, selector)
+        now = time.monotonic()
+        for att in list(running.values()):
+            if att.exit_code is not None:
+                continue
+            if self.cancel.is_set() and not att.cancelled:
+                att.cancelled = True
+                kill_group(att.proc.pid, signal.SIGTERM)
+                att.term_at = now + self.opts.kill_grace
+            elif att.term_at is None and now >= att.deadline:
+                att.timed_out = True
+                kill_group(att.proc.pid, signal.SIGTERM)
+                att.term_at = now + self.opts.kill_grace
+            elif att.term_at is not None and now >= att.term_at:
+                kill_group(att.proc.pid, signal.SIGKILL)
+        for block_id, att in list(running.items()):
+            if att.exit_code is not None and not att.out_open:
+                del running[block_id]
+                self._finish_attempt(state, att, not_before)
+
+    def _read(self, att: _Attempt, selector: selectors.BaseSelector) -> None:
+        if not att.out_open:  # closed while draining, earlier in this same batch of events
+            return
+        try:
+            chunk = os.read(att.proc.out_fd, 65536)
+        except BlockingIOError:
+            return
+        if chunk:
+            att.capture.feed(chunk)
+            return
+        selector.unregister(att.proc.out_fd)
+        att.proc.popen.stdout.close()  # type: ignore[union-attr]
+        att.out_open = False
+
+    def _reap(self, att: _Attempt, selector: selectors.BaseSelector) -> None:
+        if att.exit_code is not None:
+            return
+        code = att.proc.popen.wait()
+        att.exit_code = code if code >= 0 else 128 - code
+        if att.proc.pidfd >= 0:
+            selector.unregister(att.proc.pidfd)
+            os.close(att.proc.pidfd)
+        # The block is over when its main process is: stop what it left behind, then drain.
+        kill_group(att.proc.pid)
+        if att.out_open:
+            deadline = time.monotonic() + 2.0
+            while att.out_open and time.monotonic() < deadline:
+                ready = selectors.DefaultSelector()
+                try:
+                    ready.register(att.proc.out_fd, selectors.EVENT_READ)
+                    if ready.select(0.05):
+                        self._read(att, selector)
+                finally:
+                    ready.close()
+            if att.out_open:
+                selector.unregister(att.proc.out_fd)
+                att.proc.popen.stdout.close()  # type: ignore[union-attr]
+                att.out_open = False
+
+
+class _StartFailed(Exception):
+    """The process could not be started."""
+
+
+def run_execution(
+    artifact: Artifact,
+    event: Event,
+    options: RunOptions,
+    clock: Clock,
+    *,
+    gates: Gates | None = None,
+    cancel: threading.Event | None = None,
+) -> ExecutionResult:
+    """Run (or resume) the execution of `artifact` for `event`."""
+    return Executor(artifact, event, options, clock, gates=gates, cancel=cancel).run()

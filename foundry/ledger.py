@@ -1,0 +1,98 @@
+"""The append-only ledger of one execution (JSON Lines), which recovery reads.
+
+Every record is one line `{"seq": n, "at": "<RFC 3339>", "type": ..., ...}`, written with one
+`os.write` on an `O_APPEND` descriptor, so a crash of the engine process never loses a record it
+wrote (the page cache survives the process). `fsync` makes records survive a machine crash; it
+is done where the effects require it (before a reversible or irreversible attempt starts, and
+when an execution finishes or parks) and for everything written before, in one group.
+
+A torn last line (a machine crash mid-write) is dropped when the ledger is opened.
+
+Record types:
+
+=====================  ==============================================================
+planned                execution, artifact {name, digest}, event {type, key}, inputs
+gate                   block, index, kind, decision (waiting|passed|failed), reason
+attempt-started        block, attempt, effects
+attempt-finished       block, attempt, outcome (succeeded|failed|timeout|cancelled|
+                       interrupted), exitCode, durationMs, logDigest, logTail, outputs
+block-finished         block, status (succeeded|failed|skipped|cancelled), reason
+indeterminate          block, attempt, reason (an unfinished reversible/irreversible attempt)
+resolved               block, decision (approve|reject), by (how an indeterminate ended)
+execution-finished     status (succeeded|failed|cancelled)
+=====================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def rfc3339(seconds: float) -> str:
+    """`2026-11-25T02:00:00.123Z` (milliseconds, UTC)."""
+    stamp = datetime.fromtimestamp(seconds, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def parse_rfc3339(text: str) -> float:
+    """Seconds since the epoch of a ledger timestamp."""
+    return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+class Ledger:
+    """One execution's ledger file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.records: list[dict[str, Any]] = list(self._read())
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._dirty = False
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a torn last line: drop it, and the bytes with it
+            with self.path.open("r+b") as fh:
+                fh.truncate(end)
+        for line in data[:end].splitlines():
+            if line.strip():
+                yield json.loads(line)
+
+    def append(self, record: dict[str, Any], *, at: float, sync: bool = False) -> dict[str, Any]:
+        full = {"seq": len(self.records) + 1, "at": rfc3339(at), **record}
+        line = json.dumps(full, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+        os.write(self._fd, line.encode("utf-8"))
+        self.records.append(full)
+        self._dirty = True
+        if sync:
+            self.sync()
+        return full
+
+    def sync(self) -> None:
+        if self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.sync()
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["type"] == kind]

@@ -1,0 +1,90 @@
+"""What the state directory knows about executions, read from their ledgers (the ledger is the
+truth; nothing else is kept that could disagree with it).
+
+Layout: `<state>/executions/<execution>/ledger.jsonl` (+ `logs/`); dry runs under `dry-runs/`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def status_of(records: Sequence[dict[str, Any]]) -> str:
+    """planned | running | waiting | indeterminate | succeeded | failed | cancelled | skipped."""
+    status = "planned"
+    open_indeterminate: set[str] = set()
+    gates: dict[tuple[str, int], str] = {}
+    finished_blocks: set[str] = set()
+    for r in records:
+        kind = r.get("type")
+        if kind == "execution-finished":
+            return str(r["status"])
+        if kind == "attempt-started":
+            status = "running"
+        elif kind == "indeterminate":
+            open_indeterminate.add(r["block"])
+        elif kind == "resolved":
+            open_indeterminate.discard(r["block"])
+        elif kind == "gate":
+            gates[(r["block"], r["index"])] = r["decision"]
+        elif kind == "block-finished":
+            finished_blocks.add(r["block"])
+    if open_indeterminate:
+        return "indeterminate"
+    if any(d == "waiting" and b not in finished_blocks for (b, _), d in gates.items()):
+        return "waiting"
+    return status
+
+
+class LedgerIndex:
+    """Executions of one state directory, by id (implements the planner's `Known`)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "executions"
+
+    def _records(self, execution: str) -> list[dict[str, Any]] | None:
+        path = self.root / execution / "ledger.jsonl"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                break  # a torn last line; the ledger drops it when opened for writing
+        return out
+
+    def status(self, execution: str) -> str | None:
+        records = self._records(execution)
+        if not records:
+            return None
+        return status_of(records)
+
+    def executions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "ledger.jsonl").is_file())
+
+    def planned(self, execution: str) -> dict[str, Any] | None:
+        records = self._records(execution)
+        return records[0] if records and records[0].get("type") == "planned" else None
+
+    def records(self, execution: str) -> list[dict[str, Any]]:
+        return self._records(execution) or []
+
+    def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
+        out = []
+        for execution in self.executions():
+            first = self.planned(execution)
+            if first is None or first["artifact"]["name"] != artifact:
+                continue
+            if first["event"]["type"] != event_type:
+                continue
+            if self.status(execution) not in ("succeeded", "failed", "cancelled", "skipped"):
+                out.append(execution)
+        return out

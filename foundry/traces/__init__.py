@@ -1,0 +1,30 @@
+"""Traces (DESIGN section 6): everything derived from one execution's ledger records and its
+artifact: the boundary Trace document, a Markdown summary for check runs, an OTLP/JSON export
+and an in-toto provenance statement. Pure functions of data; nothing here writes files.
+
+Every function takes `secrets` and redacts each of their values from every string it returns.
+"""
+
+from foundry.traces._bundle import TraceBundle, trace_bundle
+from foundry.traces._document import planned_inputs, trace_document, trace_path
+from foundry.traces._errors import TraceError
+from foundry.traces._intoto import BUILD_TYPE, BUILDER_ID, intoto_statement
+from foundry.traces._markdown import SUMMARY_LIMIT, markdown_summary
+from foundry.traces._otlp import otlp_json, span_id, trace_id
+
+__all__ = [
+    "BUILDER_ID",
+    "BUILD_TYPE",
+    "SUMMARY_LIMIT",
+    "TraceBundle",
+    "TraceError",
+    "intoto_statement",
+    "markdown_summary",
+    "otlp_json",
+    "planned_inputs",
+    "span_id",
+    "trace_bundle",
+    "trace_document",
+    "trace_id",
+    "trace_path",
+]

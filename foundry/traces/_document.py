@@ -1,0 +1,289 @@
+"""The boundary kind Trace, derived from an execution's ledger records and its artifact.
+
+The ledger is the truth (it is what recovery reads); the trace is a view of it at one moment.
+An unfinished ledger gives an unfinished trace: `planned` before anything happened,
+`indeterminate` while an interrupted attempt with effects awaits a decision, `waiting` when
+the engine parked on a gate, `running` otherwise.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from foundry.boundary import Artifact
+from foundry.traces._errors import TraceError
+from foundry.traces._redact import redact
+from foundry.traces._time import is_stamp
+
+API_VERSION = "alloy.dev/v1"
+BLOCK_FINISHED = ("succeeded", "failed", "skipped", "cancelled")
+EXECUTION_FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass
+class _BlockState:
+    attempts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    open: set[int] = field(default_factory=set)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    finished: str | None = None
+    indeterminate: bool = False
+    last_gate: str | None = None
+
+
+@dataclass
+class _State:
+    planned: dict[str, Any] | None = None
+    blocks: dict[str, _BlockState] = field(default_factory=dict)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    finished: dict[str, Any] | None = None
+    activity: bool = False
+
+    def block(self, block_id: str) -> _BlockState:
+        return self.blocks.setdefault(block_id, _BlockState())
+
+
+def _get(record: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    value = record.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        where = f"ledger record {record.get('seq', '?')} ({record.get('type', '?')})"
+        raise TraceError(f"{where}: field {name!r} is missing or not a {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _at(record: dict[str, Any]) -> str:
+    stamp = _get(record, "at")
+    if not is_stamp(stamp):
+        raise TraceError(
+            f"ledger record {record.get('seq', '?')}: 'at' is {stamp!r}, "
+            "not an RFC 3339 UTC time like 2026-11-25T02:00:00.123Z"
+        )
+    return str(stamp)
+
+
+def _attempt(number: int, started_at: str) -> dict[str, Any]:
+    return {
+        "number": number,
+        "startedAt": started_at,
+        "finishedAt": None,
+        "durationMs": None,
+        "exitCode": None,
+        "outcome": None,
+        "logDigest": None,
+        "logTail": None,
+    }
+
+
+def _optional_int(record: dict[str, Any], name: str) -> int | None:
+    value = record.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _optional_str(record: dict[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    found = record.get("outputs") or []
+    if not isinstance(found, list):
+        raise TraceError(f"ledger record {record.get('seq', '?')}: 'outputs' is not a list")
+    if not all(isinstance(o, dict) for o in found):
+        raise TraceError(f"ledger record {record.get('seq', '?')}: an output is not an object")
+    return [
+        {"path": _get(o, "path"), "digest": _get(o, "digest"), "size": _get(o, "size", int)}
+        for o in found
+    ]
+
+
+def _replay(records: Sequence[dict[str, Any]]) -> _State:
+    state = _State()
+    for record in records:
+        kind = record.get("type")
+        if kind == "planned":
+            if state.planned is None:
+                state.planned = record
+            continue
+        if kind == "execution-finished":
+            state.finished = record
+            continue
+        if kind not in (
+            "gate",
+            "attempt-started",
+            "attempt-finished",
+            "block-finished",
+            "indeterminate",
+            "resolved",
+        ):
+            continue  # a record type this reader does not know adds nothing to the trace
+        state.activity = True
+        block = state.block(_get(record, "block"))
+        if kind == "gate":
+            decision = _get(record, "decision")
+            state.gates.append(
+                {
+                    "block": record["block"],
+                    "index": _get(record, "index", int),
+                    "kind": _get(record, "kind"),
+                    "decision": decision,
+                    "reason": str(record.get("reason") or ""),
+                    "at": _at(record),
+                }
+            )
+            block.last_gate = decision
+        elif kind == "attempt-started":
+            number = _get(record, "attempt", int)
+            block.attempts[number] = _attempt(number, _at(record))
+            block.open.add(number)
+        elif kind == "attempt-finished":
+            number = _get(record, "attempt", int)
+            attempt = block.attempts.setdefault(number, _attempt(number, _at(record)))
+            outcome = _get(record, "outcome")
+            attempt.update(
+                finishedAt=_at(record),
+                durationMs=_optional_int(record, "durationMs"),
+                exitCode=_optional_int(record, "exitCode"),
+                outcome=outcome,
+                logDigest=_optional_str(record, "logDigest"),
+                logTail=_optional_str(record, "logTail"),
+            )
+            block.open.discard(number)
+            if outcome == "succeeded":
+                block.outputs = _outputs(record)
+        elif kind == "block-finished":
+            block.finished = _get(record, "status")
+            block.indeterminate = False
+        elif kind == "indeterminate":
+            block.indeterminate = True
+            block.open.discard(_get(record, "attempt", int))
+        else:  # resolved: a block-finished record follows with the outcome
+            block.indeterminate = False
+    return state
+
+
+def _block_status(block: _BlockState) -> str:
+    if block.finished is not None:
+        return block.finished
+    if block.indeterminate:
+        return "indeterminate"
+    if block.open:
+        return "running"
+    if block.last_gate == "waiting":
+        return "waiting"
+    return "pending"
+
+
+def _execution_status(state: _State, statuses: dict[str, str]) -> str:
+    if state.finished is not None:
+        return str(_get(state.finished, "status"))
+    if not state.activity:
+        return "planned"
+    values = set(statuses.values())
+    if "indeterminate" in values:
+        return "indeterminate"
+    if "running" in values:
+        return "running"
+    # A block that has had attempts and is not finished is between retries: the engine runs.
+    retrying = any(
+        statuses[b] == "pending" and s.attempts for b, s in state.blocks.items()
+    )
+    if "waiting" in values and not retrying:
+        return "waiting"
+    return "running"
+
+
+def _evidence(artifact: Artifact, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    outputs = {
+        (b["id"], posixpath.normpath(o["path"])): o["digest"] for b in blocks for o in b["outputs"]
+    }
+    evidence = []
+    for criterion in artifact.spec.intent.acceptance:
+        link = criterion.evidence
+        if link is None:
+            continue
+        digest = outputs.get((link.block, posixpath.normpath(link.output)))
+        evidence.append(
+            {
+                "acceptance": criterion.id,
+                "block": link.block,
+                "output": link.output,
+                "digest": digest,
+                "status": "produced" if digest is not None else "missing",
+            }
+        )
+    return evidence
+
+
+def trace_document(
+    records: Sequence[dict[str, Any]], artifact: Artifact, *, secrets: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The Trace (`alloy.dev/v1`) of the execution whose ledger holds `records`.
+
+    `artifact` must be the one the ledger names (same name and digest): evidence is read
+    through its acceptance criteria. Every string is redacted of `secrets`.
+    """
+    state = _replay(records)
+    if state.planned is None:
+        raise TraceError("the ledger has no 'planned' record; it is not an execution's ledger")
+    planned = state.planned
+    ran = _get(planned, "artifact", dict)
+    if (ran.get("name"), ran.get("digest")) != (artifact.metadata.name, artifact.digest):
+        raise TraceError(
+            f"the ledger ran artifact {ran.get('name')}@{ran.get('digest')}, not "
+            f"{artifact.metadata.name}@{artifact.digest}; pass the artifact the ledger names"
+        )
+    event = _get(planned, "event", dict)
+    order = [b.id for b in artifact.spec.blocks]
+    order += sorted(set(state.blocks) - set(order))
+    statuses = {b: _block_status(state.blocks.get(b, _BlockState())) for b in order}
+    blocks = []
+    for block_id in order:
+        block = state.blocks.get(block_id, _BlockState())
+        blocks.append(
+            {
+                "id": block_id,
+                "status": statuses[block_id],
+                "attempts": [block.attempts[n] for n in sorted(block.attempts)],
+                "outputs": block.outputs,
+            }
+        )
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": "Trace",
+        "metadata": {"name": _get(planned, "execution")},
+        "spec": {
+            "intent": artifact.spec.intent.name,
+            "artifact": {"name": artifact.metadata.name, "digest": artifact.digest},
+            "event": {"type": _get(event, "type"), "key": _get(event, "key")},
+            "status": _execution_status(state, statuses),
+            "startedAt": _at(planned),
+            "finishedAt": _at(state.finished) if state.finished is not None else None,
+            "blocks": blocks,
+            "gates": state.gates,
+            "evidence": _evidence(artifact, blocks),
+        },
+    }
+    return redact(document, secrets)
+
+
+def planned_inputs(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The inputs the execution ran with (from its `planned` record)."""
+    for record in records:
+        if record.get("type") == "planned":
+            inputs = record.get("inputs") or {}
+            if not isinstance(inputs, dict):
+                raise TraceError("the 'planned' record's 'inputs' is not an object")
+            return dict(inputs)
+    raise TraceError("the ledger has no 'planned' record; it is not an execution's ledger")
+
+
+def trace_path(trace: dict[str, Any]) -> str:
+    """Where the trace lives on the traces branch: `traces/<intent>/<execution>.json`."""
+    return f"traces/{trace['spec']['intent']}/{trace['metadata']['name']}.json"

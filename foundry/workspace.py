@@ -1,0 +1,108 @@
+"""Foundry on a plain directory checkout: find the artifacts, pick the state directory, run.
+
+The library functions behind `foundry run` and `foundry plan` (no git needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from foundry.boundary import Artifact, Boundary, read_boundary
+from foundry.errors import BoundaryError, UserError
+from foundry.executor import ExecutionResult, Gates, RunOptions, run_execution
+from foundry.ids import Event
+from foundry.planner import Plan, plan
+from foundry.ports import Clock
+from foundry.state import LedgerIndex
+
+
+def default_state_dir(root: Path) -> Path:
+    """Outside the worktree: `$FOUNDRY_STATE`, else `$XDG_STATE_HOME/foundry/<root hash>`."""
+    explicit = os.environ.get("FOUNDRY_STATE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path(base) / "foundry" / key
+
+
+def read_checkout(root: Path) -> Boundary:
+    """Artifacts and requests of a directory checkout."""
+    snapshot: dict[str, bytes] = {}
+    for sub, suffix in (("artifacts", ".json"), ("requests", ".yaml")):
+        directory = root / ".alloy" / sub
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            if path.name.endswith(suffix) and path.is_file() and not path.is_symlink():
+                snapshot[f".alloy/{sub}/{path.name}"] = path.read_bytes()
+    return read_boundary(snapshot)
+
+
+def find_artifact(root: Path, name: str) -> Artifact:
+    boundary = read_checkout(root)
+    for refusal in boundary.refused:
+        if refusal.path == f".alloy/artifacts/{name}.json":
+            raise refusal
+    artifact = boundary.artifacts.get(name)
+    if artifact is None:
+        known = ", ".join(sorted(boundary.artifacts)) or "none"
+        raise UserError(
+            f"no artifact named {name!r} in {root / '.alloy/artifacts'}; found: {known}"
+        )
+    return artifact
+
+
+def run_in_checkout(
+    root: Path,
+    name: str,
+    *,
+    inputs: Mapping[str, str],
+    clock: Clock,
+    dry_run: bool = False,
+    rerun: bool = False,
+    state_dir: Path | None = None,
+    workers: int | None = None,
+    gates: Gates | None = None,
+    cancel: threading.Event | None = None,
+) -> ExecutionResult:
+    """Run artifact `name` of the checkout at `root` (event `apply`, or a new manual request
+    event with `rerun`), in `root` itself."""
+    artifact = find_artifact(root, name)
+    event = (
+        Event("request", f"manual-{time.time_ns()}") if rerun else Event("apply", artifact.digest)
+    )
+    options = RunOptions(
+        workdir=root,
+        state_dir=state_dir or default_state_dir(root),
+        inputs=dict(inputs),
+        secrets={
+            s: os.environ[s] for b in artifact.spec.blocks for s in b.secrets if s in os.environ
+        },
+        dry_run=dry_run,
+    )
+    if workers:
+        options.workers = workers
+    return run_execution(artifact, event, options, clock, gates=gates, cancel=cancel)
+
+
+def plan_checkout(
+    root: Path, *, clock: Clock, state_dir: Path | None = None
+) -> tuple[Plan, list[BoundaryError]]:
+    """The plan for a directory checkout (no git: push events are reported as not readable)."""
+    boundary = read_checkout(root)
+    known = LedgerIndex(state_dir or default_state_dir(root))
+    return plan(boundary, known, now=clock.now(), pushes=None), boundary.refused
+
+
+__all__ = [
+    "BoundaryError",
+    "default_state_dir",
+    "find_artifact",
+    "read_checkout",
+    "run_in_checkout",
+]
