@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -77,12 +78,20 @@ def _block(n: int, block: Block) -> list[str]:
     return lines
 
 
-def explain(intent: Intent, project: Project, *, digest: str | None, now: datetime) -> str:
-    """The intent in plain words. `digest` is its artifact's, if it compiles."""
+def explain(
+    intent: Intent,
+    project: Project,
+    *,
+    digest: str | None,
+    now: datetime,
+    artifact_status: str | None = None,
+) -> str:
+    """The intent in plain words. `digest` is its artifact's, if it compiles;
+    `artifact_status` says how the artifact file compares (for example "up to date")."""
     meta, spec = intent.metadata, intent.spec
     out = [f"{meta.name}" + (f" — {meta.title}" if meta.title else "")]
     compiled = (
-        f"; artifact {digest}"
+        f"; artifact {digest}" + (f" ({artifact_status})" if artifact_status else "")
         if digest
         else "; not compiled (only accepted and active intents with automation are)"
     )
@@ -160,3 +169,18 @@ def explain(intent: Intent, project: Project, *, digest: str | None, now: dateti
     for n, block in enumerate(auto.blocks, 1):
         out += _block(n, block)
     return "\n".join(out) + "\n"
+
+
+def explain_named(root: Path, name: str, *, now: datetime) -> str:
+    """`alloy explain NAME` in the repository at `root`."""
+    from alloy import workspace
+
+    intent, doc, repo = workspace.load_intent(root, name)
+    digest = doc.artifact["digest"] if doc.artifact else None
+    return explain(
+        intent,
+        repo.project,
+        digest=digest,
+        now=now,
+        artifact_status=workspace.artifact_status(root, doc),
+    )

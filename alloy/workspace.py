@@ -7,11 +7,13 @@ Nothing here is written unless every document is valid; artifacts are replaced a
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ from alloy.load import (
     load_document,
     load_repository,
 )
+from alloy.load._errors import suggest
+from alloy.load._parallel import fork_map, shares_for
+from alloy.model import Intent
 
 ALLOY_DIR = ".alloy"
 ARTIFACTS_DIR = ".alloy/artifacts"
@@ -69,7 +74,8 @@ def read_snapshot(root: Path) -> Snapshot:
         return snap
     # Each directory to read carries the real paths of the directories above it: a symbolic
     # link back to one of those is a loop, refused rather than followed forever.
-    stack: list[tuple[Path, str, tuple[str, ...]]] = [(base, ALLOY_DIR, (os.path.realpath(base),))]
+    alloy_real = os.path.realpath(base)
+    stack: list[tuple[Path, str, tuple[str, ...]]] = [(base, ALLOY_DIR, (alloy_real,))]
     while stack:
         directory, rel_dir, chain = stack.pop()
         try:
@@ -85,6 +91,12 @@ def read_snapshot(root: Path) -> Snapshot:
                     snap.entries[rel] = Entry(
                         refusal=f"symbolic link to {os.readlink(item.path)!r} leaves the "
                         "repository; replace it with the file itself"
+                    )
+                    continue
+                if not _inside(alloy_real, target):
+                    snap.entries[rel] = Entry(
+                        refusal=f"symbolic link to {os.readlink(item.path)!r} points outside "
+                        ".alloy/; documents are read only from .alloy/, so move the file here"
                     )
                     continue
                 if os.path.isdir(target):
@@ -235,6 +247,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
 # --- library functions behind the CLI -------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Loading builds many long-lived objects and no reference cycles, so the cycle collector
+    only rescans them, again and again: a quarter of a cold compile of 10,000 intents. It is
+    paused while `.alloy/` is loaded and compiled, and runs as before afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_gc_paused()
 def load(root: Path, *, use_cache: bool = True) -> tuple[Repository, Snapshot, FileCache]:
     """Read and load `.alloy/` of `root` (the parse cache speeds up unchanged documents)."""
     snap = read_snapshot(root)
@@ -248,6 +275,7 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[Repository, Snapshot, F
     return repo, snap, cache
 
 
+@_gc_paused()
 def check(root: Path, *, use_cache: bool = True) -> Repository:
     """Validate every document; raise `InvalidDocuments` with all diagnostics if any is wrong."""
     repo, _, cache = load(root, use_cache=use_cache)
@@ -255,6 +283,38 @@ def check(root: Path, *, use_cache: bool = True) -> Repository:
     if not repo.ok:
         raise InvalidDocuments(repo.diagnostics)
     return repo
+
+
+def load_intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
+    """One intent, freshly loaded and valid (with its artifact, if it compiles)."""
+    repo, snap, cache = load(root)
+    cache.save()
+    intents = repo.intents()
+    doc = intents.get(name)
+    if doc is None:
+        raise NotFound(f"no intent named {name!r}{suggest(name, intents)}")
+    fresh = load_document(
+        doc.path,
+        snap.entries[doc.path],
+        repo.project,
+        expected="Intent",
+        max_bytes=repo.project.spec.policy.max_file_bytes,
+    )
+    if not isinstance(fresh.model, Intent) or not fresh.ok:
+        raise InvalidDocuments(fresh.diagnostics)
+    return fresh.model, fresh, repo
+
+
+def artifact_status(root: Path, doc: DocResult) -> str | None:
+    """How the artifact file of a compiling intent compares with what the compiler writes."""
+    if doc.artifact is None or doc.name is None:
+        return None
+    artifact_file = root / artifact_path(doc.name)
+    if not artifact_file.exists():
+        return "not written yet: run `alloy compile`"
+    if artifact_file.read_bytes() != pretty_bytes(doc.artifact):
+        return "the file is out of date: run `alloy compile`"
+    return "up to date"
 
 
 @dataclass
@@ -291,6 +351,25 @@ def _expected_artifact(root: Path, doc: DocResult, repo: Repository) -> bytes:
     return pretty_bytes(doc.artifact)
 
 
+def _write_artifacts(root: Path, contents: list[tuple[str, Any]]) -> list[list[int]]:
+    """Write each artifact (bytes, or the document to format) atomically, on every core when
+    there are many; return their `stat` signatures."""
+
+    def work(share: int, shares: int) -> list[list[int]]:
+        sigs = []
+        for path, content in contents[share::shares]:
+            target = root / path
+            _atomic_write(target, content if isinstance(content, bytes) else pretty_bytes(content))
+            sigs.append(_file_sig(os.stat(target)))
+        return sigs
+
+    shares = shares_for(len(contents))
+    out: list[list[int]] = [[]] * len(contents)
+    for share, sigs in enumerate(fork_map(work, shares)):
+        out[share::shares] = sigs
+    return out
+
+
 def describe_stale(data: bytes) -> str:
     """Why an artifact file differs from what the compiler writes."""
     try:
@@ -304,6 +383,7 @@ def describe_stale(data: bytes) -> str:
     return "is out of date with its intent"
 
 
+@_gc_paused()
 def compile_repository(
     root: Path, *, check_only: bool = False, use_cache: bool = True
 ) -> CompileReport:
@@ -319,7 +399,7 @@ def compile_repository(
         if doc.facts.get("compiles") and doc.name is not None:
             expected[artifact_path(doc.name)] = doc
     problems: list[str] = []
-    writes: dict[str, bytes] = {}
+    writes: dict[str, bytes | None] = {}  # None: formatted when written
     for path, doc in sorted(expected.items()):
         info = snap.artifacts.get(path)
         digest = doc.facts["digest"]
@@ -327,11 +407,12 @@ def compile_repository(
         if info is not None and known is not None and known == [*_file_sig(info), digest]:
             report.unchanged += 1
             continue
-        want = _expected_artifact(root, doc, repo)
         if info is None:
             problems.append(f"{path}: missing; compiled from {doc.path}")
-            writes[path] = want
+            # An artifact from the cache is compiled again now, before anything is written.
+            writes[path] = None if doc.artifact is not None else _expected_artifact(root, doc, repo)
             continue
+        want = _expected_artifact(root, doc, repo)
         have = (root / path).read_bytes()
         if have == want:
             report.unchanged += 1
@@ -357,10 +438,11 @@ def compile_repository(
         return report
     if writes or extra:
         (root / ARTIFACTS_DIR).mkdir(parents=True, exist_ok=True)
-    for path, data in writes.items():
-        target = root / path
-        _atomic_write(target, data)
-        cache.artifacts[path] = [*_file_sig(os.stat(target)), expected[path].facts["digest"]]
+    contents = [
+        (path, expected[path].artifact if data is None else data) for path, data in writes.items()
+    ]
+    for path, sig in zip(writes, _write_artifacts(root, contents), strict=True):
+        cache.artifacts[path] = [*sig, expected[path].facts["digest"]]
         report.written.append(path)
     for path in extra:
         with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,7 @@ One root, split by meaning (permanent vs temporary, as an execution needs to kno
 
     FoundryError                    every error Foundry raises on purpose
     ├── BoundaryError               an artifact or request was refused (fails closed)
+    ├── TraceError                  a ledger cannot be read as a trace (foundry.traces)
     ├── UserError                   the user's input is wrong; exit 1, no traceback
     ├── PermanentError              retrying cannot help (a block's exit code not listed)
     └── TemporaryError              retrying later may help; carries the delay

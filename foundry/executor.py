@@ -10,9 +10,12 @@ and runs nothing more until that block is resolved by an approval.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
+import select
 import selectors
 import signal
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -26,11 +29,16 @@ from foundry.errors import UserError
 from foundry.ids import Event, execution_id
 from foundry.ledger import Ledger, parse_rfc3339
 from foundry.ports import Clock
+from foundry.throttle import Lanes, LaneSpec
 
 ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 SYNC_EFFECTS = ("reversible", "irreversible")
 RETRY_AFTER_CRASH = ("none", "idempotent")
-Status = Literal["succeeded", "failed", "waiting", "indeterminate", "cancelled"]
+NOT_SUCCEEDED = ("failed", "skipped", "cancelled")
+Status = Literal[
+    "succeeded", "failed", "waiting", "indeterminate", "cancelled", "queued", "skipped"
+]
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class RunOptions:
     dry_run: bool = False
     kill_grace: float = 5.0
     base_env: Mapping[str, str] | None = None
+    #: Throttle lanes shared by engine processes; None runs without a lane.
+    lanes: Lanes | None = None
 
 
 @dataclass
@@ -178,6 +188,64 @@ class _Attempt:
     out_open: bool = True
 
 
+class _Dag:
+    """What can start, kept up to date as blocks finish.
+
+    A finished block touches only its dependents, and the next block to start comes off a heap,
+    so one scheduling step costs O(ready + dependents), not O(all blocks). The heap yields ready
+    blocks in block-id order, the order a scan of the sorted ids would find them in.
+    """
+
+    def __init__(self, blocks: Mapping[str, Block], status: Mapping[str, str], *, dry_run: bool):
+        self.blocks = blocks
+        self.dry_run = dry_run
+        #: Not finished yet (running ones included).
+        self.pending: set[str] = {b for b in blocks if b not in status}
+        self.dependents: dict[str, list[str]] = {}
+        self.missing: dict[str, int] = {}
+        #: Needs all succeeded: may start (a heap of ids).
+        self.ready: list[str] = []
+        #: To skip: a need did not succeed, or a dry run must not run it (a heap of ids).
+        self.doomed: list[str] = []
+        for block_id in sorted(self.pending):
+            block = blocks[block_id]
+            needs = [status.get(n) for n in block.needs]
+            for need in block.needs:
+                self.dependents.setdefault(need, []).append(block_id)
+            self.missing[block_id] = sum(1 for s in needs if s != "succeeded")
+            if any(s in NOT_SUCCEEDED for s in needs):
+                self.doomed.append(block_id)
+            elif self.missing[block_id] == 0:
+                self._ready(block_id)
+        heapq.heapify(self.ready)
+        heapq.heapify(self.doomed)
+
+    def _ready(self, block_id: str) -> None:
+        if self.dry_run and self.blocks[block_id].effects != "none":
+            heapq.heappush(self.doomed, block_id)
+        else:
+            heapq.heappush(self.ready, block_id)
+
+    def finished(self, block_id: str, status: str) -> None:
+        if block_id not in self.pending:
+            return
+        self.pending.discard(block_id)
+        for dependent in self.dependents.get(block_id, ()):
+            if dependent not in self.pending:
+                continue
+            if status != "succeeded":
+                heapq.heappush(self.doomed, dependent)
+                continue
+            self.missing[dependent] -= 1
+            if self.missing[dependent] == 0:
+                self._ready(dependent)
+
+    def again(self, block_id: str) -> None:
+        """An attempt ended and the block will be retried."""
+        if block_id in self.pending:
+            heapq.heappush(self.ready, block_id)
+
+
 class Executor:
     """Runs one execution of one artifact to completion, a gate, or a crash."""
 
@@ -205,6 +273,10 @@ class Executor:
         self.ledger = Ledger(self.dir / "ledger.jsonl")
         self.blocks = {b.id: b for b in artifact.spec.blocks}
         self.secret_values = [v for v in options.secrets.values() if v]
+        self._lane: str | None = None
+        self._renewed = time.monotonic()
+        self._dag: _Dag | None = None
+        self._root: Path | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -216,6 +288,8 @@ class Executor:
     def _finish_block(self, state: _Replay, block: str, status: str, reason: str = "") -> None:
         self._record({"type": "block-finished", "block": block, "status": status, "reason": reason})
         state.status[block] = status
+        if self._dag is not None:
+            self._dag.finished(block, status)
 
     # -- the run -------------------------------------------------------------------------
 
@@ -252,7 +326,32 @@ class Executor:
         parked = self._resolve_indeterminate(state)
         if parked is not None:
             return parked
-        return self._loop(state, inputs)
+        lane = self.artifact.spec.lane
+        if lane is None or self.opts.lanes is None:
+            return self._loop(state, inputs)
+        spec = LaneSpec.from_artifact(lane)
+        decision = self.opts.lanes.acquire(spec, self.execution, holder=HOLDER)
+        self._record(
+            {
+                "type": "lane",
+                "lane": spec.name,
+                "decision": decision.outcome,
+                "reason": decision.reason,
+                "cancel": list(decision.cancel),
+            }
+        )
+        if decision.outcome in ("rejected", "superseded"):
+            self._record({"type": "execution-finished", "status": "skipped"}, sync=True)
+            return self._result(state, "skipped", decision.reason)
+        if decision.outcome != "granted":
+            self.ledger.sync()
+            return self._result(state, "queued", decision.reason)
+        self._lane = spec.name
+        try:
+            return self._loop(state, inputs)
+        finally:  # finished or parked on a gate: a waiting execution holds no slot
+            self._lane = None
+            self.opts.lanes.release(spec.name, self.execution)
 
     def _recover(self, state: _Replay) -> None:
         for block_id, attempt in sorted(state.open_attempts.items()):
@@ -320,8 +419,13 @@ class Executor:
         env["ALLOY_ATTEMPT"] = str(attempt)
         return env
 
+    def _worktree(self) -> Path:
+        if self._root is None:
+            self._root = self.opts.workdir.resolve()
+        return self._root
+
     def _cwd(self, block: Block) -> Path:
-        root = self.opts.workdir.resolve()
+        root = self._worktree()
         if block.workdir is None:
             return root
         cwd = (root / block.workdir).resolve()
@@ -409,11 +513,14 @@ class Executor:
         return _Attempt(block, number, proc, capture, now, now + block.timeout_seconds)
 
     def _outputs(self, block: Block) -> tuple[list[dict[str, Any]], list[str]]:
+        found: list[dict[str, Any]] = []
+        missing: list[str] = []
+        if not block.outputs:
+            return found, missing
         root = self._cwd(block)
-        found, missing = [], []
         for rel in block.outputs:
             path = (root / rel).resolve()
-            if not path.is_relative_to(self.opts.workdir.resolve()) or not path.is_file():
+            if not path.is_relative_to(self._worktree()) or not path.is_file():
                 missing.append(rel)
                 continue
             digest = hashlib.sha256()
@@ -474,7 +581,7 @@ class Executor:
             self._finish_block(state, block.id, "failed", why)
 
     def _loop(self, state: _Replay, inputs: Mapping[str, str]) -> ExecutionResult:
-        order = sorted(self.blocks)
+        dag = self._dag = _Dag(self.blocks, state.status, dry_run=self.opts.dry_run)
         running: dict[str, _Attempt] = {}
         not_before: dict[str, float] = {}
         selector = selectors.DefaultSelector()
@@ -483,7 +590,7 @@ class Executor:
             while True:
                 waiting = self._schedule(
                     state,
-                    order=order,
+                    dag,
                     running=running,
                     not_before=not_before,
                     inputs=inputs,
@@ -491,14 +598,13 @@ class Executor:
                     workers=workers,
                 )
                 if not running:
-                    pending = [b for b in order if b not in state.status]
-                    if not pending:
+                    if not dag.pending:
                         break
                     if self.cancel.is_set():
-                        for b in pending:
+                        for b in sorted(dag.pending):
                             self._finish_block(state, b, "cancelled", "cancelled before it started")
                         break
-                    later = [not_before[b] for b in pending if b in not_before]
+                    later = [not_before[b] for b in dag.pending if b in not_before]
                     if later:
                         self.clock.sleep(max(0.0, min(later) - self.clock.now()))
                         continue
@@ -506,8 +612,9 @@ class Executor:
                     return self._result(
                         state, "waiting", "waiting on a gate: " + ", ".join(waiting)
                     )
-                self._wait(state, running, not_before, selector)
+                self._wait(state, dag, running, not_before, selector)
         finally:
+            self._dag = None
             for att in running.values():  # an exception left processes behind: stop them
                 kill_group(att.proc.pid)
             selector.close()
@@ -524,74 +631,86 @@ class Executor:
     def _schedule(
         self,
         state: _Replay,
+        dag: _Dag,
         *,
-        order: list[str],
         running: dict[str, _Attempt],
         not_before: dict[str, float],
         inputs: Mapping[str, str],
         selector: selectors.BaseSelector,
         workers: int,
     ) -> list[str]:
-        """Start what can start; return the blocks waiting on a gate."""
+        """Skip what cannot run, start what can; return the blocks waiting on a gate."""
         waiting: list[str] = []
-        progress = True
-        while progress:
-            progress = False
-            for block_id in order:
-                if block_id in state.status or block_id in running:
+        aside: list[str] = []  # ready, but not now (a gate waits, or a retry's backoff)
+        try:
+            while True:
+                while dag.doomed:
+                    block_id = heapq.heappop(dag.doomed)
+                    if block_id not in dag.pending or block_id in running:
+                        continue
+                    block = self.blocks[block_id]
+                    bad = [n for n in block.needs if state.status.get(n) in NOT_SUCCEEDED]
+                    if bad:
+                        self._finish_block(
+                            state,
+                            block_id,
+                            "skipped",
+                            f"needs {', '.join(bad)}, which did not succeed",
+                        )
+                    elif not self.cancel.is_set():  # a dry run; cancelled blocks end cancelled
+                        self._finish_block(
+                            state, block_id, "skipped", f"dry run: effects {block.effects}"
+                        )
+                if not dag.ready or len(running) >= workers or self.cancel.is_set():
+                    return waiting
+                block_id = heapq.heappop(dag.ready)
+                if block_id not in dag.pending or block_id in running:
                     continue
                 block = self.blocks[block_id]
-                needs = [state.status.get(n) for n in block.needs]
-                if any(s in ("failed", "skipped", "cancelled") for s in needs if s):
-                    bad = [
-                        n
-                        for n in block.needs
-                        if state.status.get(n) in ("failed", "skipped", "cancelled")
-                    ]
-                    self._finish_block(
-                        state, block_id, "skipped", f"needs {', '.join(bad)}, which did not succeed"
-                    )
-                    progress = True
-                    continue
-                if not all(s == "succeeded" for s in needs) or self.cancel.is_set():
-                    continue
                 if not_before.get(block_id, 0.0) > self.clock.now():
-                    continue
-                if self.opts.dry_run and block.effects != "none":
-                    self._finish_block(
-                        state, block_id, "skipped", f"dry run: effects {block.effects}"
-                    )
-                    progress = True
-                    continue
-                if len(running) >= workers:
+                    aside.append(block_id)
                     continue
                 decision = self._gates_pass(state, block)
                 if decision == "waiting":
                     waiting.append(block_id)
+                    aside.append(block_id)
                     continue
                 if decision == "failed":
-                    progress = True
                     continue
                 not_before.pop(block_id, None)
                 try:
                     att = self._start(state, block, inputs)
                 except _StartFailed:
                     self._finish_block(state, block_id, "failed", f"cannot start {block.run[0]!r}")
-                    progress = True
                     continue
                 running[block_id] = att
                 selector.register(att.proc.out_fd, selectors.EVENT_READ, ("out", att))
                 if att.proc.pidfd >= 0:
                     selector.register(att.proc.pidfd, selectors.EVENT_READ, ("exit", att))
-        return waiting
+        finally:
+            for block_id in aside:
+                heapq.heappush(dag.ready, block_id)
+
+    def _keep_lease(self) -> None:
+        """Renew the lane lease now and then; a lost or cancelled lease cancels this run."""
+        lanes = self.opts.lanes
+        if self._lane is None or lanes is None:
+            return
+        if time.monotonic() - self._renewed < lanes.lease_seconds / 3:
+            return
+        self._renewed = time.monotonic()
+        if not lanes.renew(self._lane, self.execution):
+            self.cancel.set()
 
     def _wait(
         self,
         state: _Replay,
+        dag: _Dag,
         running: dict[str, _Attempt],
         not_before: dict[str, float],
         selector: selectors.BaseSelector,
     ) -> None:
+        self._keep_lease()
         now = time.monotonic()
         horizon = [a.term_at if a.term_at is not None else a.deadline for a in running.values()]
         timeout = max(0.0, min(horizon) - now)
@@ -627,6 +746,8 @@ class Executor:
             if att.exit_code is not None and not att.out_open:
                 del running[block_id]
                 self._finish_attempt(state, att, not_before)
+                if block_id not in state.status:  # to be retried after its backoff
+                    dag.again(block_id)
 
     def _read(self, att: _Attempt, selector: selectors.BaseSelector) -> None:
         if not att.out_open:  # closed while draining, earlier in this same batch of events

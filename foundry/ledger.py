@@ -18,7 +18,9 @@ attempt-finished       block, attempt, outcome (succeeded|failed|timeout|cancell
                        interrupted), exitCode, durationMs, logDigest, logTail, outputs
 block-finished         block, status (succeeded|failed|skipped|cancelled), reason
 indeterminate          block, attempt, reason (an unfinished reversible/irreversible attempt)
-resolved               block, decision (approve|reject), by (how an indeterminate ended)
+resolved               block, decision (approve|reject) (how an indeterminate ended)
+lane                   lane, decision (granted|queued|rejected|superseded|rate-limited),
+                       reason, cancel (executions the lane asked to cancel)
 execution-finished     status (succeeded|failed|cancelled)
 =====================  ==============================================================
 """

@@ -241,6 +241,11 @@ class Lanes:
             db_path, schema=_SCHEMA, version=_SCHEMA_VERSION, busy_timeout=busy_timeout
         )
 
+    @property
+    def lease_seconds(self) -> float:
+        """How long a slot is held without `renew`."""
+        return self._lease
+
     def close(self) -> None:
         self._store.close()
 

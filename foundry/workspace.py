@@ -10,14 +10,16 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from foundry.boundary import Artifact, Boundary, read_boundary
+from foundry.boundary import Artifact, Boundary, read_artifact, read_boundary
 from foundry.errors import BoundaryError, UserError
 from foundry.executor import ExecutionResult, Gates, RunOptions, run_execution
-from foundry.ids import Event
+from foundry.ids import Event, execution_id
 from foundry.planner import Plan, plan
 from foundry.ports import Clock
 from foundry.state import LedgerIndex
+from foundry.throttle import Lanes
 
 
 def default_state_dir(root: Path) -> Path:
@@ -76,9 +78,12 @@ def run_in_checkout(
     event = (
         Event("request", f"manual-{time.time_ns()}") if rerun else Event("apply", artifact.digest)
     )
+    state = state_dir or default_state_dir(root)
+    state.mkdir(parents=True, exist_ok=True)
     options = RunOptions(
         workdir=root,
-        state_dir=state_dir or default_state_dir(root),
+        state_dir=state,
+        lanes=Lanes(state / "lanes.db", clock),
         inputs=dict(inputs),
         secrets={
             s: os.environ[s] for b in artifact.spec.blocks for s in b.secrets if s in os.environ
@@ -87,7 +92,36 @@ def run_in_checkout(
     )
     if workers:
         options.workers = workers
-    return run_execution(artifact, event, options, clock, gates=gates, cancel=cancel)
+    keep_artifact(state, execution_id(artifact.digest, event), root, name)
+    try:
+        return run_execution(artifact, event, options, clock, gates=gates, cancel=cancel)
+    finally:
+        if options.lanes is not None:
+            options.lanes.close()
+
+
+def keep_artifact(state: Path, execution: str, root: Path, name: str) -> None:
+    """Keep the exact artifact an execution runs beside its ledger (traces need it later, when
+    the checkout may hold a newer one)."""
+    target = state / "executions" / execution / "artifact.json"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((root / ".alloy" / "artifacts" / f"{name}.json").read_bytes())
+
+
+def load_trace_inputs(state: Path, execution: str) -> tuple[list[dict[str, Any]], Artifact]:
+    """The ledger records and the artifact of one execution."""
+    index = LedgerIndex(state)
+    records = index.records(execution)
+    if not records:
+        known = ", ".join(index.executions()[-5:]) or "none"
+        raise UserError(f"no execution {execution!r} in {state}; recent: {known}")
+    kept = state / "executions" / execution / "artifact.json"
+    if not kept.exists():
+        raise UserError(f"{execution}: its artifact was not kept; cannot build its trace")
+    return records, read_artifact(
+        f".alloy/artifacts/{records[0]['artifact']['name']}.json", kept.read_bytes()
+    )
 
 
 def plan_checkout(
@@ -103,6 +137,8 @@ __all__ = [
     "BoundaryError",
     "default_state_dir",
     "find_artifact",
+    "keep_artifact",
+    "load_trace_inputs",
     "read_checkout",
     "run_in_checkout",
 ]

@@ -14,11 +14,10 @@ from alloy import explain as explain_mod
 from alloy import scaffold, workspace
 from alloy._version import __version__
 from alloy.compile import pretty_bytes
-from alloy.diagnostics import render
-from alloy.errors import InvalidDocuments, NotFound, UserError
-from alloy.load import DocResult, Repository, load_document
+from alloy.diagnostics import Diagnostic, render
+from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts, UserError
 from alloy.load._errors import suggest
-from alloy.model import KINDS, Intent
+from alloy.model import KINDS
 from alloy.schema import schema_of, write_schemas
 
 FORMATS = click.Choice(["text", "json", "github"])
@@ -87,6 +86,8 @@ def new() -> None:
 
 
 def _ask(value: str | None, prompt: str, no_input: bool, required: bool) -> str | None:
+    if value is not None:
+        value = value.strip() or None
     if value is not None or no_input:
         if required and not value:
             raise click.UsageError(
@@ -208,6 +209,18 @@ def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
         _report(exc.diagnostics, fmt)
         click.echo("alloy: nothing written; fix the errors above", err=True)
         raise click.exceptions.Exit(1) from None
+    except StaleArtifacts as exc:
+        if fmt == "text":
+            raise
+        if fmt == "json":
+            click.echo(json.dumps({"stale": exc.problems}, indent=2))
+        else:  # one annotation per artifact, on the artifact file
+            stale = []
+            for problem in exc.problems:
+                path, _, why = problem.partition(": ")
+                stale.append(Diagnostic(path, 0, 0, f"{why}; run `alloy compile`"))
+            _report(stale, fmt)
+        raise click.exceptions.Exit(1) from None
     assert report.repository is not None
     if report.repository.diagnostics and fmt != "json":
         _report(report.repository.diagnostics, fmt)
@@ -236,33 +249,8 @@ def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
 @pass_ctx
 def explain(ctx: Context, name: str) -> None:
     """Say in plain words what intent NAME wants, why, who owns it, and what runs when."""
-    intent, doc, repo = _intent(ctx.root(), name)
-    digest = doc.artifact["digest"] if doc.artifact else None
-    click.echo(
-        explain_mod.explain(
-            intent, repo.project, digest=digest, now=datetime.datetime.now(datetime.UTC)
-        ),
-        nl=False,
-    )
-
-
-def _intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
-    repo, snap, cache = workspace.load(root)
-    cache.save()
-    intents = repo.intents()
-    doc = intents.get(name)
-    if doc is None:
-        raise NotFound(f"no intent named {name!r}{suggest(name, intents)}")
-    fresh = load_document(
-        doc.path,
-        snap.entries[doc.path],
-        repo.project,
-        expected="Intent",
-        max_bytes=repo.project.spec.policy.max_file_bytes,
-    )
-    if not isinstance(fresh.model, Intent) or not fresh.ok:
-        raise InvalidDocuments(fresh.diagnostics)
-    return fresh.model, fresh, repo
+    text = explain_mod.explain_named(ctx.root(), name, now=datetime.datetime.now(datetime.UTC))
+    click.echo(text, nl=False)
 
 
 @cli.command()
@@ -282,7 +270,7 @@ def request(
 ) -> None:
     """Write a Request to run intent NAME's artifact, pinned to its current digest."""
     root = ctx.root()
-    intent, fresh, _ = _intent(root, name)
+    intent, fresh, _ = workspace.load_intent(root, name)
     if fresh.artifact is None:
         raise UserError(
             f"intent {name!r} has no artifact: only accepted or active intents with automation compile"
@@ -310,10 +298,17 @@ def request(
         digest=digest,
         inputs=values,
         reason=reason,
-        requested_by=requested_by or getpass.getuser(),
+        requested_by=requested_by or _current_user(),
         name=request_name,
     )
     click.echo(f"created {path} (pinned to {name}@{digest})")
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user entry (some containers)
+        raise UserError("cannot tell who you are; pass --requested-by NAME") from None
 
 
 @cli.command()

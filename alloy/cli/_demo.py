@@ -11,8 +11,6 @@ from alloy import explain as explain_mod
 from alloy import workspace
 from alloy.cli._commands import cli
 from alloy.errors import UserError
-from alloy.load import load_document
-from alloy.model import Intent
 
 _PROJECT = """\
 apiVersion: alloy.dev/v1
@@ -87,8 +85,8 @@ def demo(directory: Path) -> None:
     from controllers import git as gitops
 
     root = directory.resolve()
-    if (root / ".alloy").exists():
-        raise UserError(f"{directory} already holds .alloy/; choose an empty directory")
+    if root.exists() and any(root.iterdir()):
+        raise UserError(f"{directory} is not empty; choose a new or empty directory")
     if not gitops.is_repository(root):
         gitops.init_repository(root)
     files = {
@@ -112,25 +110,8 @@ def demo(directory: Path) -> None:
     sha = gitops.commit_all(root, "Compile artifacts")
     click.echo(f"(committed as {sha[:12]})")
     click.echo("\n$ alloy explain weekly-report")
-    doc = repo.intents()["weekly-report"]
-    fresh = load_document(
-        doc.path,
-        workspace.read_snapshot(root).entries[doc.path],
-        repo.project,
-        expected="Intent",
-        max_bytes=repo.project.spec.policy.max_file_bytes,
-    )
-    assert isinstance(fresh.model, Intent)
-    assert fresh.artifact is not None
-    click.echo(
-        explain_mod.explain(
-            fresh.model,
-            repo.project,
-            digest=fresh.artifact["digest"],
-            now=datetime.datetime.now(datetime.UTC),
-        ),
-        nl=False,
-    )
+    text = explain_mod.explain_named(root, "weekly-report", now=datetime.datetime.now(datetime.UTC))
+    click.echo(text, nl=False)
     click.echo("\n$ alloy compile --check")
     workspace.compile_repository(root, check_only=True)
     click.echo("artifacts are up to date with their intents")

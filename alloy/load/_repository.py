@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from alloy.diagnostics import Diagnostic
 from alloy.load._document import KIND_OF_DIR, DocResult, Entry, load_document
 from alloy.load._errors import suggest
+from alloy.load._parallel import load_documents
 from alloy.load._semantic import find_cycle
 from alloy.model import DEFAULT_PROJECT, Project
 
@@ -78,16 +79,17 @@ def load_repository(
     """Load and check every document; one bad file never hides errors in the others."""
     project, project_result = load_project(snapshot)
     repo = Repository(project=project)
-    if project_result is None:
+    if project_result is not None:
+        repo.diagnostics.extend(project_result.diagnostics)
+    elif ".alloy" not in snapshot:  # when .alloy/ itself is refused, that refusal says it all
         repo.diagnostics.append(
             Diagnostic(PROJECT_PATH, 0, 0, "missing; run `alloy init` to create it")
         )
-    else:
-        repo.diagnostics.extend(project_result.diagnostics)
     repo.project_digest = hashlib.sha256(
         project.model_dump_json(by_alias=True).encode()
     ).hexdigest()
     max_bytes = project.spec.policy.max_file_bytes
+    results = _documents(snapshot, cache, project, max_bytes)
     for path in sorted(snapshot):
         entry = snapshot[path]
         if path == PROJECT_PATH:
@@ -99,13 +101,7 @@ def load_repository(
             continue
         match = _DOC_RE.match(path)
         if match:
-            expected = KIND_OF_DIR[match.group(1)]
-            key = content_key(path, entry.data) if entry.data is not None else None
-            result = cache.get(key) if (cache is not None and key is not None) else None
-            if result is None:
-                result = load_document(path, entry, project, expected=expected, max_bytes=max_bytes)
-                if cache is not None and key is not None:
-                    cache.put(key, result)
+            result = results[path]
             repo.docs[path] = result
             repo.diagnostics.extend(result.diagnostics)
         elif _ARTIFACT_RE.match(path):
@@ -116,6 +112,32 @@ def load_repository(
                 repo.diagnostics.append(Diagnostic(path, 1, 1, problem))
     repo.diagnostics.extend(_cross_checks(repo))
     return repo
+
+
+def _documents(
+    snapshot: Mapping[str, Entry], cache: DocumentCache | None, project: Project, max_bytes: int
+) -> dict[str, DocResult]:
+    """The result of every document: from the cache, or loaded (on every core when many are)."""
+    out: dict[str, DocResult] = {}
+    todo: list[tuple[str, Entry, str, str | None]] = []
+    for path in sorted(snapshot):
+        match = _DOC_RE.match(path)
+        if match is None:
+            continue
+        entry = snapshot[path]
+        key = content_key(path, entry.data) if entry.data is not None else None
+        result = cache.get(key) if (cache is not None and key is not None) else None
+        if result is None:
+            todo.append((path, entry, KIND_OF_DIR[match.group(1)], key))
+        else:
+            out[path] = result
+    jobs = [(p, e, kind) for p, e, kind, _ in todo]
+    loaded = load_documents(jobs, project, max_bytes, load_document)
+    for (path, _, _, key), result in zip(todo, loaded, strict=True):
+        if cache is not None and key is not None:
+            cache.put(key, result)
+        out[path] = result
+    return out
 
 
 def _layout_problem(path: str) -> str | None:

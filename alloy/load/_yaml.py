@@ -62,10 +62,25 @@ class _PlainResolver(BaseResolver):
     yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012 - class-level table of PyYAML
 
 
+_DEFAULT_TAG = {ScalarNode: _STR, SequenceNode: _SEQ, MappingNode: _MAP}
+
+
 class _Loader(_Parser, _PlainResolver):
     def __init__(self, stream: str) -> None:
         _Parser.__init__(self, stream)
         _PlainResolver.__init__(self)
+
+    # The composer calls these three for every node. With no implicit and no path resolvers,
+    # BaseResolver's versions come down to "the default tag of the node's kind"; saying so
+    # directly makes composing ~35% faster (docs/performance.md).
+    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
+        return _DEFAULT_TAG[kind]
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The `foundry` command line: a thin shell over the library, behind one error boundary.
 
 Exit codes: 0 succeeded; 1 the input is wrong (a refused artifact, a bad input); 2 usage;
-3 internal error (crash log); 4 the execution failed; 5 waiting on a gate (run again later);
-6 indeterminate (waiting for an approval after an interruption); 130 interrupted.
+3 internal error (crash log); 4 the execution failed; 5 waiting (on a gate, or queued in its
+lane: run again later); 6 indeterminate (waiting for an approval after an interruption);
+7 not run (its lane rejected it, or a newer execution superseded it); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.errors import FoundryError
 from foundry.ports import SystemClock
 
-EXIT_FAILED, EXIT_WAITING, EXIT_INDETERMINATE = 4, 5, 6
+EXIT_FAILED, EXIT_WAITING, EXIT_INDETERMINATE, EXIT_NOT_RUN = 4, 5, 6, 7
 _STATUS_EXIT = {
     "succeeded": 0,
     "failed": EXIT_FAILED,
     "waiting": EXIT_WAITING,
     "indeterminate": EXIT_INDETERMINATE,
     "cancelled": 130,
+    "queued": EXIT_WAITING,
+    "skipped": EXIT_NOT_RUN,
 }
 
 
@@ -42,7 +45,8 @@ def cli() -> None:
     """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces.
 
     Exit codes: 0 succeeded, 1 input wrong, 2 usage, 3 internal error, 4 execution failed,
-    5 waiting on a gate, 6 indeterminate, 130 interrupted.
+    5 waiting (gate or lane), 6 indeterminate, 7 not run (lane rejected or superseded),
+    130 interrupted.
     """
 
 
@@ -152,6 +156,101 @@ def plan(path: Path, state_dir: Path | None, as_json: bool) -> None:
                 click.echo(f"  {kind:<7} {it.execution or '-':<20} {it.reason}")
     if not rows and not refused:
         click.echo("no artifacts")
+
+
+_STATE = click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: the one `foundry run` uses for PATH).",
+)
+_PATH = click.option(
+    "--path",
+    "path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="The checkout whose executions to read.",
+)
+
+
+def _state(path: Path, state_dir: Path | None) -> Path:
+    from foundry.workspace import default_state_dir
+
+    return state_dir or default_state_dir(path.resolve())
+
+
+@cli.group()
+def traces() -> None:
+    """Read the traces of executions: list, show, export."""
+
+
+@traces.command("list")
+@_PATH
+@_STATE
+def traces_list(path: Path, state_dir: Path | None) -> None:
+    """Every execution with its artifact, event and status."""
+    from foundry.state import LedgerIndex
+
+    index = LedgerIndex(_state(path, state_dir))
+    for execution in index.executions():
+        first = index.planned(execution) or {}
+        artifact = first.get("artifact", {}).get("name", "?")
+        event = first.get("event", {})
+        click.echo(
+            f"{execution}  {index.status(execution):<13} {artifact:<30} "
+            f"{event.get('type', '?')}:{str(event.get('key', '?'))[:24]}  {first.get('at', '')}"
+        )
+
+
+def _bundle(path: Path, state_dir: Path | None, execution: str) -> object:
+    from foundry.traces import trace_bundle
+    from foundry.workspace import load_trace_inputs
+
+    records, artifact = load_trace_inputs(_state(path, state_dir), execution)
+    return trace_bundle(records, artifact)
+
+
+@traces.command("show")
+@click.argument("execution")
+@_PATH
+@_STATE
+def traces_show(execution: str, path: Path, state_dir: Path | None) -> None:
+    """The Markdown summary of EXECUTION."""
+    from foundry.traces import TraceBundle
+
+    bundle = _bundle(path, state_dir, execution)
+    assert isinstance(bundle, TraceBundle)
+    click.echo(bundle.markdown)
+
+
+@traces.command("export")
+@click.argument("execution")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "markdown", "otlp", "intoto"]),
+    default="json",
+    show_default=True,
+)
+@_PATH
+@_STATE
+def traces_export(execution: str, fmt: str, path: Path, state_dir: Path | None) -> None:
+    """EXECUTION as the Trace document, Markdown, OTLP/JSON or an in-toto statement."""
+    import json
+
+    from foundry.errors import UserError
+    from foundry.traces import TraceBundle
+
+    bundle = _bundle(path, state_dir, execution)
+    assert isinstance(bundle, TraceBundle)
+    if fmt == "markdown":
+        click.echo(bundle.markdown)
+        return
+    if fmt == "intoto" and bundle.intoto is None:
+        raise UserError(f"{execution} produced no outputs, so there is nothing to attest")
+    document = {"json": bundle.trace, "otlp": bundle.otlp, "intoto": bundle.intoto}[fmt]
+    click.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
 def _crash_log(exc: BaseException) -> str:

@@ -39,9 +39,7 @@ def trace_bundle(
         trace=trace,
         markdown=markdown_summary(trace, limit=limit, secrets=secrets),
         otlp=otlp_json(trace, artifact=artifact, secrets=secrets),
-        intoto=intoto_statement(
-            trace, artifact, inputs=planned_inputs(records), secrets=secrets
-        )
+        intoto=intoto_statement(trace, artifact, inputs=planned_inputs(records), secrets=secrets)
         if has_outputs
         else None,
     )

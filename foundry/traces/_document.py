@@ -9,18 +9,24 @@ the engine parked on a gate, `running` otherwise.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from foundry.boundary import Artifact
+from foundry.boundary import GATE_KINDS, Artifact
 from foundry.traces._errors import TraceError
 from foundry.traces._redact import redact
 from foundry.traces._time import is_stamp
 
 API_VERSION = "alloy.dev/v1"
 BLOCK_FINISHED = ("succeeded", "failed", "skipped", "cancelled")
-EXECUTION_FINISHED = ("succeeded", "failed", "cancelled")
+EXECUTION_FINISHED = ("succeeded", "failed", "cancelled", "skipped")
+OUTCOMES = ("succeeded", "failed", "timeout", "cancelled", "interrupted")
+DECISIONS = ("waiting", "passed", "failed")
+EVENT_TYPES = ("apply", "push", "schedule", "request")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_EXECUTION = re.compile(r"^exe-[0-9a-f]{16}$")
 
 
 @dataclass
@@ -45,11 +51,45 @@ class _State:
         return self.blocks.setdefault(block_id, _BlockState())
 
 
-def _get(record: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+def _where(record: dict[str, Any]) -> str:
+    return f"ledger record {record.get('seq', '?')} ({record.get('type', '?')})"
+
+
+def _get(
+    record: dict[str, Any],
+    name: str,
+    kind: type | tuple[type, ...] = str,
+    *,
+    where: str | None = None,
+) -> Any:
     value = record.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
-        where = f"ledger record {record.get('seq', '?')} ({record.get('type', '?')})"
-        raise TraceError(f"{where}: field {name!r} is missing or not a {_kind_name(kind)}")
+        raise TraceError(
+            f"{where or _where(record)}: field {name!r} is missing or not a {_kind_name(kind)}"
+        )
+    return value
+
+
+def _one_of(
+    record: dict[str, Any], name: str, allowed: Sequence[str], *, where: str | None = None
+) -> str:
+    """A field whose values the boundary enumerates (a trace must validate against it)."""
+    value: str = _get(record, name, where=where)
+    if value not in allowed:
+        raise TraceError(
+            f"{where or _where(record)}: {name} {value!r} is not one of {', '.join(allowed)}"
+        )
+    return value
+
+
+def _digest(
+    record: dict[str, Any], name: str, *, where: str | None = None, required: bool = False
+) -> str | None:
+    value = record.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not _DIGEST.match(value):
+        raise TraceError(f"{where or _where(record)}: {name} {value!r} is not sha256:<64 hex>")
     return value
 
 
@@ -94,13 +134,20 @@ def _optional_str(record: dict[str, Any], name: str) -> str | None:
 def _outputs(record: dict[str, Any]) -> list[dict[str, Any]]:
     found = record.get("outputs") or []
     if not isinstance(found, list):
-        raise TraceError(f"ledger record {record.get('seq', '?')}: 'outputs' is not a list")
-    if not all(isinstance(o, dict) for o in found):
-        raise TraceError(f"ledger record {record.get('seq', '?')}: an output is not an object")
-    return [
-        {"path": _get(o, "path"), "digest": _get(o, "digest"), "size": _get(o, "size", int)}
-        for o in found
-    ]
+        raise TraceError(f"{_where(record)}: 'outputs' is not a list")
+    outputs = []
+    for index, output in enumerate(found):
+        where = f"{_where(record)}, outputs[{index}]"
+        if not isinstance(output, dict):
+            raise TraceError(f"{where}: not an object")
+        outputs.append(
+            {
+                "path": _get(output, "path", where=where),
+                "digest": _digest(output, "digest", where=where, required=True),
+                "size": _get(output, "size", int, where=where),
+            }
+        )
+    return outputs
 
 
 def _replay(records: Sequence[dict[str, Any]]) -> _State:
@@ -126,12 +173,12 @@ def _replay(records: Sequence[dict[str, Any]]) -> _State:
         state.activity = True
         block = state.block(_get(record, "block"))
         if kind == "gate":
-            decision = _get(record, "decision")
+            decision = _one_of(record, "decision", DECISIONS)
             state.gates.append(
                 {
                     "block": record["block"],
                     "index": _get(record, "index", int),
-                    "kind": _get(record, "kind"),
+                    "kind": _one_of(record, "kind", GATE_KINDS),
                     "decision": decision,
                     "reason": str(record.get("reason") or ""),
                     "at": _at(record),
@@ -145,20 +192,20 @@ def _replay(records: Sequence[dict[str, Any]]) -> _State:
         elif kind == "attempt-finished":
             number = _get(record, "attempt", int)
             attempt = block.attempts.setdefault(number, _attempt(number, _at(record)))
-            outcome = _get(record, "outcome")
+            outcome = _one_of(record, "outcome", OUTCOMES)
             attempt.update(
                 finishedAt=_at(record),
                 durationMs=_optional_int(record, "durationMs"),
                 exitCode=_optional_int(record, "exitCode"),
                 outcome=outcome,
-                logDigest=_optional_str(record, "logDigest"),
+                logDigest=_digest(record, "logDigest"),
                 logTail=_optional_str(record, "logTail"),
             )
             block.open.discard(number)
             if outcome == "succeeded":
                 block.outputs = _outputs(record)
         elif kind == "block-finished":
-            block.finished = _get(record, "status")
+            block.finished = _one_of(record, "status", BLOCK_FINISHED)
             block.indeterminate = False
         elif kind == "indeterminate":
             block.indeterminate = True
@@ -182,7 +229,7 @@ def _block_status(block: _BlockState) -> str:
 
 def _execution_status(state: _State, statuses: dict[str, str]) -> str:
     if state.finished is not None:
-        return str(_get(state.finished, "status"))
+        return _one_of(state.finished, "status", EXECUTION_FINISHED)
     if not state.activity:
         return "planned"
     values = set(statuses.values())
@@ -191,9 +238,7 @@ def _execution_status(state: _State, statuses: dict[str, str]) -> str:
     if "running" in values:
         return "running"
     # A block that has had attempts and is not finished is between retries: the engine runs.
-    retrying = any(
-        statuses[b] == "pending" and s.attempts for b, s in state.blocks.items()
-    )
+    retrying = any(statuses[b] == "pending" and s.attempts for b, s in state.blocks.items())
     if "waiting" in values and not retrying:
         return "waiting"
     return "running"
@@ -240,6 +285,9 @@ def trace_document(
             f"{artifact.metadata.name}@{artifact.digest}; pass the artifact the ledger names"
         )
     event = _get(planned, "event", dict)
+    execution = _get(planned, "execution")
+    if not _EXECUTION.match(execution):
+        raise TraceError(f"{_where(planned)}: execution {execution!r} is not exe-<16 hex>")
     order = [b.id for b in artifact.spec.blocks]
     order += sorted(set(state.blocks) - set(order))
     statuses = {b: _block_status(state.blocks.get(b, _BlockState())) for b in order}
@@ -257,11 +305,14 @@ def trace_document(
     document = {
         "apiVersion": API_VERSION,
         "kind": "Trace",
-        "metadata": {"name": _get(planned, "execution")},
+        "metadata": {"name": execution},
         "spec": {
             "intent": artifact.spec.intent.name,
             "artifact": {"name": artifact.metadata.name, "digest": artifact.digest},
-            "event": {"type": _get(event, "type"), "key": _get(event, "key")},
+            "event": {
+                "type": _one_of(event, "type", EVENT_TYPES, where="the planned record's event"),
+                "key": _get(event, "key", where="the planned record's event"),
+            },
             "status": _execution_status(state, statuses),
             "startedAt": _at(planned),
             "finishedAt": _at(state.finished) if state.finished is not None else None,

@@ -65,6 +65,8 @@ def _code(text: object) -> str:
 def duration(ms: int | None) -> str:
     if ms is None:
         return "—"
+    if ms < 1000:
+        return f"{ms}ms"
     if ms < 60_000:
         return f"{ms / 1000:.1f}s"
     seconds = ms // 1000
@@ -196,7 +198,13 @@ def _logs(spec: dict[str, Any]) -> list[str]:
             if attempt.get("exitCode") is not None:
                 what += f", exit code {attempt['exitCode']}"
             summary = html.escape(f"{block['id']} attempt {attempt['number']}: {what}")
-            lines += [f"<details><summary>{summary}</summary>", "", *_fenced(tail), "", "</details>"]
+            lines += [
+                f"<details><summary>{summary}</summary>",
+                "",
+                *_fenced(tail),
+                "",
+                "</details>",
+            ]
             lines.append("")
     if not lines:
         return []

@@ -1,0 +1,99 @@
+"""The engine and its lanes: a lane full means queued (parked, not running); a waiting gate
+holds no slot; a rejected or superseded execution is not run."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from foundry.executor import RunOptions, run_execution
+from foundry.ids import Event
+from foundry.ports import FakeClock, SystemClock
+from foundry.throttle import Lanes, LaneSpec
+from tests.foundry_support import artifact, block
+
+PY = sys.executable
+HOLD = (
+    "import pathlib, time\n"
+    "pathlib.Path('held').touch()\n"
+    "while not pathlib.Path('release').exists(): time.sleep(0.01)\n"
+)
+
+
+def lane(queue: str, limit: int = 1) -> dict[str, Any]:
+    return {"name": "deploy", "limit": limit, "queue": queue, "cancelRunning": False}
+
+
+def opts(tmp_path: Path, lanes: Lanes) -> RunOptions:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return RunOptions(workdir=work, state_dir=tmp_path / "state", lanes=lanes)
+
+
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.01)
+
+
+def test_a_full_lane_queues_the_next_execution_until_the_slot_is_free(tmp_path: Path) -> None:
+    lanes = Lanes(tmp_path / "lanes.db", SystemClock())
+    holder = artifact("first", [block("hold", [PY, "-c", HOLD], timeout=60)], lane=lane("fifo"))
+    other = artifact("second", [block("b", [PY, "-c", "open('second', 'w')"])], lane=lane("fifo"))
+    options = opts(tmp_path, lanes)
+    results: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: results.update(
+            first=run_execution(holder, Event("apply", holder.digest), options, SystemClock())
+        )
+    )
+    thread.start()
+    wait_for(options.workdir / "held")
+    queued = run_execution(other, Event("apply", other.digest), options, SystemClock())
+    assert queued.status == "queued"
+    assert queued.reason.startswith("lane deploy is full")
+    assert not (options.workdir / "second").exists()
+    (options.workdir / "release").touch()
+    thread.join(30)
+    assert results["first"].status == "succeeded"
+    resumed = run_execution(other, Event("apply", other.digest), options, SystemClock())
+    assert resumed.status == "succeeded"
+    assert (options.workdir / "second").exists()
+
+
+def test_a_waiting_gate_does_not_hold_its_lane(tmp_path: Path) -> None:
+    lanes = Lanes(tmp_path / "lanes.db", FakeClock())
+    gate = {"kind": "approval", "from": ["bob"], "quorum": 1, "forbidSelf": True}
+    gated = artifact(
+        "gated", [block("ship", ["true"], effects="irreversible", gates=[gate])], lane=lane("fifo")
+    )
+    free = artifact("free", [block("b", [PY, "-c", "open('free', 'w')"])], lane=lane("fifo"))
+    options = opts(tmp_path, lanes)
+    assert (
+        run_execution(gated, Event("apply", gated.digest), options, FakeClock()).status == "waiting"
+    )
+    assert lanes.status("deploy").holders == ()
+    assert (
+        run_execution(free, Event("apply", free.digest), options, FakeClock()).status == "succeeded"
+    )
+
+
+def test_reject_and_latest_policies_do_not_run_the_loser(tmp_path: Path) -> None:
+    clock = FakeClock()
+    lanes = Lanes(tmp_path / "lanes.db", clock)
+    for policy, expected in (("reject", "skipped"), ("latest", "queued")):
+        busy = f"busy-{policy}"
+        lanes.acquire(
+            LaneSpec(name=f"l-{policy}", limit=1, queue=policy),
+            busy,
+            holder="someone",
+        )
+        art = artifact(
+            f"a-{policy}", [block("b", ["true"])], lane={**lane(policy), "name": f"l-{policy}"}
+        )
+        result = run_execution(art, Event("apply", art.digest), opts(tmp_path, lanes), clock)
+        assert result.status == expected, (policy, result)
