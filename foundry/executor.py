@@ -726,7 +726,7 @@ class Executor:
             else:
                 self._reap(att, selector)
         for att in list(running.values()):
-            if att.exit_code is None and att.proc.pidfd < 0 and att.proc.popen.poll() is not None:
+            if att.exit_code is None and att.proc.pidfd < 0 and att.proc.poll() is not None:
                 self._reap(att, selector)
         now = time.monotonic()
         for att in list(running.values()):
@@ -760,13 +760,13 @@ class Executor:
             att.capture.feed(chunk)
             return
         selector.unregister(att.proc.out_fd)
-        att.proc.popen.stdout.close()  # type: ignore[union-attr]
+        att.proc.close_output()
         att.out_open = False
 
     def _reap(self, att: _Attempt, selector: selectors.BaseSelector) -> None:
         if att.exit_code is not None:
             return
-        code = att.proc.popen.wait()
+        code = att.proc.wait()
         att.exit_code = code if code >= 0 else 128 - code
         if att.proc.pidfd >= 0:
             selector.unregister(att.proc.pidfd)
@@ -774,18 +774,21 @@ class Executor:
         # The block is over when its main process is: stop what it left behind, then drain.
         kill_group(att.proc.pid)
         if att.out_open:
+            # Usually the end of the output is already there: read it without waiting.
+            self._read(att, selector)
+        if att.out_open:
+            poller = select.poll()
+            poller.register(att.proc.out_fd, select.POLLIN)
             deadline = time.monotonic() + 2.0
-            while att.out_open and time.monotonic() < deadline:
-                ready = selectors.DefaultSelector()
-                try:
-                    ready.register(att.proc.out_fd, selectors.EVENT_READ)
-                    if ready.select(0.05):
-                        self._read(att, selector)
-                finally:
-                    ready.close()
+            while att.out_open:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if poller.poll(min(left, 0.05) * 1000):
+                    self._read(att, selector)
             if att.out_open:
                 selector.unregister(att.proc.out_fd)
-                att.proc.popen.stdout.close()  # type: ignore[union-attr]
+                att.proc.close_output()
                 att.out_open = False
 
 
