@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from foundry.boundary import Artifact, Boundary, read_artifact, read_boundary
 from foundry.errors import BoundaryError, UserError
 from foundry.executor import ExecutionResult, Gates, RunOptions, run_execution
 from foundry.ids import Event, execution_id
-from foundry.planner import Plan, plan
+from foundry.planner import Item, Plan, plan
 from foundry.ports import Clock
 from foundry.state import LedgerIndex
 from foundry.throttle import Lanes
@@ -129,8 +130,32 @@ def plan_checkout(
 ) -> tuple[Plan, list[BoundaryError]]:
     """The plan for a directory checkout (no git: push events are reported as not readable)."""
     boundary = read_checkout(root)
-    known = LedgerIndex(state_dir or default_state_dir(root))
-    return plan(boundary, known, now=clock.now(), pushes=None), boundary.refused
+    state = state_dir or default_state_dir(root)
+    result = plan(boundary, LedgerIndex(state), now=clock.now(), pushes=None)
+    lanes_db = state / "lanes.db"
+    if lanes_db.exists():
+        with Lanes(lanes_db, clock) as lanes:
+            result.start = [_with_lane(item, boundary, lanes) for item in result.start]
+    return result, boundary.refused
+
+
+def _with_lane(item: Item, boundary: Boundary, lanes: Lanes) -> Item:
+    """Say so when the item's lane is full now: it would queue (or be refused), not start."""
+    artifact = boundary.artifacts.get(item.artifact)
+    lane = artifact.spec.lane if artifact else None
+    if lane is None:
+        return item
+    held = len(lanes.status(lane.name).holders)
+    if held < lane.limit:
+        return item
+    then = {
+        "fifo": "it would queue",
+        "latest": "it would queue (newest only)",
+        "reject": "it would be rejected",
+    }[lane.queue]
+    return replace(
+        item, reason=f"{item.reason}; lane {lane.name} is full ({held} of {lane.limit}): {then}"
+    )
 
 
 __all__ = [

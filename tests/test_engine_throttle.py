@@ -97,3 +97,20 @@ def test_reject_and_latest_policies_do_not_run_the_loser(tmp_path: Path) -> None
         )
         result = run_execution(art, Event("apply", art.digest), opts(tmp_path, lanes), clock)
         assert result.status == expected, (policy, result)
+
+
+def test_plan_says_when_a_lane_is_full(tmp_path: Path) -> None:
+    from foundry.ports import SystemClock as Clock
+    from foundry.workspace import plan_checkout
+    from tests.foundry_support import artifact_document, write_artifact
+
+    root = tmp_path / "checkout"
+    write_artifact(root, artifact_document("deploy", [block("b", ["true"])], lane=lane("fifo")))
+    state = tmp_path / "state"
+    state.mkdir()
+    with Lanes(state / "lanes.db", Clock()) as lanes:
+        lanes.acquire(LaneSpec(name="deploy", limit=1, queue="fifo"), "exe-other", holder="x")
+    result, _ = plan_checkout(root, clock=Clock(), state_dir=state)
+    assert [i.reason for i in result.start] == [
+        "apply: new artifact digest; lane deploy is full (1 of 1): it would queue"
+    ]
