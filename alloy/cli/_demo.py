@@ -94,6 +94,7 @@ def demo(directory: Path) -> None:
         ".alloy/intents/weekly-report.yaml": _REPORT,
         ".alloy/intents/docs-are-linked.yaml": _PROPOSED,
         "README.md": "# Demo repository for Alloy\n",
+        ".gitignore": "out/\n",
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -115,4 +116,4 @@ def demo(directory: Path) -> None:
     click.echo("\n$ alloy compile --check")
     workspace.compile_repository(root, check_only=True)
     click.echo("artifacts are up to date with their intents")
-    click.echo(f"\nTry: cd {directory} && alloy explain docs-are-linked")
+    click.echo(f"\nNext: foundry run {directory} --artifact weekly-report")

@@ -212,13 +212,21 @@ def _bundle(path: Path, state_dir: Path | None, execution: str) -> object:
 
 
 @traces.command("show")
-@click.argument("execution")
+@click.argument("execution", required=False)
 @_PATH
 @_STATE
-def traces_show(execution: str, path: Path, state_dir: Path | None) -> None:
-    """The Markdown summary of EXECUTION."""
+def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> None:
+    """The Markdown summary of EXECUTION (default: the latest one)."""
+    from foundry.errors import UserError
+    from foundry.state import LedgerIndex
     from foundry.traces import TraceBundle
 
+    if execution is None:
+        index = LedgerIndex(_state(path, state_dir))
+        started = {e: str((index.planned(e) or {}).get("at", "")) for e in index.executions()}
+        if not started:
+            raise UserError("no executions yet; run one with `foundry run`")
+        execution = max(started, key=lambda e: (started[e], e))
     bundle = _bundle(path, state_dir, execution)
     assert isinstance(bundle, TraceBundle)
     click.echo(bundle.markdown)
