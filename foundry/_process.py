@@ -74,9 +74,7 @@ class Capture:
         if self.log_path is not None:
             if self._log_fd < 0:
                 self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._log_fd = os.open(
-                    self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
-                )
+                self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.write(self._log_fd, data)
         self.tail += data
         if len(self.tail) > TAIL_BYTES:

@@ -271,12 +271,14 @@ class Executor:
         if options.dry_run:  # a dry run never stands in for the real execution
             self.dir = self.dir / f"{time.time_ns()}"
         self.ledger = Ledger(self.dir / "ledger.jsonl")
+        self._logs = self.dir / "logs"
         self.blocks = {b.id: b for b in artifact.spec.blocks}
         self.secret_values = [v for v in options.secrets.values() if v]
         self._lane: str | None = None
         self._renewed = time.monotonic()
         self._dag: _Dag | None = None
         self._root: Path | None = None
+        self._allowed_env: dict[str, str] | None = None
 
     # -- recording -----------------------------------------------------------------------
 
@@ -406,8 +408,10 @@ class Executor:
         return None
 
     def _env(self, block: Block, inputs: Mapping[str, str], attempt: int) -> dict[str, str]:
-        source = self.opts.base_env if self.opts.base_env is not None else os.environ
-        env = {k: source[k] for k in ENV_ALLOWLIST if k in source}
+        if self._allowed_env is None:  # read once per run: the engine's environment is fixed
+            source = self.opts.base_env if self.opts.base_env is not None else os.environ
+            self._allowed_env = {k: source[k] for k in ENV_ALLOWLIST if k in source}
+        env = dict(self._allowed_env)
         env.update(block.env)
         for name, value in inputs.items():
             env[f"ALLOY_INPUT_{name.upper()}"] = value
@@ -473,44 +477,61 @@ class Executor:
                 return outcome.decision
         return "passed"
 
-    def _start(self, state: _Replay, block: Block, inputs: Mapping[str, str]) -> _Attempt:
-        number = state.attempts.get(block.id, 0) + 1
-        state.attempts[block.id] = number
-        self._record(
-            {
-                "type": "attempt-started",
-                "block": block.id,
-                "attempt": number,
-                "effects": block.effects,
-            },
-            sync=block.effects in SYNC_EFFECTS,
-        )
-        capture = Capture(
-            Redactor(self.secret_values), self.dir / "logs" / f"{block.id}.{number}.log"
-        )
-        now = time.monotonic()
-        try:
-            proc = spawn(
-                list(block.run), cwd=self._cwd(block), env=self._env(block, inputs, number)
-            )
-        except OSError as exc:
-            capture.feed(f"cannot start {block.run[0]!r}: {exc.strerror}\n".encode())
-            capture.close()
+    def _start(
+        self,
+        state: _Replay,
+        blocks: list[Block],
+        inputs: Mapping[str, str],
+        running: dict[str, _Attempt],
+        selector: selectors.BaseSelector,
+    ) -> None:
+        """Start `blocks` together: each attempt's record is written (one `os.write` each, so a
+        crash of the engine cannot lose it), then all are synced at once if any of them has
+        effects that ask for it, and only then do their processes start."""
+        cwds = [self._cwd(block) for block in blocks]  # a bad workdir stops before any record
+        numbers = []
+        for block in blocks:
+            number = state.attempts.get(block.id, 0) + 1
+            state.attempts[block.id] = number
+            numbers.append(number)
             self._record(
                 {
-                    "type": "attempt-finished",
+                    "type": "attempt-started",
                     "block": block.id,
                     "attempt": number,
-                    "outcome": "failed",
-                    "exitCode": None,
-                    "durationMs": 0,
-                    "logDigest": capture.digest,
-                    "logTail": capture.tail_text(),
-                    "outputs": [],
+                    "effects": block.effects,
                 }
             )
-            raise _StartFailed from None
-        return _Attempt(block, number, proc, capture, now, now + block.timeout_seconds)
+        if any(block.effects in SYNC_EFFECTS for block in blocks):
+            self.ledger.sync()
+        for block, number, cwd in zip(blocks, numbers, cwds, strict=True):
+            capture = Capture(Redactor(self.secret_values), self._logs / f"{block.id}.{number}.log")
+            now = time.monotonic()
+            try:
+                proc = spawn(list(block.run), cwd=cwd, env=self._env(block, inputs, number))
+            except OSError as exc:
+                capture.feed(f"cannot start {block.run[0]!r}: {exc.strerror}\n".encode())
+                capture.close()
+                self._record(
+                    {
+                        "type": "attempt-finished",
+                        "block": block.id,
+                        "attempt": number,
+                        "outcome": "failed",
+                        "exitCode": None,
+                        "durationMs": 0,
+                        "logDigest": capture.digest,
+                        "logTail": capture.tail_text(),
+                        "outputs": [],
+                    }
+                )
+                self._finish_block(state, block.id, "failed", f"cannot start {block.run[0]!r}")
+                continue
+            att = _Attempt(block, number, proc, capture, now, now + block.timeout_seconds)
+            running[block.id] = att
+            selector.register(proc.out_fd, selectors.EVENT_READ, ("out", att))
+            if proc.pidfd >= 0:
+                selector.register(proc.pidfd, selectors.EVENT_READ, ("exit", att))
 
     def _outputs(self, block: Block) -> tuple[list[dict[str, Any]], list[str]]:
         found: list[dict[str, Any]] = []
@@ -639,57 +660,57 @@ class Executor:
         selector: selectors.BaseSelector,
         workers: int,
     ) -> list[str]:
-        """Skip what cannot run, start what can; return the blocks waiting on a gate."""
+        """Skip what cannot run, start what can; return the blocks waiting on a gate.
+
+        Ready blocks are taken in block-id order while a worker is free; those taken in one
+        pass start together (one sync for all of their attempt records, see `_start`)."""
         waiting: list[str] = []
         aside: list[str] = []  # ready, but not now (a gate waits, or a retry's backoff)
         try:
             while True:
-                while dag.doomed:
-                    block_id = heapq.heappop(dag.doomed)
+                self._skip_doomed(state, dag, running)
+                starting: list[Block] = []
+                while dag.ready and len(running) + len(starting) < workers:
+                    if self.cancel.is_set():
+                        break
+                    block_id = heapq.heappop(dag.ready)
                     if block_id not in dag.pending or block_id in running:
                         continue
                     block = self.blocks[block_id]
-                    bad = [n for n in block.needs if state.status.get(n) in NOT_SUCCEEDED]
-                    if bad:
-                        self._finish_block(
-                            state,
-                            block_id,
-                            "skipped",
-                            f"needs {', '.join(bad)}, which did not succeed",
-                        )
-                    elif not self.cancel.is_set():  # a dry run; cancelled blocks end cancelled
-                        self._finish_block(
-                            state, block_id, "skipped", f"dry run: effects {block.effects}"
-                        )
-                if not dag.ready or len(running) >= workers or self.cancel.is_set():
+                    if not_before.get(block_id, 0.0) > self.clock.now():
+                        aside.append(block_id)
+                        continue
+                    decision = self._gates_pass(state, block)
+                    if decision == "waiting":
+                        waiting.append(block_id)
+                        aside.append(block_id)
+                        continue
+                    if decision == "failed":
+                        continue
+                    not_before.pop(block_id, None)
+                    starting.append(block)
+                if starting:
+                    self._start(state, starting, inputs, running, selector)
+                elif not dag.doomed:
                     return waiting
-                block_id = heapq.heappop(dag.ready)
-                if block_id not in dag.pending or block_id in running:
-                    continue
-                block = self.blocks[block_id]
-                if not_before.get(block_id, 0.0) > self.clock.now():
-                    aside.append(block_id)
-                    continue
-                decision = self._gates_pass(state, block)
-                if decision == "waiting":
-                    waiting.append(block_id)
-                    aside.append(block_id)
-                    continue
-                if decision == "failed":
-                    continue
-                not_before.pop(block_id, None)
-                try:
-                    att = self._start(state, block, inputs)
-                except _StartFailed:
-                    self._finish_block(state, block_id, "failed", f"cannot start {block.run[0]!r}")
-                    continue
-                running[block_id] = att
-                selector.register(att.proc.out_fd, selectors.EVENT_READ, ("out", att))
-                if att.proc.pidfd >= 0:
-                    selector.register(att.proc.pidfd, selectors.EVENT_READ, ("exit", att))
         finally:
             for block_id in aside:
                 heapq.heappush(dag.ready, block_id)
+
+    def _skip_doomed(self, state: _Replay, dag: _Dag, running: dict[str, _Attempt]) -> None:
+        """Finish as skipped the blocks a failed need (or a dry run) keeps from running."""
+        while dag.doomed:
+            block_id = heapq.heappop(dag.doomed)
+            if block_id not in dag.pending or block_id in running:
+                continue
+            block = self.blocks[block_id]
+            bad = [n for n in block.needs if state.status.get(n) in NOT_SUCCEEDED]
+            if bad:
+                self._finish_block(
+                    state, block_id, "skipped", f"needs {', '.join(bad)}, which did not succeed"
+                )
+            elif not self.cancel.is_set():  # a dry run; cancelled blocks end as cancelled
+                self._finish_block(state, block_id, "skipped", f"dry run: effects {block.effects}")
 
     def _keep_lease(self) -> None:
         """Renew the lane lease now and then; a lost or cancelled lease cancels this run."""
@@ -719,29 +740,28 @@ class Executor:
         timeout = min(timeout, 0.2)  # notice a cancel request promptly
         for key, _ in selector.select(timeout):
             what, att = key.data
-            if what == "exit" and att.exit_code is not None:
-                continue
             if what == "out":
                 self._read(att, selector)
-            else:
+            elif att.exit_code is None:
                 self._reap(att, selector)
-        for att in list(running.values()):
+        for att in list(running.values()):  # no pidfd: ask the kernel
             if att.exit_code is None and att.proc.pidfd < 0 and att.proc.poll() is not None:
                 self._reap(att, selector)
         now = time.monotonic()
         for att in list(running.values()):
             if att.exit_code is not None:
                 continue
+            pid = att.proc.pid
             if self.cancel.is_set() and not att.cancelled:
                 att.cancelled = True
-                kill_group(att.proc.pid, signal.SIGTERM)
+                kill_group(pid, signal.SIGTERM)
                 att.term_at = now + self.opts.kill_grace
             elif att.term_at is None and now >= att.deadline:
                 att.timed_out = True
-                kill_group(att.proc.pid, signal.SIGTERM)
+                kill_group(pid, signal.SIGTERM)
                 att.term_at = now + self.opts.kill_grace
             elif att.term_at is not None and now >= att.term_at:
-                kill_group(att.proc.pid, signal.SIGKILL)
+                kill_group(pid, signal.SIGKILL)
         for block_id, att in list(running.items()):
             if att.exit_code is not None and not att.out_open:
                 del running[block_id]
@@ -750,35 +770,37 @@ class Executor:
                     dag.again(block_id)
 
     def _read(self, att: _Attempt, selector: selectors.BaseSelector) -> None:
+        proc = att.proc
         if not att.out_open:  # closed while draining, earlier in this same batch of events
             return
         try:
-            chunk = os.read(att.proc.out_fd, 65536)
+            chunk = os.read(proc.out_fd, 65536)
         except BlockingIOError:
             return
         if chunk:
             att.capture.feed(chunk)
             return
-        selector.unregister(att.proc.out_fd)
-        att.proc.close_output()
+        selector.unregister(proc.out_fd)
+        proc.close_output()
         att.out_open = False
 
     def _reap(self, att: _Attempt, selector: selectors.BaseSelector) -> None:
+        proc = att.proc
         if att.exit_code is not None:
             return
-        code = att.proc.wait()
+        code = proc.wait()
         att.exit_code = code if code >= 0 else 128 - code
-        if att.proc.pidfd >= 0:
-            selector.unregister(att.proc.pidfd)
-            os.close(att.proc.pidfd)
+        if proc.pidfd >= 0:
+            selector.unregister(proc.pidfd)
+            os.close(proc.pidfd)
         # The block is over when its main process is: stop what it left behind, then drain.
-        kill_group(att.proc.pid)
+        kill_group(proc.pid)
         if att.out_open:
             # Usually the end of the output is already there: read it without waiting.
             self._read(att, selector)
         if att.out_open:
             poller = select.poll()
-            poller.register(att.proc.out_fd, select.POLLIN)
+            poller.register(proc.out_fd, select.POLLIN)
             deadline = time.monotonic() + 2.0
             while att.out_open:
                 left = deadline - time.monotonic()
@@ -787,13 +809,9 @@ class Executor:
                 if poller.poll(min(left, 0.05) * 1000):
                     self._read(att, selector)
             if att.out_open:
-                selector.unregister(att.proc.out_fd)
-                att.proc.close_output()
+                selector.unregister(proc.out_fd)
+                proc.close_output()
                 att.out_open = False
-
-
-class _StartFailed(Exception):
-    """The process could not be started."""
 
 
 def run_execution(

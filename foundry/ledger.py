@@ -28,17 +28,32 @@ execution-finished     status (succeeded|failed|cancelled)
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_SECOND: tuple[int, str] = (0, "1970-01-01T00:00:00.")  # the last second formatted
+
 
 def rfc3339(seconds: float) -> str:
-    """`2026-11-25T02:00:00.123Z` (milliseconds, UTC)."""
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    """`2026-11-25T02:00:00.123Z` (milliseconds, UTC; rounded to microseconds first, as
+    `datetime.fromtimestamp` does, then truncated)."""
+    global _SECOND  # noqa: PLW0603 - a one-entry cache: records come many to a second
+    whole = math.floor(seconds)
+    micro = round((seconds - whole) * 1e6)
+    if micro >= 1_000_000:
+        whole += 1
+        micro -= 1_000_000
+    cached, prefix = _SECOND
+    if cached != whole:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
+        _SECOND = (whole, prefix)
+    return f"{prefix}{micro // 1000:03d}Z"
 
 
 def parse_rfc3339(text: str) -> float:
@@ -71,8 +86,7 @@ class Ledger:
 
     def append(self, record: dict[str, Any], *, at: float, sync: bool = False) -> dict[str, Any]:
         full = {"seq": len(self.records) + 1, "at": rfc3339(at), **record}
-        line = json.dumps(full, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        os.write(self._fd, (_ENCODE(full) + "\n").encode())
         self.records.append(full)
         self._dirty = True
         if sync:
