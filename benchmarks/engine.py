@@ -110,7 +110,8 @@ def artifact_document(name: str, dag: dict[str, list[str]], effects: str) -> dic
             "provenance": {
                 "source": f".alloy/intents/{name}.yaml",
                 "sourceDigest": "sha256:" + "0" * 64,
-                "compiler": "alloy-compiler/1",
+                "compiler": "alloy-compiler/2",
+                "requires": "foundry>=0.1.0",
             },
         },
     }

@@ -52,7 +52,8 @@ def artifact_document(
         "provenance": {
             "source": f".alloy/intents/{name}.yaml",
             "sourceDigest": "sha256:" + "0" * 64,
-            "compiler": "alloy-compiler/1",
+            "compiler": "alloy-compiler/2",
+            "requires": "foundry>=0.1.0",
         },
     }
     if lane is not None:

@@ -87,8 +87,17 @@ def test_refuses_what_it_cannot_run_exactly(change: Any, redigest: bool, message
 
 
 def test_unknown_field_names_the_foundry_version_the_artifact_needs() -> None:
-    document = _mutated(lambda d: d["spec"]["provenance"].__setitem__("requires", "foundry>=0.3.0"))
-    with pytest.raises(BoundaryError, match=r"it needs foundry>=0\.3\.0"):
+    def newer(d: dict[str, Any]) -> None:
+        d["spec"]["provenance"]["requires"] = "foundry>=0.3.0"
+        d["spec"]["blocks"][0]["sandbox"] = {"network": False}
+
+    with pytest.raises(BoundaryError, match=r"sandbox: unknown field.*it needs foundry>=0\.3\.0"):
+        read_artifact(PATH, encode(_mutated(newer)))
+
+
+def test_an_artifact_for_a_newer_foundry_is_refused_even_with_known_fields() -> None:
+    document = _mutated(lambda d: d["spec"]["provenance"].update(requires="foundry>=9.0.0"))
+    with pytest.raises(BoundaryError, match=r"it needs foundry>=9\.0\.0; this is Foundry 0\.1\.0"):
         read_artifact(PATH, encode(document))
 
 

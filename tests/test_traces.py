@@ -808,7 +808,7 @@ def test_the_intoto_statement_is_slsa_provenance_of_the_outputs(tmp_path: Path) 
                     "event": {"type": "apply", "key": art.digest},
                     "inputs": {},
                 },
-                "internalParameters": {"compiler": "alloy-compiler/1"},
+                "internalParameters": {"compiler": "alloy-compiler/2"},
                 "resolvedDependencies": [
                     {"name": ".alloy/intents/bench.yaml", "digest": {"sha256": "0" * 64}}
                 ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alloy._version import API_VERSION, COMPILER
+from alloy._version import API_VERSION, COMPILER, FOUNDRY_FEATURES
 from alloy.compile._canonical import canonical_bytes, document_digest, sha256_digest
 from alloy.model import COMPILED_STATES, Gate, Intent, Project, duration_seconds
 from alloy.model.intent import Block
@@ -195,6 +195,17 @@ def _lane(intent: Intent, project: Project) -> dict[str, Any] | None:
     return resolved
 
 
+def _requires(blocks: list[dict[str, Any]], lane: dict[str, Any] | None) -> str:
+    """`foundry>=X.Y.Z`: the first Foundry that runs every feature this artifact uses."""
+    used = {"base"}
+    for block in blocks:
+        used.update(f"gate:{gate['kind']}" for gate in block["gates"])
+    if lane is not None and lane.get("rate"):
+        used.add("lane.rate")
+    version = max(FOUNDRY_FEATURES[feature] for feature in used)
+    return "foundry>=" + ".".join(str(part) for part in version)
+
+
 def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, Any]:
     """The artifact document of `intent` (with its digest). The intent must compile."""
     normalized = normalized_intent(intent)
@@ -207,6 +218,7 @@ def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, A
     }
     if intent.metadata.title is not None:
         intent_part["title"] = intent.metadata.title
+    lane = _lane(intent, project)
     artifact_spec: dict[str, Any] = {
         "intent": intent_part,
         "triggers": automation["triggers"],
@@ -216,9 +228,9 @@ def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, A
             "source": source,
             "sourceDigest": sha256_digest(canonical_bytes(normalized)),
             "compiler": COMPILER,
+            "requires": _requires(automation["blocks"], lane),
         },
     }
-    lane = _lane(intent, project)
     if lane is not None:
         artifact_spec["lane"] = lane
     document: dict[str, Any] = {

@@ -176,6 +176,9 @@ class Provenance(Model):
     source: str
     source_digest: Digest
     compiler: str
+    #: The Foundry versions that can run this artifact (`foundry>=X.Y.Z`): the highest first
+    #: version among the boundary features it uses.
+    requires: Annotated[str, StringConstraints(pattern=r"^foundry>=[0-9]+\.[0-9]+\.[0-9]+$")]
 
 
 class ArtifactSpec(Model):

@@ -153,6 +153,7 @@ class Provenance(Closed):
     source: str
     source_digest: Digest
     compiler: str
+    requires: Annotated[str, StringConstraints(pattern=r"^foundry>=[0-9]+\.[0-9]+\.[0-9]+$")]
 
 
 class ArtifactSpec(Closed):

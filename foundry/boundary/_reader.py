@@ -112,10 +112,21 @@ def read_artifact(path: str, data: bytes) -> Artifact:
         artifact = Artifact.model_validate(document)
     except ValidationError as exc:
         raise _refuse_model(path, document, exc) from None
+    needed = _version(artifact.spec.provenance.requires.removeprefix("foundry>="))
+    if needed > _version(__version__):
+        raise BoundaryError(
+            path,
+            f"it needs {artifact.spec.provenance.requires}; this is Foundry {__version__}: upgrade "
+            "Foundry to run it",
+        )
     match = _ARTIFACT.match(path)
     if match and match.group(1) != artifact.metadata.name:
         raise BoundaryError(path, f"holds artifact {artifact.metadata.name!r}; file name differs")
     return artifact
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
 
 
 def _plain_yaml(path: str, text: str) -> Any:
