@@ -39,6 +39,8 @@ Status = Literal[
     "succeeded", "failed", "waiting", "indeterminate", "cancelled", "queued", "skipped"
 ]
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+#: Seconds between lease renewals while blocks run (at most a third of the lease).
+RENEW_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -717,7 +719,8 @@ class Executor:
         lanes = self.opts.lanes
         if self._lane is None or lanes is None:
             return
-        if time.monotonic() - self._renewed < lanes.lease_seconds / 3:
+        # Often enough that a newcomer's cancelRunning takes effect within seconds.
+        if time.monotonic() - self._renewed < min(lanes.lease_seconds / 3, RENEW_EVERY):
             return
         self._renewed = time.monotonic()
         if not lanes.renew(self._lane, self.execution):

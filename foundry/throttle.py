@@ -470,7 +470,7 @@ class _Acquire:
         where = f"; {_ordinal(position)} in queue" if position is not None else ""
         return Decision(
             "rate-limited",
-            f"lane {lane.name} allows {lane.rate_count} grants per {lane.rate_period}s and "
+            f"lane {lane.name} allows {lane.rate_count} start(s) per {lane.rate_period}s and "
             f"has made {len(grants)} in that time{where}; next grant at {_when(retry_at)}",
             position,
             retry_at=retry_at,

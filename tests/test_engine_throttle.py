@@ -114,3 +114,48 @@ def test_plan_says_when_a_lane_is_full(tmp_path: Path) -> None:
     assert [i.reason for i in result.start] == [
         "apply: new artifact digest; lane deploy is full (1 of 1): it would queue"
     ]
+
+
+def test_a_rate_limited_lane_queues_the_next_execution_until_the_window_opens(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    lanes = Lanes(tmp_path / "lanes.db", clock)
+    rated = {**lane("fifo", limit=5), "rate": {"count": 1, "periodSeconds": 3600}}
+    first = artifact("one", [block("b", ["true"])], lane=rated)
+    second = artifact("two", [block("b", [PY, "-c", "open('two', 'w')"])], lane=rated)
+    options = opts(tmp_path, lanes)
+    assert run_execution(first, Event("apply", first.digest), options, clock).status == "succeeded"
+    limited = run_execution(second, Event("apply", second.digest), options, clock)
+    assert limited.status == "queued"
+    assert "allows 1 start(s) per 3600s" in limited.reason
+    assert not (options.workdir / "two").exists()
+    clock.advance(3600)
+    assert (
+        run_execution(second, Event("apply", second.digest), options, clock).status == "succeeded"
+    )
+
+
+def test_cancel_running_stops_the_holder_and_lets_the_newcomer_run(tmp_path: Path) -> None:
+    lanes = Lanes(tmp_path / "lanes.db", SystemClock())
+    cancelling = {**lane("latest"), "cancelRunning": True}
+    old = artifact("old", [block("hold", [PY, "-c", HOLD], timeout=120)], lane=cancelling)
+    new = artifact("new", [block("b", [PY, "-c", "open('new', 'w')"])], lane=cancelling)
+    options = opts(tmp_path, lanes)
+    options.kill_grace = 0.5
+    results: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: results.update(
+            old=run_execution(old, Event("apply", old.digest), options, SystemClock())
+        )
+    )
+    thread.start()
+    wait_for(options.workdir / "held")
+    asked = run_execution(new, Event("apply", new.digest), options, SystemClock())
+    assert asked.status == "queued"
+    thread.join(30)
+    assert results["old"].status == "cancelled", "the holder was asked to stop and stopped"
+    assert (
+        run_execution(new, Event("apply", new.digest), options, SystemClock()).status == "succeeded"
+    )
+    assert (options.workdir / "new").exists()
