@@ -36,7 +36,7 @@ SYNC_EFFECTS = ("reversible", "irreversible")
 RETRY_AFTER_CRASH = ("none", "idempotent")
 NOT_SUCCEEDED = ("failed", "skipped", "cancelled")
 Status = Literal[
-    "succeeded", "failed", "waiting", "indeterminate", "cancelled", "queued", "skipped"
+    "succeeded", "failed", "waiting", "indeterminate", "cancelled", "queued", "skipped", "stopped"
 ]
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 #: Seconds between lease renewals while blocks run (at most a third of the lease).
@@ -83,6 +83,8 @@ class RunOptions:
     workers: int = max(1, os.cpu_count() or 1)
     dry_run: bool = False
     kill_grace: float = 5.0
+    #: When stopped (not cancelled), how long running attempts may go on before they are killed.
+    stop_grace: float = 30.0
     base_env: Mapping[str, str] | None = None
     #: Throttle lanes shared by engine processes; None runs without a lane.
     lanes: Lanes | None = None
@@ -186,6 +188,7 @@ class _Attempt:
     term_at: float | None = None
     timed_out: bool = False
     cancelled: bool = False
+    stopped: bool = False
     exit_code: int | None = None
     out_open: bool = True
 
@@ -260,6 +263,7 @@ class Executor:
         *,
         gates: Gates | None = None,
         cancel: threading.Event | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.artifact = artifact
         self.event = event
@@ -267,6 +271,11 @@ class Executor:
         self.clock = clock
         self.gates = gates
         self.cancel = cancel or threading.Event()
+        # Stop is not cancel: the engine is going away, the execution is not. Running attempts
+        # get `stop_grace` seconds to finish; the rest are recorded as interrupted, and the next
+        # run resumes by the recovery rules.
+        self.stop = stop or threading.Event()
+        self._stop_at: float | None = None
         self.execution = execution_id(artifact.digest, event)
         base = options.state_dir / ("dry-runs" if options.dry_run else "executions")
         self.dir = base / self.execution
@@ -288,6 +297,38 @@ class Executor:
         if "reason" in record and isinstance(record["reason"], str):
             record["reason"] = redact_text(record["reason"], self.secret_values)
         self.ledger.append(record, at=self.clock.now(), sync=sync)
+
+    def _interrupted(self, state: _Replay, att: _Attempt) -> None:
+        """An attempt stopped by the engine's own shutdown: like a crash, but said out loud."""
+        block = att.block
+        if block.effects in RETRY_AFTER_CRASH:
+            self._record(
+                {
+                    "type": "attempt-finished",
+                    "block": block.id,
+                    "attempt": att.number,
+                    "outcome": "interrupted",
+                    "exitCode": att.exit_code,
+                    "durationMs": int((time.monotonic() - att.started) * 1000),
+                    "logDigest": att.capture.digest,
+                    "logTail": att.capture.tail_text(),
+                    "outputs": [],
+                    "reason": "the engine stopped; it runs again when the execution resumes",
+                }
+            )
+        else:
+            self._record(
+                {
+                    "type": "indeterminate",
+                    "block": block.id,
+                    "attempt": att.number,
+                    "reason": f"the engine stopped during an attempt with effects {block.effects}; "
+                    "whether it took effect is unknown, so nothing more runs until it is approved "
+                    "(continue) or rejected (fail)",
+                },
+                sync=True,
+            )
+            state.indeterminate.add(block.id)
 
     def _finish_block(self, state: _Replay, block: str, status: str, reason: str = "") -> None:
         self._record({"type": "block-finished", "block": block, "status": status, "reason": reason})
@@ -559,6 +600,9 @@ class Executor:
         att.capture.close()
         block = att.block
         code = att.exit_code
+        if att.stopped and code != 0:
+            self._interrupted(state, att)
+            return
         if att.cancelled:
             outcome = "cancelled"
         elif att.timed_out:
@@ -623,6 +667,9 @@ class Executor:
                 if not running:
                     if not dag.pending:
                         break
+                    if self.stop.is_set() and not self.cancel.is_set():
+                        self.ledger.sync()
+                        return self._result(state, "stopped", "stopped; run it again to resume")
                     if self.cancel.is_set():
                         for b in sorted(dag.pending):
                             self._finish_block(state, b, "cancelled", "cancelled before it started")
@@ -673,7 +720,7 @@ class Executor:
                 self._skip_doomed(state, dag, running)
                 starting: list[Block] = []
                 while dag.ready and len(running) + len(starting) < workers:
-                    if self.cancel.is_set():
+                    if self.cancel.is_set() or self.stop.is_set():
                         break
                     block_id = heapq.heappop(dag.ready)
                     if block_id not in dag.pending or block_id in running:
@@ -755,8 +802,19 @@ class Executor:
             if att.exit_code is not None:
                 continue
             pid = att.proc.pid
+            if self.stop.is_set() and self._stop_at is None:
+                self._stop_at = now + self.opts.stop_grace
             if self.cancel.is_set() and not att.cancelled:
                 att.cancelled = True
+                kill_group(pid, signal.SIGTERM)
+                att.term_at = now + self.opts.kill_grace
+            elif (
+                self._stop_at is not None
+                and now >= self._stop_at
+                and not att.stopped
+                and att.term_at is None
+            ):
+                att.stopped = True
                 kill_group(pid, signal.SIGTERM)
                 att.term_at = now + self.opts.kill_grace
             elif att.term_at is None and now >= att.deadline:
@@ -825,6 +883,7 @@ def run_execution(
     *,
     gates: Gates | None = None,
     cancel: threading.Event | None = None,
+    stop: threading.Event | None = None,
 ) -> ExecutionResult:
     """Run (or resume) the execution of `artifact` for `event`."""
-    return Executor(artifact, event, options, clock, gates=gates, cancel=cancel).run()
+    return Executor(artifact, event, options, clock, gates=gates, cancel=cancel, stop=stop).run()

@@ -72,6 +72,8 @@ def run_in_checkout(
     workers: int | None = None,
     gates: Gates | None = None,
     cancel: threading.Event | None = None,
+    stop: threading.Event | None = None,
+    stop_grace: float | None = None,
 ) -> ExecutionResult:
     """Run artifact `name` of the checkout at `root` (event `apply`, or a new manual request
     event with `rerun`), in `root` itself."""
@@ -93,9 +95,11 @@ def run_in_checkout(
     )
     if workers:
         options.workers = workers
+    if stop_grace is not None:
+        options.stop_grace = stop_grace
     keep_artifact(state, execution_id(artifact.digest, event), root, name)
     try:
-        return run_execution(artifact, event, options, clock, gates=gates, cancel=cancel)
+        return run_execution(artifact, event, options, clock, gates=gates, cancel=cancel, stop=stop)
     finally:
         if options.lanes is not None:
             options.lanes.close()

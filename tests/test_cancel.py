@@ -66,33 +66,97 @@ def test_cancel_stops_the_running_tree_and_starts_nothing_more(tmp_path: Path) -
     assert not (work / "after").exists()
 
 
-def test_foundry_run_exits_130_on_sigterm(tmp_path: Path) -> None:
+HOLD = (
+    "import pathlib, time\n"
+    "pathlib.Path('started').touch()\n"
+    "while not pathlib.Path('release').exists(): time.sleep(0.01)\n"
+    "open('runs', 'a').write('x')\n"
+)
+
+
+def test_sigterm_stops_foundry_run_and_the_next_run_resumes(tmp_path: Path) -> None:
+    """SIGTERM is the engine going away, not a cancel: exit 130, the execution is not finished,
+    and running it again completes it (an `effects: none` block runs again)."""
     root = tmp_path / "checkout"
     write_artifact(
-        root, artifact_document("long", [block("slow", ["sh", "-c", LONG], timeout=600)])
-    )
-    proc = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "foundry",
-            "run",
-            str(root),
-            "--artifact",
+        root,
+        artifact_document(
             "long",
-            "--state",
-            str(tmp_path / "s"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+            [
+                block("first", [PY, "-c", "open('first', 'a').write('x')"]),
+                block("slow", [PY, "-c", HOLD], needs=["first"], timeout=600),
+            ],
+        ),
     )
+    args = [
+        PY,
+        "-m",
+        "foundry",
+        "run",
+        str(root),
+        "--artifact",
+        "long",
+        "--state",
+        str(tmp_path / "s"),
+        "--grace",
+        "0.2",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(root / "started")
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "cancelled" in err
+    assert "stopped" in err
     (ledger,) = (tmp_path / "s").rglob("ledger.jsonl")
-    last = json.loads(ledger.read_text().splitlines()[-1])
-    assert last == {**last, "type": "execution-finished", "status": "cancelled"}
-    assert gone(int((root / "child.pid").read_text()))
+    records = [json.loads(x) for x in ledger.read_text().splitlines()]
+    assert all(r["type"] != "execution-finished" for r in records)
+    assert records[-1]["type"] == "attempt-finished"
+    assert records[-1]["outcome"] == "interrupted"
+    (root / "release").touch()
+    again = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0, again.stderr
+    assert (root / "first").read_text() == "x", "a completed block never runs again"
+    assert (root / "runs").read_text() == "x"
+
+
+def test_a_block_that_finishes_within_the_grace_period_counts(tmp_path: Path) -> None:
+    art = artifact("quick", [block("b", [PY, "-c", HOLD])])
+    work = tmp_path / "work"
+    work.mkdir()
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    options = RunOptions(workdir=work, state_dir=tmp_path / "state", stop_grace=30.0)
+    thread = threading.Thread(
+        target=lambda: result.update(
+            r=run_execution(art, Event("apply", art.digest), options, SystemClock(), stop=stop)
+        )
+    )
+    thread.start()
+    wait_for(work / "started")
+    stop.set()
+    (work / "release").touch()
+    thread.join(30)
+    assert result["r"].status == "succeeded"
+    assert (work / "runs").read_text() == "x"
+
+
+def test_stopping_an_irreversible_attempt_leaves_it_indeterminate(tmp_path: Path) -> None:
+    art = artifact("risky", [block("b", [PY, "-c", HOLD], effects="irreversible", timeout=600)])
+    work = tmp_path / "work"
+    work.mkdir()
+    stop = threading.Event()
+    result: dict[str, Any] = {}
+    options = RunOptions(workdir=work, state_dir=tmp_path / "state", stop_grace=0.0, kill_grace=0.5)
+    thread = threading.Thread(
+        target=lambda: result.update(
+            r=run_execution(art, Event("apply", art.digest), options, SystemClock(), stop=stop)
+        )
+    )
+    thread.start()
+    wait_for(work / "started")
+    stop.set()
+    thread.join(30)
+    assert result["r"].status == "stopped"
+    again = run_execution(art, Event("apply", art.digest), options, SystemClock())
+    assert again.status == "indeterminate"
+    assert not (work / "runs").exists(), "it never ran twice, and never ran to the end"

@@ -32,6 +32,7 @@ _STATUS_EXIT = {
     "waiting": EXIT_WAITING,
     "indeterminate": EXIT_INDETERMINATE,
     "cancelled": 130,
+    "stopped": 130,
     "queued": EXIT_WAITING,
     "skipped": EXIT_NOT_RUN,
 }
@@ -73,6 +74,13 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
     help="State directory (default: outside the checkout, see docs).",
 )
 @click.option("--workers", type=click.IntRange(1, 256), help="Blocks in parallel (default: cores).")
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds running blocks may go on before they are stopped.",
+)
 def run(
     path: Path,
     name: str,
@@ -81,17 +89,18 @@ def run(
     rerun: bool,
     state_dir: Path | None,
     workers: int | None,
+    grace: float,
 ) -> None:
     """Run artifact NAME of the checkout at PATH (no git needed)."""
     from foundry.workspace import run_in_checkout
 
-    cancel = threading.Event()
+    stop = threading.Event()
 
-    def stop(_signum: int, _frame: object) -> None:
-        cancel.set()
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()  # not cancel: the execution is resumed by the next run
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     result = run_in_checkout(
         path.resolve(),
         name,
@@ -101,7 +110,8 @@ def run(
         rerun=rerun,
         state_dir=state_dir,
         workers=workers,
-        cancel=cancel,
+        stop=stop,
+        stop_grace=grace,
     )
     for block, status in sorted(result.blocks.items()):
         click.echo(f"{block}: {status}")
