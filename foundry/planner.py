@@ -28,6 +28,12 @@ from foundry.boundary._models import Request
 from foundry.ids import Event, execution_id
 
 FINISHED = ("succeeded", "failed", "cancelled", "skipped")
+_RESUME = {
+    "waiting": "waiting on a gate: its gates are evaluated again",
+    "indeterminate": "indeterminate: waits for an owner to approve or reject the interrupted block",
+    "planned": "unfinished (stopped or queued in its lane): resumes",
+    "running": "unfinished (stopped, or its engine died): resumes by the recovery rules",
+}
 DEFAULT_GRACE = 300.0
 
 
@@ -142,7 +148,9 @@ def _consider(
     elif status in FINISHED:
         plan.skip.append(Item(name, event, execution, f"already done ({status})"))
     else:
-        plan.resume.append(Item(name, event, execution, f"resumes: {status}", inputs or {}))
+        plan.resume.append(
+            Item(name, event, execution, _RESUME.get(status, f"resumes ({status})"), inputs or {})
+        )
 
 
 def plan(

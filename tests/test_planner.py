@@ -158,3 +158,18 @@ def test_foundry_plan_command_executes_nothing(tmp_path: Path) -> None:
     rows = json.loads(out.stdout)["plan"]
     assert [(r["action"], r["event"]["type"]) for r in rows] == [("start", "apply")]
     assert not marker.exists()
+
+
+def test_a_parked_execution_is_listed_as_resuming_with_its_reason(tmp_path: Path) -> None:
+    gate = {"kind": "approval", "from": ["bob"], "quorum": 1, "forbidSelf": True}
+    art = artifact("gated", [block("b", ["true"], gates=[gate])])
+    work = tmp_path / "w"
+    work.mkdir()
+    parked = run_execution(
+        art, Event("apply", art.digest), RunOptions(workdir=work, state_dir=tmp_path), FakeClock()
+    )
+    result = plan(Boundary(artifacts={"gated": art}), LedgerIndex(tmp_path), now=0)
+    assert result.start == []
+    assert [(i.execution, i.reason) for i in result.resume] == [
+        (parked.execution, "waiting on a gate: its gates are evaluated again")
+    ]
