@@ -16,6 +16,7 @@ from typing import Any
 from foundry.boundary import Artifact, Boundary, read_artifact, read_boundary
 from foundry.errors import BoundaryError, UserError
 from foundry.executor import ExecutionResult, Gates, RunOptions, run_execution
+from foundry.gates import Context, GateEvaluator
 from foundry.ids import Event, execution_id
 from foundry.planner import Item, Plan, plan
 from foundry.ports import Clock
@@ -99,7 +100,12 @@ def run_in_checkout(
         options.stop_grace = stop_grace
     keep_artifact(state, execution_id(artifact.digest, event), root, name)
     try:
-        return run_execution(artifact, event, options, clock, gates=gates, cancel=cancel, stop=stop)
+        # Without a forge, gates are judged on what is known locally: windows pass or wait by
+        # the clock; approvals, checks, `after` and policy commands wait for their sources.
+        evaluator = gates if gates is not None else GateEvaluator(Context())
+        return run_execution(
+            artifact, event, options, clock, gates=evaluator, cancel=cancel, stop=stop
+        )
     finally:
         if options.lanes is not None:
             options.lanes.close()

@@ -181,3 +181,16 @@ def test_plan_lists_reasons_and_runs_nothing(checkout: Path, tmp_path: Path) -> 
     }
     assert rows["report"]["action"] == "skip"
     assert rows["report"]["reason"] == "already done (succeeded)"
+
+
+def test_window_gates_are_judged_by_the_clock_without_a_forge(tmp_path: Path) -> None:
+    root = tmp_path / "checkout"
+    always = {"kind": "window", "cron": "* * * * *", "timezone": "UTC"}
+    approval = {"kind": "approval", "from": ["bob"], "quorum": 1, "forbidSelf": True}
+    write_artifact(root, artifact_document("open", [block("b", ["touch", "ran"], gates=[always])]))
+    write_artifact(root, artifact_document("needs-ok", [block("b", ["true"], gates=[approval])]))
+    opened = foundry("run", ".", "--artifact", "open", *state_args(tmp_path), cwd=root)
+    assert opened.returncode == 0, opened.stderr
+    assert (root / "ran").exists()
+    waiting = foundry("run", ".", "--artifact", "needs-ok", *state_args(tmp_path), cwd=root)
+    assert waiting.returncode == 5
