@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from alloy.errors import NotFound, UserError
+from alloy.errors import UserError
 from alloy.load import PROJECT_PATH
 from alloy.model import Intent, Request
 from alloy.model._common import SLUG_PATTERN
@@ -192,8 +192,3 @@ def write_request(
     (root / ".alloy" / "requests").mkdir(parents=True, exist_ok=True)
     (root / rel).write_text(_dump(doc), encoding="utf-8")
     return rel
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise NotFound(message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import getpass
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from typing import Any
 
 from alloy._version import COMPILER, __version__
 from alloy.compile import document_digest, pretty_bytes
-from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts
+from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts, UserError
 from alloy.load import (
     PROJECT_PATH,
     DocResult,
@@ -305,16 +306,77 @@ def load_intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
     return fresh.model, fresh, repo
 
 
-def artifact_status(root: Path, doc: DocResult) -> str | None:
-    """How the artifact file of a compiling intent compares with what the compiler writes."""
+def _artifact_file(root: Path, doc: DocResult) -> str | None:
+    """'missing', 'stale' or 'current': the artifact file of a compiling intent against what
+    the compiler writes (None if the intent does not compile)."""
     if doc.artifact is None or doc.name is None:
         return None
     artifact_file = root / artifact_path(doc.name)
     if not artifact_file.exists():
-        return "not written yet: run `alloy compile`"
+        return "missing"
     if artifact_file.read_bytes() != pretty_bytes(doc.artifact):
-        return "the file is out of date: run `alloy compile`"
-    return "up to date"
+        return "stale"
+    return "current"
+
+
+def artifact_status(root: Path, doc: DocResult) -> str | None:
+    """How the artifact file of a compiling intent compares with what the compiler writes."""
+    return {
+        None: None,
+        "missing": "not written yet: run `alloy compile`",
+        "stale": "the file is out of date: run `alloy compile`",
+        "current": "up to date",
+    }[_artifact_file(root, doc)]
+
+
+def make_request(
+    root: Path,
+    name: str,
+    *,
+    inputs: list[str],
+    reason: str,
+    requested_by: str | None,
+    request_name: str | None,
+) -> tuple[str, str]:
+    """Write a Request for intent `name`, pinned to its current artifact digest; return the
+    request's path and the digest. The artifact file must be written and up to date."""
+    from alloy import scaffold
+
+    intent, fresh, _ = load_intent(root, name)
+    if fresh.artifact is None or intent.spec.automation is None:
+        raise UserError(
+            f"intent {name!r} has no artifact: only accepted or active intents with automation compile"
+        )
+    if not intent.spec.automation.on.request:
+        raise UserError(
+            f"intent {name!r} does not accept requests; set spec.automation.on.request: true"
+        )
+    state = _artifact_file(root, fresh)
+    if state == "missing":
+        raise UserError(
+            f"{artifact_path(name)} does not exist; run `alloy compile` and commit it first"
+        )
+    if state == "stale":
+        raise UserError(f"{artifact_path(name)} is out of date; run `alloy compile` first")
+    digest = str(fresh.artifact["digest"])
+    values = scaffold.parse_inputs(fresh.facts.get("inputs", {}), inputs)
+    path = scaffold.write_request(
+        root,
+        intent=name,
+        digest=digest,
+        inputs=values,
+        reason=reason,
+        requested_by=requested_by or _current_user(),
+        name=request_name,
+    )
+    return path, digest
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user entry (some containers)
+        raise UserError("cannot tell who you are; pass --requested-by NAME") from None
 
 
 @dataclass

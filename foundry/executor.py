@@ -298,37 +298,47 @@ class Executor:
             record["reason"] = redact_text(record["reason"], self.secret_values)
         self.ledger.append(record, at=self.clock.now(), sync=sync)
 
-    def _interrupted(self, state: _Replay, att: _Attempt) -> None:
-        """An attempt stopped by the engine's own shutdown: like a crash, but said out loud."""
-        block = att.block
+    def _interrupt(
+        self, state: _Replay, block: Block, attempt: int, *, seen: _Attempt | None = None
+    ) -> None:
+        """An attempt that never ended on its own (the engine crashed, or was stopped): it runs
+        again if its effects allow; otherwise the execution becomes indeterminate. `seen` is the
+        attempt when this engine watched it end (its exit code and output are known)."""
         if block.effects in RETRY_AFTER_CRASH:
-            self._record(
-                {
-                    "type": "attempt-finished",
-                    "block": block.id,
-                    "attempt": att.number,
-                    "outcome": "interrupted",
-                    "exitCode": att.exit_code,
-                    "durationMs": int((time.monotonic() - att.started) * 1000),
-                    "logDigest": att.capture.digest,
-                    "logTail": att.capture.tail_text(),
-                    "outputs": [],
-                    "reason": "the engine stopped; it runs again when the execution resumes",
-                }
-            )
-        else:
-            self._record(
-                {
-                    "type": "indeterminate",
-                    "block": block.id,
-                    "attempt": att.number,
-                    "reason": f"the engine stopped during an attempt with effects {block.effects}; "
-                    "whether it took effect is unknown, so nothing more runs until it is approved "
-                    "(continue) or rejected (fail)",
-                },
-                sync=True,
-            )
-            state.indeterminate.add(block.id)
+            record: dict[str, Any] = {
+                "type": "attempt-finished",
+                "block": block.id,
+                "attempt": attempt,
+                "outcome": "interrupted",
+                "reason": "the engine stopped during this attempt; it runs again "
+                f"(effects: {block.effects})",
+            }
+            if seen is not None:
+                record.update(self._attempt_facts(seen), outputs=[])
+            self._record(record)
+            return
+        self._record(
+            {
+                "type": "indeterminate",
+                "block": block.id,
+                "attempt": attempt,
+                "reason": f"the engine stopped during an attempt with effects {block.effects}; "
+                "whether it took effect is unknown, so nothing more runs until it is approved "
+                "(continue) or rejected (fail)",
+            },
+            sync=True,
+        )
+        state.indeterminate.add(block.id)
+
+    @staticmethod
+    def _attempt_facts(att: _Attempt) -> dict[str, Any]:
+        """What an ended attempt's record says about its process and output."""
+        return {
+            "exitCode": att.exit_code,
+            "durationMs": int((time.monotonic() - att.started) * 1000),
+            "logDigest": att.capture.digest,
+            "logTail": att.capture.tail_text(),
+        }
 
     def _finish_block(self, state: _Replay, block: str, status: str, reason: str = "") -> None:
         self._record({"type": "block-finished", "block": block, "status": status, "reason": reason})
@@ -400,31 +410,7 @@ class Executor:
 
     def _recover(self, state: _Replay) -> None:
         for block_id, attempt in sorted(state.open_attempts.items()):
-            effects = self.blocks[block_id].effects
-            if effects in RETRY_AFTER_CRASH:
-                self._record(
-                    {
-                        "type": "attempt-finished",
-                        "block": block_id,
-                        "attempt": attempt,
-                        "outcome": "interrupted",
-                        "reason": "the engine stopped during this attempt; it runs again "
-                        f"(effects: {effects})",
-                    }
-                )
-            else:
-                self._record(
-                    {
-                        "type": "indeterminate",
-                        "block": block_id,
-                        "attempt": attempt,
-                        "reason": f"the engine stopped during an attempt with effects {effects}; "
-                        "whether it took effect is unknown, so nothing more runs until it is "
-                        "approved (continue) or rejected (fail)",
-                    },
-                    sync=True,
-                )
-                state.indeterminate.add(block_id)
+            self._interrupt(state, self.blocks[block_id], attempt)
         state.open_attempts.clear()
 
     def _resolve_indeterminate(self, state: _Replay) -> ExecutionResult | None:
@@ -601,7 +587,7 @@ class Executor:
         block = att.block
         code = att.exit_code
         if att.stopped and code != 0:
-            self._interrupted(state, att)
+            self._interrupt(state, block, att.number, seen=att)
             return
         if att.cancelled:
             outcome = "cancelled"
@@ -624,10 +610,7 @@ class Executor:
                 "block": block.id,
                 "attempt": att.number,
                 "outcome": outcome,
-                "exitCode": code,
-                "durationMs": int((time.monotonic() - att.started) * 1000),
-                "logDigest": att.capture.digest,
-                "logTail": att.capture.tail_text(),
+                **self._attempt_facts(att),
                 "outputs": outputs,
                 "reason": reason,
             }

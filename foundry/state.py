@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,15 @@ def status_of(records: Sequence[dict[str, Any]]) -> str:
     if any(d == "waiting" and b not in finished_blocks for (b, _), d in gates.items()):
         return "waiting"
     return status
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One execution as its ledger tells it: the `planned` record and the status now."""
+
+    execution: str
+    planned: dict[str, Any]
+    status: str
 
 
 class LedgerIndex:
@@ -77,14 +87,20 @@ class LedgerIndex:
     def records(self, execution: str) -> list[dict[str, Any]]:
         return self._records(execution) or []
 
-    def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
+    def summaries(self) -> list[Summary]:
+        """Every planned execution, each ledger read once."""
         out = []
         for execution in self.executions():
-            first = self.planned(execution)
-            if first is None or first["artifact"]["name"] != artifact:
-                continue
-            if first["event"]["type"] != event_type:
-                continue
-            if self.status(execution) not in ("succeeded", "failed", "cancelled", "skipped"):
-                out.append(execution)
+            records = self._records(execution)
+            if records and records[0].get("type") == "planned":
+                out.append(Summary(execution, records[0], status_of(records)))
         return out
+
+    def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
+        return [
+            s.execution
+            for s in self.summaries()
+            if s.planned["artifact"]["name"] == artifact
+            and s.planned["event"]["type"] == event_type
+            and s.status not in ("succeeded", "failed", "cancelled", "skipped")
+        ]

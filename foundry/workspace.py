@@ -47,18 +47,18 @@ def read_checkout(root: Path) -> Boundary:
     return read_boundary(snapshot)
 
 
-def find_artifact(root: Path, name: str) -> Artifact:
-    boundary = read_checkout(root)
-    for refusal in boundary.refused:
-        if refusal.path == f".alloy/artifacts/{name}.json":
-            raise refusal
-    artifact = boundary.artifacts.get(name)
-    if artifact is None:
-        known = ", ".join(sorted(boundary.artifacts)) or "none"
+def find_artifact(root: Path, name: str) -> tuple[Artifact, bytes]:
+    """Artifact `name` of the checkout, verified, and the exact bytes it was read from (only
+    that one file is read)."""
+    directory = root / ".alloy" / "artifacts"
+    path = directory / f"{name}.json"
+    if not path.is_file() or path.is_symlink():
+        found = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
         raise UserError(
-            f"no artifact named {name!r} in {root / '.alloy/artifacts'}; found: {known}"
+            f"no artifact named {name!r} in {directory}; found: {', '.join(found) or 'none'}"
         )
-    return artifact
+    data = path.read_bytes()
+    return read_artifact(f".alloy/artifacts/{name}.json", data), data
 
 
 def run_in_checkout(
@@ -78,7 +78,7 @@ def run_in_checkout(
 ) -> ExecutionResult:
     """Run artifact `name` of the checkout at `root` (event `apply`, or a new manual request
     event with `rerun`), in `root` itself."""
-    artifact = find_artifact(root, name)
+    artifact, data = find_artifact(root, name)
     event = (
         Event("request", f"manual-{time.time_ns()}") if rerun else Event("apply", artifact.digest)
     )
@@ -98,7 +98,7 @@ def run_in_checkout(
         options.workers = workers
     if stop_grace is not None:
         options.stop_grace = stop_grace
-    keep_artifact(state, execution_id(artifact.digest, event), root, name)
+    keep_artifact(state, execution_id(artifact.digest, event), data)
     try:
         # Without a forge, gates are judged on what is known locally: windows pass or wait by
         # the clock; approvals, checks, `after` and policy commands wait for their sources.
@@ -111,13 +111,13 @@ def run_in_checkout(
             options.lanes.close()
 
 
-def keep_artifact(state: Path, execution: str, root: Path, name: str) -> None:
+def keep_artifact(state: Path, execution: str, data: bytes) -> None:
     """Keep the exact artifact an execution runs beside its ledger (traces need it later, when
     the checkout may hold a newer one)."""
     target = state / "executions" / execution / "artifact.json"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes((root / ".alloy" / "artifacts" / f"{name}.json").read_bytes())
+        target.write_bytes(data)
 
 
 def load_trace_inputs(state: Path, execution: str) -> tuple[list[dict[str, Any]], Artifact]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import getpass
 import json
 import re
 from pathlib import Path
@@ -13,7 +12,6 @@ import click
 from alloy import explain as explain_mod
 from alloy import scaffold, workspace
 from alloy._version import __version__
-from alloy.compile import pretty_bytes
 from alloy.diagnostics import Diagnostic, render
 from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts, UserError
 from alloy.load._errors import suggest
@@ -269,46 +267,15 @@ def request(
     request_name: str | None,
 ) -> None:
     """Write a Request to run intent NAME's artifact, pinned to its current digest."""
-    root = ctx.root()
-    intent, fresh, _ = workspace.load_intent(root, name)
-    if fresh.artifact is None:
-        raise UserError(
-            f"intent {name!r} has no artifact: only accepted or active intents with automation compile"
-        )
-    assert intent.spec.automation is not None
-    if not intent.spec.automation.on.request:
-        raise UserError(
-            f"intent {name!r} does not accept requests; set spec.automation.on.request: true"
-        )
-    digest = fresh.artifact["digest"]
-    artifact_file = root / workspace.artifact_path(name)
-    if not artifact_file.exists():
-        raise UserError(
-            f"{workspace.artifact_path(name)} does not exist; run `alloy compile` and commit it first"
-        )
-    if artifact_file.read_bytes() != pretty_bytes(fresh.artifact):
-        raise UserError(
-            f"{workspace.artifact_path(name)} is out of date; run `alloy compile` first"
-        )
-    declared = fresh.facts.get("inputs", {})
-    values = scaffold.parse_inputs(declared, list(inputs))
-    path = scaffold.write_request(
-        root,
-        intent=name,
-        digest=digest,
-        inputs=values,
+    path, digest = workspace.make_request(
+        ctx.root(),
+        name,
+        inputs=list(inputs),
         reason=reason,
-        requested_by=requested_by or _current_user(),
-        name=request_name,
+        requested_by=requested_by,
+        request_name=request_name,
     )
     click.echo(f"created {path} (pinned to {name}@{digest})")
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no user entry (some containers)
-        raise UserError("cannot tell who you are; pass --requested-by NAME") from None
 
 
 @cli.command()

@@ -17,13 +17,16 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.errors import FoundryError
 from foundry.ports import SystemClock
+
+if TYPE_CHECKING:
+    from foundry.traces import TraceBundle
 
 EXIT_FAILED, EXIT_WAITING, EXIT_INDETERMINATE, EXIT_NOT_RUN = 4, 5, 6, 7
 _STATUS_EXIT = {
@@ -202,18 +205,17 @@ def traces_list(path: Path, state_dir: Path | None) -> None:
     """Every execution with its artifact, event and status."""
     from foundry.state import LedgerIndex
 
-    index = LedgerIndex(_state(path, state_dir))
-    for execution in index.executions():
-        first = index.planned(execution) or {}
+    for summary in LedgerIndex(_state(path, state_dir)).summaries():
+        first = summary.planned
         artifact = first.get("artifact", {}).get("name", "?")
         event = first.get("event", {})
         click.echo(
-            f"{execution}  {index.status(execution):<13} {artifact:<30} "
+            f"{summary.execution}  {summary.status:<13} {artifact:<30} "
             f"{event.get('type', '?')}:{str(event.get('key', '?'))[:24]}  {first.get('at', '')}"
         )
 
 
-def _bundle(path: Path, state_dir: Path | None, execution: str) -> object:
+def _bundle(path: Path, state_dir: Path | None, execution: str) -> TraceBundle:
     from foundry.traces import trace_bundle
     from foundry.workspace import load_trace_inputs
 
@@ -229,17 +231,14 @@ def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> No
     """The Markdown summary of EXECUTION (default: the latest one)."""
     from foundry.errors import UserError
     from foundry.state import LedgerIndex
-    from foundry.traces import TraceBundle
 
     if execution is None:
-        index = LedgerIndex(_state(path, state_dir))
-        started = {e: str((index.planned(e) or {}).get("at", "")) for e in index.executions()}
-        if not started:
+        summaries = LedgerIndex(_state(path, state_dir)).summaries()
+        if not summaries:
             raise UserError("no executions yet; run one with `foundry run`")
-        execution = max(started, key=lambda e: (started[e], e))
-    bundle = _bundle(path, state_dir, execution)
-    assert isinstance(bundle, TraceBundle)
-    click.echo(bundle.markdown)
+        latest = max(summaries, key=lambda s: (str(s.planned.get("at", "")), s.execution))
+        execution = latest.execution
+    click.echo(_bundle(path, state_dir, execution).markdown)
 
 
 @traces.command("export")
@@ -258,10 +257,8 @@ def traces_export(execution: str, fmt: str, path: Path, state_dir: Path | None) 
     import json
 
     from foundry.errors import UserError
-    from foundry.traces import TraceBundle
 
     bundle = _bundle(path, state_dir, execution)
-    assert isinstance(bundle, TraceBundle)
     if fmt == "markdown":
         click.echo(bundle.markdown)
         return
