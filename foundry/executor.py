@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -88,6 +88,9 @@ class RunOptions:
     base_env: Mapping[str, str] | None = None
     #: Throttle lanes shared by engine processes; None runs without a lane.
     lanes: Lanes | None = None
+    #: Called after the ledger is synced and before attempts with reversible or irreversible
+    #: effects start (a controller publishes the ledger there); if it raises, nothing starts.
+    before_effects: Callable[[], None] | None = None
 
 
 @dataclass
@@ -533,6 +536,8 @@ class Executor:
             )
         if any(block.effects in SYNC_EFFECTS for block in blocks):
             self.ledger.sync()
+            if self.opts.before_effects is not None:
+                self.opts.before_effects()
         for block, number, cwd in zip(blocks, numbers, cwds, strict=True):
             capture = Capture(Redactor(self.secret_values), self._logs / f"{block.id}.{number}.log")
             now = time.monotonic()

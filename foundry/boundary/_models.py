@@ -213,3 +213,26 @@ class Request(Closed):
     @property
     def artifact_digest(self) -> str:
         return self.spec.artifact.split("@", 1)[1]
+
+
+class ApprovalGateRef(Closed):
+    block: BlockId
+    #: The gate's index in the block's `gates`; -1 resolves an indeterminate block.
+    index: Annotated[int, Field(ge=-1, le=100)] = 0
+
+
+class ApprovalSpec(Closed):
+    execution: Annotated[str, StringConstraints(pattern=r"^exe-[0-9a-f]{16}$")]
+    gate: ApprovalGateRef
+    decision: Literal["approve", "reject"]
+    approver: str
+    comment: str | None = None
+
+
+class Approval(Closed):
+    """A recorded decision for one gate of one execution (merged to the default branch)."""
+
+    api_version: Literal["alloy.dev/v1"]
+    kind: Literal["Approval"]
+    metadata: RequestMetadata
+    spec: ApprovalSpec

@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.boundary._canonical import digest_of
-from foundry.boundary._models import GATE_KINDS, Artifact, Request
+from foundry.boundary._models import GATE_KINDS, Approval, Artifact, Request
 from foundry.errors import BoundaryError
 
 MAX_BYTES = 1024 * 1024
 _ARTIFACT = re.compile(r"^\.alloy/artifacts/([^/]+)\.json$")
 _REQUEST = re.compile(r"^\.alloy/requests/([^/]+)\.yaml$")
+_APPROVAL = re.compile(r"^\.alloy/approvals/([^/]+)\.yaml$")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -154,8 +155,7 @@ def _plain_yaml(path: str, text: str) -> Any:
         loader.dispose()
 
 
-def read_request(path: str, data: bytes) -> Request:
-    """A request document (YAML), as plain data, closed."""
+def _yaml_document(path: str, data: bytes, kind: str) -> Any:
     if len(data) > MAX_BYTES:
         raise BoundaryError(path, f"larger than {MAX_BYTES} bytes; refused")
     try:
@@ -163,7 +163,13 @@ def read_request(path: str, data: bytes) -> Request:
     except UnicodeDecodeError:
         raise BoundaryError(path, "not UTF-8 text") from None
     document = _plain_yaml(path, text)
-    _envelope(path, document, "Request")
+    _envelope(path, document, kind)
+    return document
+
+
+def read_request(path: str, data: bytes) -> Request:
+    """A request document (YAML), as plain data, closed."""
+    document = _yaml_document(path, data, "Request")
     try:
         request = Request.model_validate(document)
     except ValidationError as exc:
@@ -172,6 +178,19 @@ def read_request(path: str, data: bytes) -> Request:
     if match and match.group(1) != request.metadata.name:
         raise BoundaryError(path, f"holds request {request.metadata.name!r}; file name differs")
     return request
+
+
+def read_approval(path: str, data: bytes) -> Approval:
+    """An approval document (YAML), as plain data, closed."""
+    document = _yaml_document(path, data, "Approval")
+    try:
+        approval = Approval.model_validate(document)
+    except ValidationError as exc:
+        raise _refuse_model(path, document, exc) from None
+    match = _APPROVAL.match(path)
+    if match and match.group(1) != approval.metadata.name:
+        raise BoundaryError(path, f"holds approval {approval.metadata.name!r}; file name differs")
+    return approval
 
 
 @dataclass

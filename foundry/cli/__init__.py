@@ -268,6 +268,17 @@ def traces_export(execution: str, fmt: str, path: Path, state_dir: Path | None) 
     click.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
+def _register() -> None:
+    """The GitOps commands live in their own modules (they reach `controllers`, lazily)."""
+    from foundry.cli._gitops import checks, reconcile
+
+    cli.add_command(reconcile)
+    cli.add_command(checks)
+
+
+_register()
+
+
 def _crash_log(exc: BaseException) -> str:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     fd, path = tempfile.mkstemp(prefix=f"foundry-crash-{stamp}-", suffix=".log")

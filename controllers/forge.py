@@ -1,0 +1,131 @@
+"""The forge port and its embedded default, the local forge (DESIGN section 8).
+
+A forge is where Foundry reports (check runs, comments) and where some gates look (check
+results, approvals). The local forge keeps its records with the repository itself, on the ref
+`refs/alloy/forge` of the remote: one commit whose tree holds
+
+    checks/<commit>/<check name slug>.json     one check run per execution
+    comments/<key>.md                          one comment per key, kept up to date
+
+so every clone can read them (`foundry checks list|show`) and no server is needed. Writes are
+compare-and-swap pushes, retried on a race. An unchanged record is never re-sent. Approvals on
+the local forge are the Approval documents merged to the default branch (read by reconcile).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from controllers.gitops import GitError, Mirror
+
+REF = "refs/alloy/forge"
+Conclusion = Literal[
+    "success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"
+]
+MAX_TRIES = 8
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """A check run as both forges know it (GitHub's fields, a subset)."""
+
+    commit: str
+    name: str
+    status: Literal["queued", "in_progress", "completed"]
+    conclusion: Conclusion | None
+    title: str
+    summary: str
+    text: str = ""
+    external_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CheckRun:
+        return cls(**data)
+
+
+class Forge(Protocol):
+    """What controllers need of a forge."""
+
+    def publish_check(self, run: CheckRun) -> bool:
+        """Create or update the check run; False when it was already exactly this."""
+        ...
+
+    def checks(self, commit: str | None = None) -> list[CheckRun]:
+        """Check runs, of one commit or of all."""
+        ...
+
+    def comment(self, key: str, body: str) -> bool:
+        """Create or update the comment for `key`; False when unchanged."""
+        ...
+
+
+def check_slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:120] or "check"
+
+
+class LocalForge:
+    """The embedded forge: records on `refs/alloy/forge` of the remote."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+
+    def _tip(self) -> str | None:
+        """The remote's forge commit, fetched into the mirror."""
+        sha = self.mirror.heads([REF]).get(REF)
+        if sha is not None and self.mirror.rev(REF) != sha:
+            self.mirror.fetch([REF])
+        return sha
+
+    def _read(self, tip: str | None, path: str) -> bytes | None:
+        if tip is None:
+            return None
+        sha = self.mirror.tree(tip, path).get(path)
+        return self.mirror.blob(sha) if sha else None
+
+    def _write(self, path: str, data: bytes, what: str) -> bool:
+        for _ in range(MAX_TRIES):
+            tip = self._tip()
+            if self._read(tip, path) == data:
+                return False
+            commit = self.mirror.commit(tip, {path: data}, what)
+            if self.mirror.push([(commit, REF, tip)]).ok:
+                self.mirror.set_ref(REF, commit)
+                return True
+        raise GitError(f"{self.mirror.url}: {REF} kept moving; gave up after {MAX_TRIES} tries")
+
+    def publish_check(self, run: CheckRun) -> bool:
+        data = (json.dumps(run.to_json(), indent=2, sort_keys=True) + "\n").encode()
+        path = f"checks/{run.commit}/{check_slug(run.name)}.json"
+        return self._write(path, data, f"check {run.name} on {run.commit[:12]}: {run.status}")
+
+    def comment(self, key: str, body: str) -> bool:
+        return self._write(f"comments/{check_slug(key)}.md", body.encode(), f"comment {key}")
+
+    def checks(self, commit: str | None = None) -> list[CheckRun]:
+        tip = self._tip()
+        if tip is None:
+            return []
+        prefix = f"checks/{commit}/" if commit else "checks/"
+        entries = self.mirror.tree(tip, prefix)
+        runs = [CheckRun.from_json(json.loads(self.mirror.blob(sha))) for sha in entries.values()]
+        return sorted(runs, key=lambda r: (r.commit, r.name))
+
+    def check_state(
+        self, commit: str, name: str
+    ) -> Literal["success", "failure", "pending"] | None:
+        """For `check` gates: the named check on `commit`, as success, failure or pending."""
+        found = [r for r in self.checks(commit) if r.name == name]
+        if not found:
+            return None
+        run = found[0]
+        if run.status != "completed":
+            return "pending"
+        if run.conclusion in ("success", "neutral", "skipped"):
+            return "success"
+        return "failure"

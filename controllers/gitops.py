@@ -1,0 +1,320 @@
+"""A remote repository as Foundry sees it: a bare mirror in the state directory, refreshed with
+the git CLI through GitPython, read in batch, written with compare-and-swap pushes.
+
+Everything that touches the remote goes through `Mirror`:
+* `heads()` is the cheap "has it moved?" check: one `git ls-remote` for the few refs that matter
+  (protocol v2 filters them on the server side);
+* `fetch()` brings the moved refs into the mirror;
+* `tree()` lists a subtree with one `git ls-tree`, and `blob()` reads objects through GitPython's
+  persistent `git cat-file --batch` process (one process, not one per file);
+* `commit()` writes a commit from a parent and changed files with a private index (plumbing
+  only: the mirror has no work tree);
+* `push()` updates remote refs atomically with `--force-with-lease=<ref>:<expected>`, which the
+  receiving side checks under its ref lock: creation only if the ref does not exist, an update
+  only if it still points where we think. That is the compare-and-swap claims and trace commits
+  rely on.
+
+Several reconcile processes of one host may share a mirror: operations that write into it hold
+an exclusive `flock` on `<mirror>/alloy.lock`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from foundry.errors import TemporaryError
+
+ZERO = "0" * 40
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+#: Who Foundry's commits (traces, claims, forge records) are by.
+FOUNDRY_NAME = "Foundry"
+FOUNDRY_EMAIL = "foundry@localhost"
+
+
+class GitError(TemporaryError):
+    """A git operation failed (the remote is unreachable, refuses us, or lacks a ref); not a
+    rejected push, which callers handle. Retrying later may help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, delay=0.0)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What the remote said to one push: accepted, or rejected (someone else moved the ref)."""
+
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A commit on the default branch and the paths it changed (first-parent diff)."""
+
+    sha: str
+    paths: tuple[str, ...]
+
+
+def remote_url(repo: str) -> str:
+    """A remote as git understands it: URLs stay, a local path becomes an absolute path."""
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    return str(Path(repo).expanduser().resolve())
+
+
+def _git_env() -> dict[str, str]:
+    return {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": FOUNDRY_NAME,
+        "GIT_AUTHOR_EMAIL": FOUNDRY_EMAIL,
+        "GIT_COMMITTER_NAME": FOUNDRY_NAME,
+        "GIT_COMMITTER_EMAIL": FOUNDRY_EMAIL,
+    }
+
+
+class Mirror:
+    """A bare mirror of one remote, under `path`."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.url = url
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        with self.locked():
+            if not (path / "HEAD").exists():
+                git.Repo.init(path, bare=True)
+        self.repo = git.Repo(path)
+        self.repo.git.update_environment(**_git_env())
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self.repo.close()
+
+    # -- locking ------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive use of the mirror among the processes of this host."""
+        with (self.path / "alloy.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- reading the remote -------------------------------------------------------------
+
+    def heads(self, refs: Sequence[str]) -> dict[str, str]:
+        """The remote's value of each of `refs` that exists (one `git ls-remote`)."""
+        try:
+            out = str(self.repo.git.ls_remote(self.url, *refs))
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot reach {self.url}: {_stderr(exc)}") from None
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref in refs:
+                found[ref] = sha
+        return found
+
+    def default_branch(self) -> str:
+        """The branch the remote's HEAD names (`main` when it names none)."""
+        try:
+            out = str(self.repo.git.ls_remote("--symref", self.url, "HEAD"))
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot reach {self.url}: {_stderr(exc)}") from None
+        for line in out.splitlines():
+            if line.startswith("ref: ") and line.endswith("\tHEAD"):
+                return line[5:].split("\t")[0].removeprefix("refs/heads/")
+        return "main"
+
+    def fetch(self, refs: Sequence[str]) -> None:
+        """Bring `refs` of the remote into the mirror under the same names (forced: the mirror
+        follows the remote)."""
+        if not refs:
+            return
+        specs = [f"+{ref}:{ref}" for ref in refs]
+        with self._lock, self.locked():
+            try:
+                self.repo.git.fetch("--no-tags", "--no-write-fetch-head", "-q", self.url, *specs)
+            except git.GitCommandError as exc:
+                raise GitError(f"cannot fetch from {self.url}: {_stderr(exc)}") from None
+
+    def rev(self, ref: str) -> str | None:
+        """The mirror's value of `ref`, if it has it."""
+        try:
+            return str(self.repo.git.rev_parse("--verify", "-q", f"{ref}^{{commit}}"))
+        except git.GitCommandError:
+            return None
+
+    def tree(self, rev: str, prefix: str) -> dict[str, str]:
+        """Blob ids of the files under `prefix` (a directory, with a trailing slash) at `rev`."""
+        out = self.repo.git.ls_tree("-r", "-z", "--full-tree", rev, "--", prefix.rstrip("/"))
+        found: dict[str, str] = {}
+        for entry in out.split("\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition("\t")
+            mode, kind, sha = meta.split(" ")
+            if kind == "blob" and mode in ("100644", "100755"):
+                found[path] = sha
+        return found
+
+    def blob(self, sha: str) -> bytes:
+        """One object's bytes, through the persistent `cat-file --batch` process."""
+        with self._lock:
+            _, _, _, data = self.repo.git.get_object_data(sha)
+        return bytes(data)
+
+    def commits(self, old: str | None, new: str, *, limit: int = 200) -> list[Commit]:
+        """First-parent commits after `old` up to `new` (oldest first) with their changed paths;
+        only `new` when `old` is unknown or not an ancestor."""
+        if old == new:
+            return []
+        known = old is not None and self._is_ancestor(old, new)
+        span = [f"{old}..{new}"] if known else ["-1", new]
+        out = self.repo.git.log(
+            "--first-parent",
+            f"--max-count={limit}",
+            "--format=%x00%H",
+            "--name-only",
+            "-m",
+            "--no-renames",
+            *span,
+        )
+        found = []
+        for chunk in out.split("\0")[1:]:
+            lines = [line for line in chunk.splitlines() if line]
+            if lines:
+                found.append(Commit(lines[0], tuple(lines[1:])))
+        return list(reversed(found))
+
+    def _is_ancestor(self, old: str, new: str) -> bool:
+        try:
+            self.repo.git.merge_base("--is-ancestor", old, new)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def last_change(self, rev: str, path: str) -> str:
+        """The newest commit at or before `rev` that changed `path` (the commit an artifact
+        came from)."""
+        sha = str(self.repo.git.log("-1", "--format=%H", rev, "--", path)).strip()
+        return sha or rev
+
+    def added_at(self, rev: str, path: str) -> float:
+        """When the newest commit that changed `path` was committed (seconds since the epoch)."""
+        stamp = str(self.repo.git.log("-1", "--format=%ct", rev, "--", path)).strip()
+        return float(stamp) if stamp else 0.0
+
+    # -- writing ------------------------------------------------------------------------
+
+    def commit(
+        self,
+        parent: str | None,
+        files: Mapping[str, bytes],
+        message: str,
+        *,
+        remove: Sequence[str] = (),
+    ) -> str:
+        """A new commit: `parent`'s tree with `files` written (and `remove` removed)."""
+        with self._lock, self.locked(), tempfile.TemporaryDirectory() as scratch:
+            index = str(Path(scratch) / "index")
+            env = {"GIT_INDEX_FILE": index}
+            run = self.repo.git
+            if parent is not None:
+                run.read_tree(parent, env=env)
+            else:
+                run.read_tree("--empty", env=env)
+            infos = []
+            for path, data in sorted(files.items()):
+                blob = Path(scratch) / "blob"
+                blob.write_bytes(data)
+                sha = str(run.hash_object("-w", "--", str(blob))).strip()
+                infos.append(f"100644 {sha}\t{path}")
+            infos.extend(f"0 {ZERO}\t{path}" for path in remove)
+            if infos:
+                listing = Path(scratch) / "index-info"
+                listing.write_text("\n".join(infos) + "\n", encoding="utf-8")
+                with listing.open("rb") as stdin:
+                    run.update_index("--index-info", istream=stdin, env=env)
+            tree = str(run.write_tree(env=env)).strip()
+            args = [tree, "-m", message]
+            if parent is not None:
+                args += ["-p", parent]
+            return str(run.commit_tree(*args)).strip()
+
+    def tree_of(self, rev: str) -> str:
+        return str(self.repo.git.rev_parse(f"{rev}^{{tree}}")).strip()
+
+    def set_ref(self, ref: str, sha: str) -> None:
+        with self._lock, self.locked():
+            self.repo.git.update_ref(ref, sha)
+
+    def push(self, updates: Sequence[tuple[str | None, str, str | None]]) -> PushResult:
+        """Atomically set each remote `ref` to `new` (None deletes it) if it is still at
+        `expected` (None: it must not exist). Rejected when anyone moved any of them."""
+        args = ["--porcelain", "--atomic", "--no-verify"]
+        specs = []
+        for new, ref, expected in updates:
+            args.append(f"--force-with-lease={ref}:{expected or ''}")
+            specs.append(f"{new or ''}:{ref}")
+        try:
+            out = self.repo.git.push(*args, self.url, *specs, with_extended_output=False)
+        except git.GitCommandError as exc:
+            text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
+            if "[rejected]" in text or "stale info" in text or "[remote rejected]" in text:
+                return PushResult(ok=False, detail=_summary(text))
+            raise GitError(f"cannot push to {self.url}: {_stderr(exc)}") from None
+        return PushResult(ok=True, detail=_summary(str(out)))
+
+    # -- worktrees ----------------------------------------------------------------------
+
+    def add_worktree(self, path: Path, commit: str) -> None:
+        """A clean, detached worktree of `commit` at `path` (replacing a stale one)."""
+        with self._lock, self.locked():
+            if path.exists():
+                self._remove_worktree(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.repo.git.worktree("prune")
+            self.repo.git.worktree("add", "--detach", "-f", str(path), commit)
+
+    def remove_worktree(self, path: Path) -> None:
+        with self._lock, self.locked():
+            self._remove_worktree(path)
+
+    def _remove_worktree(self, path: Path) -> None:
+        try:
+            self.repo.git.worktree("remove", "--force", "--force", str(path))
+        except git.GitCommandError:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+            self.repo.git.worktree("prune")
+
+
+def _stderr(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or "").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1].removeprefix("stderr: ").strip("'") if lines else f"exit {exc.status}"
+
+
+def _summary(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip() and line[0] in "!*=+- \t"]
+    return "; ".join(lines)[:500]
+
+
+def holder_id() -> str:
+    """Who this process is, for claims: host, process id, and a random part."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"

@@ -1,0 +1,193 @@
+"""`foundry reconcile` and `foundry checks`: the GitOps commands (controllers do the work)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from foundry.ports import SystemClock
+
+EXIT_FAILED, EXIT_WAITING = 4, 5
+
+
+@click.command()
+@click.option("--repo", required=True, help="The remote: a URL (file://, git://, ssh) or a path.")
+@click.option("--branch", help="The default branch (default: the remote's HEAD).")
+@click.option("--once", is_flag=True, help="One pass, then exit (else: pass every --interval).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between passes without --once.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: see docs/reconcile.md).",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a claim is held without renewal.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds running blocks may go on.",
+)
+@click.option("--workers", type=click.IntRange(1, 256), help="Blocks in parallel (default: cores).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON report per pass.")
+def reconcile(
+    repo: str,
+    branch: str | None,
+    once: bool,
+    interval: float,
+    state_dir: Path | None,
+    lease: float,
+    grace: float,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Reconcile the remote REPO: run what its default branch asks for, commit the traces.
+
+    Exit codes with --once: 0 nothing failed, 1 the remote could not be read or written (what
+    could not be published waits in the outbox), 4 an execution failed, 5 an execution waits.
+    """
+    from controllers.reconcile import Reconciler, Settings
+
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    settings = Settings(
+        repo=repo, branch=branch, state_dir=state_dir, lease=lease, grace=grace, workers=workers
+    )
+    reconciler = Reconciler(settings, clock=SystemClock(), stop=stop)
+    try:
+        while True:
+            report = reconciler.pass_once()
+            if as_json:
+                click.echo(json.dumps(report.to_json(), sort_keys=True))
+            else:
+                _describe(report)
+            if once or stop.is_set():
+                break
+            stop.wait(interval)
+            if stop.is_set():
+                break
+    finally:
+        reconciler.close()
+    if stop.is_set():
+        raise click.exceptions.Exit(130)
+    if report.errors:
+        raise click.exceptions.Exit(1)
+    statuses = set(report.finished.values())
+    if statuses & {"failed", "indeterminate"}:
+        raise click.exceptions.Exit(EXIT_FAILED)
+    if statuses - {"succeeded", "skipped", "cancelled", "failed"}:
+        raise click.exceptions.Exit(EXIT_WAITING)
+
+
+def _describe(report: object) -> None:
+    from controllers.reconcile import PassReport
+
+    assert isinstance(report, PassReport)
+    if not report.moved and not report.finished and not report.errors:
+        click.echo(f"{report.repo}: nothing new ({report.seconds * 1000:.0f} ms)")
+    for line in report.refused:
+        click.echo(f"refused: {line}", err=True)
+    for execution, status in report.finished.items():
+        verb = "started" if execution in report.started else "resumed"
+        click.echo(f"{execution}: {verb}, {status}")
+    for execution, why in report.not_claimed.items():
+        click.echo(f"{execution}: not claimed ({why})")
+    if report.committed:
+        click.echo(f"traces committed: {report.committed[:12]}")
+    if report.published:
+        click.echo(f"check runs published: {report.published}")
+    if report.delivered:
+        click.echo(f"outbox: {report.delivered} delivered")
+    if report.outbox:
+        click.echo(f"outbox: {report.outbox} waiting to be delivered", err=True)
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+
+
+@click.group()
+def checks() -> None:
+    """Check runs recorded on the local forge (`refs/alloy/forge` of the remote)."""
+
+
+def _forge(repo: str, state_dir: Path | None) -> object:
+    from controllers.forge import LocalForge
+    from controllers.gitops import Mirror, remote_url
+    from controllers.reconcile import state_dir_for
+
+    state = state_dir or state_dir_for(repo)
+    return LocalForge(Mirror(remote_url(repo), state / "mirror.git"))
+
+
+@checks.command("list")
+@click.option("--repo", default=".", show_default=True, help="The remote: a URL or a path.")
+@click.option("--commit", help="Only the check runs of this commit (full id).")
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: see docs/reconcile.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def checks_list(repo: str, commit: str | None, state_dir: Path | None, as_json: bool) -> None:
+    """List the check runs, newest commit last."""
+    from controllers.forge import LocalForge
+
+    forge = _forge(repo, state_dir)
+    assert isinstance(forge, LocalForge)
+    runs = forge.checks(commit)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in runs], indent=2, sort_keys=True))
+        return
+    if not runs:
+        click.echo("no check runs")
+    for r in runs:
+        click.echo(f"{r.commit[:12]}  {r.conclusion or r.status:<16} {r.name}  [{r.external_id}]")
+
+
+@checks.command("show")
+@click.argument("which")
+@click.option("--repo", default=".", show_default=True, help="The remote: a URL or a path.")
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: see docs/reconcile.md).",
+)
+def checks_show(which: str, repo: str, state_dir: Path | None) -> None:
+    """Show one check run: WHICH is an execution id or a check name."""
+    from controllers.forge import LocalForge
+    from foundry.errors import UserError
+
+    forge = _forge(repo, state_dir)
+    assert isinstance(forge, LocalForge)
+    runs = [r for r in forge.checks() if which in (r.external_id, r.name)]
+    if not runs:
+        raise UserError(
+            f"no check run for {which!r}; `foundry checks list --repo {repo}` lists them"
+        )
+    run = runs[-1]
+    click.echo(f"{run.name} on {run.commit}: {run.conclusion or run.status}")
+    click.echo(f"{run.title}\n")
+    click.echo(run.summary)
