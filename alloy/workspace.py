@@ -306,6 +306,30 @@ def load_intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
     return fresh.model, fresh, repo
 
 
+def intent_models(root: Path) -> tuple[Repository, dict[str, tuple[DocResult, Intent]]]:
+    """Every valid intent with its model, by name. Documents from the parse cache carry no
+    model, so those are loaded again (reading a command's worth of intents, not a hot path)."""
+    repo, snap, cache = load(root)
+    cache.save()
+    out: dict[str, tuple[DocResult, Intent]] = {}
+    for name, doc in sorted(repo.intents().items()):
+        if not doc.ok:
+            continue
+        if isinstance(doc.model, Intent):
+            out[name] = (doc, doc.model)
+            continue
+        fresh = load_document(
+            doc.path,
+            snap.entries[doc.path],
+            repo.project,
+            expected="Intent",
+            max_bytes=repo.project.spec.policy.max_file_bytes,
+        )
+        if fresh.ok and isinstance(fresh.model, Intent):  # else it changed under us
+            out[name] = (fresh, fresh.model)
+    return repo, out
+
+
 def _artifact_file(root: Path, doc: DocResult) -> str | None:
     """'missing', 'stale' or 'current': the artifact file of a compiling intent against what
     the compiler writes (None if the intent does not compile)."""
@@ -366,17 +390,18 @@ def make_request(
         digest=digest,
         inputs=values,
         reason=reason,
-        requested_by=requested_by or _current_user(),
+        requested_by=requested_by or current_user(),
         name=request_name,
     )
     return path, digest
 
 
-def _current_user() -> str:
+def current_user(option: str = "--requested-by") -> str:
+    """The OS user's name; if there is none, an error that says to pass `option`."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no user entry (some containers)
-        raise UserError("cannot tell who you are; pass --requested-by NAME") from None
+        raise UserError(f"cannot tell who you are; pass {option} NAME") from None
 
 
 @dataclass

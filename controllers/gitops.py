@@ -32,7 +32,7 @@ from pathlib import Path
 
 import git
 
-from foundry.errors import TemporaryError
+from foundry.errors import TemporaryError, UserError
 
 ZERO = "0" * 40
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -66,10 +66,14 @@ class Commit:
 
 
 def remote_url(repo: str) -> str:
-    """A remote as git understands it: URLs stay, a local path becomes an absolute path."""
+    """A remote as git understands it: URLs stay, a local path becomes an absolute path (and
+    must exist)."""
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
         return repo
-    return str(Path(repo).expanduser().resolve())
+    path = Path(repo).expanduser().resolve()
+    if not path.is_dir():
+        raise UserError(f"no repository at {repo}: pass a path to a git repository or a URL")
+    return str(path)
 
 
 def _git_env() -> dict[str, str]:
@@ -205,6 +209,13 @@ class Mirror:
             return False
         return True
 
+    def commit_time(self, commit: str) -> float:
+        """When `commit` was committed (0 when the mirror does not have it)."""
+        try:
+            return float(str(self.repo.git.log("-1", "--format=%ct", commit)).strip() or 0)
+        except git.GitCommandError:
+            return 0.0
+
     def last_change(self, rev: str, path: str) -> str:
         """The newest commit at or before `rev` that changed `path` (the commit an artifact
         came from)."""
@@ -303,9 +314,11 @@ class Mirror:
 
 
 def _stderr(exc: git.GitCommandError) -> str:
-    text = str(exc.stderr or "").strip()
+    """git's own words: its `fatal:` line if it printed one, else its last line."""
+    text = str(exc.stderr or "").strip().removeprefix("stderr: ").strip("'")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1].removeprefix("stderr: ").strip("'") if lines else f"exit {exc.status}"
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (fatal or lines or [f"exit {exc.status}"])[0]
 
 
 def _summary(text: str) -> str:

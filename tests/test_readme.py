@@ -1,5 +1,6 @@
-"""The README's first command stays true: after installing, `alloy demo` then `foundry run` and
-`foundry traces show` work on the example repository (the install itself is what CI does)."""
+"""The README's first command stays true: after installing, `alloy demo`, `foundry reconcile`,
+`foundry checks show` and `alloy status` run the whole loop on the example repository (the
+install itself is what CI does)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def test_the_main_job_runs_end_to_end(tmp_path: Path) -> None:
     first = re.search(r"```sh\n(python3 -m venv .*?)\n```", readme)
     assert first is not None, "the README must start with the install-and-run command"
     steps = [shlex.split(s) for s in first.group(1).split(" && ")]
+    outputs: list[str] = []
     assert steps[0][:3] == ["python3", "-m", "venv"]
     assert steps[1][0].endswith("pip")
     for argv in steps[2:]:
@@ -31,8 +33,19 @@ def test_the_main_job_runs_end_to_end(tmp_path: Path) -> None:
             check=False,
         )
         assert out.returncode == 0, (argv, out.stdout, out.stderr)
-    assert "✅ **succeeded**" in out.stdout
-    assert "produced" in out.stdout  # evidence for the acceptance criterion
+        outputs.append(out.stdout)
+    reconcile, shown, status = outputs[1], outputs[2], outputs[3]
+    assert "started, succeeded" in reconcile
+    assert "traces committed" in reconcile
+    assert "✅ **succeeded**" in shown  # the check run carries the trace's summary
+    assert "succeeded" in status
+    assert "AC-1  produced" in status  # evidence for the acceptance criterion, from the branch
+    again = subprocess.run(
+        [sys.executable, "-m", "foundry", "reconcile", "--repo", "alloy-demo", "--once"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "nothing new" in again.stdout
     status = subprocess.run(
         ["git", "status", "--porcelain"],
         cwd=tmp_path / "alloy-demo",

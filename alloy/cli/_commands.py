@@ -297,3 +297,159 @@ def schema(kind: str | None, out: Path | None) -> None:
     if match is None:
         raise click.UsageError(f"unknown kind {kind!r}{suggest(kind, KINDS)}")
     click.echo(json.dumps(schema_of(match), indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.argument("execution")
+@click.option(
+    "--gate",
+    "gate",
+    required=True,
+    metavar="BLOCK[/N]",
+    help="The block, and the index of its gate (0, the first, unless /N is given).",
+)
+@click.option(
+    "--resolve",
+    is_flag=True,
+    help="Resolve the indeterminate block BLOCK instead of a gate: approve counts it as done, "
+    "--reject fails the execution (written as gate index -1).",
+)
+@click.option("--reject", is_flag=True, help="Record a rejection (default: an approval).")
+@click.option("--comment", required=True, help="Why you decide this (reviewers read it).")
+@click.option(
+    "--approver",
+    help="Who decides (default: `git config user.name` of the repository, else the OS user).",
+)
+@click.option("--name", "approval_name", help="Name of the Approval document (default: generated).")
+@pass_ctx
+def approve(
+    ctx: Context,
+    execution: str,
+    gate: str,
+    resolve: bool,
+    reject: bool,
+    comment: str,
+    approver: str | None,
+    approval_name: str | None,
+) -> None:
+    """Write an Approval of EXECUTION's gate into .alloy/approvals/ (not committed).
+
+    It counts once it is committed and merged to the default branch.
+    """
+    from alloy import approve as approve_mod
+
+    try:
+        block, index = approve_mod.parse_gate(gate)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gate") from None
+    if resolve:
+        if "/" in gate:
+            raise click.UsageError(
+                "--resolve names a block, not one of its gates; write --gate BLOCK --resolve"
+            )
+        index = approve_mod.RESOLVE
+    root = ctx.root()
+    if approver is None:
+        approver = _git_user(root) or workspace.current_user("--approver")
+    try:
+        _, models = workspace.intent_models(root)
+        intents = {name: model for name, (_, model) in models.items()}
+    except UserError:  # the notes are a courtesy; a broken .alloy/ does not block a decision
+        intents = None
+    written = approve_mod.write_approval(
+        root,
+        execution=execution,
+        block=block,
+        index=index,
+        decision="reject" if reject else "approve",
+        approver=approver,
+        comment=comment,
+        name=approval_name,
+        intents=intents,
+    )
+    for note in written.notes:
+        click.echo(f"alloy: note: {note}", err=True)
+    if written.created:
+        click.echo(f"created {written.path}")
+    else:
+        click.echo(f"unchanged {written.path} (already written with this content)")
+    click.echo(
+        f"next: commit it and merge it to {written.default_branch}; approval gates count only "
+        f"Approval documents merged to the default branch",
+        err=True,
+    )
+
+
+def _git_user(root: Path) -> str | None:
+    from controllers import git as gitctl
+
+    return gitctl.config_value(root, "user.name")
+
+
+@cli.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="The status as a JSON document (docs/cli.md)."
+)
+@click.option(
+    "--traces-branch",
+    metavar="B",
+    help="Branch the traces are read from (default: spec.traces.branch of .alloy/alloy.yaml).",
+)
+@click.option(
+    "--ref",
+    metavar="REV",
+    help="Read the traces from this revision instead of the traces branch.",
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every execution, not only the latest five."
+)
+@pass_ctx
+def status(
+    ctx: Context, as_json: bool, traces_branch: str | None, ref: str | None, show_all: bool
+) -> None:
+    """Each intent's state, artifact, latest executions and evidence, from the traces branch."""
+    from alloy import status as status_mod
+    from controllers import git as gitctl
+
+    root = ctx.root()
+    repo, models = workspace.intent_models(root)
+    branch = traces_branch or repo.project.spec.traces.branch
+    if ref is not None:
+        found = gitctl.resolve_commit(root, [ref])
+        if found is None:
+            raise UserError(
+                f"--ref {ref}: no such commit in this repository (is it fetched?); "
+                "name a branch, tag or commit id"
+            )
+        source = status_mod.Source(branch, found[0], found[1])
+    else:
+        candidates = [f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"]
+        found = gitctl.resolve_commit(root, candidates)
+        if found is None:
+            why = (
+                f"branch {branch} not found"
+                if gitctl.inside_repository(root)
+                else "not a git repository"
+            )
+            source = status_mod.Source(branch, missing=why)
+        else:
+            source = status_mod.Source(branch, found[0], found[1])
+    files: dict[str, bytes] = {}
+    if source.ref is not None:
+        files = gitctl.read_tree_files(root, source.ref, status_mod.TRACES_DIR + "/")
+    report = status_mod.build_status(
+        status_mod.intent_inputs(root, models),
+        files,
+        source,
+        limit=None if show_all else status_mod.DEFAULT_LIMIT,
+    )
+    problems = sum(1 for d in repo.diagnostics if d.severity == "error")
+    if problems:
+        report.warnings.insert(
+            0,
+            f"{problems} error(s) in .alloy/; intents that do not load are left out (run `alloy check`)",
+        )
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(status_mod.render_text(report), nl=False)

@@ -34,10 +34,12 @@ class Request(Model):
 
 
 class GateRef(Model):
-    """Which gate: a block id and the index of the gate in its `gates` list."""
+    """Which gate: a block id and the index of the gate in its `gates` list; index -1 resolves
+    the block when it is indeterminate (an attempt with effects was interrupted)."""
 
     block: BlockId
-    index: Annotated[int, Field(ge=0, le=100)] = 0
+    #: The gate's index in the block's `gates`; -1 resolves an indeterminate block.
+    index: Annotated[int, Field(ge=-1, le=100)] = 0
 
 
 class ApprovalSpec(Model):

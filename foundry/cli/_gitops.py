@@ -6,10 +6,15 @@ import json
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from foundry.ports import SystemClock
+
+if TYPE_CHECKING:
+    from controllers.forge import CheckRun, LocalForge
+    from controllers.reconcile import PassReport
 
 EXIT_FAILED, EXIT_WAITING = 4, 5
 
@@ -101,10 +106,7 @@ def reconcile(
         raise click.exceptions.Exit(EXIT_WAITING)
 
 
-def _describe(report: object) -> None:
-    from controllers.reconcile import PassReport
-
-    assert isinstance(report, PassReport)
+def _describe(report: PassReport) -> None:
     if not report.moved and not report.finished and not report.errors:
         click.echo(f"{report.repo}: nothing new ({report.seconds * 1000:.0f} ms)")
     for line in report.refused:
@@ -131,7 +133,7 @@ def checks() -> None:
     """Check runs recorded on the local forge (`refs/alloy/forge` of the remote)."""
 
 
-def _forge(repo: str, state_dir: Path | None) -> object:
+def _forge(repo: str, state_dir: Path | None) -> LocalForge:
     from controllers.forge import LocalForge
     from controllers.gitops import Mirror, remote_url
     from controllers.reconcile import state_dir_for
@@ -152,11 +154,7 @@ def _forge(repo: str, state_dir: Path | None) -> object:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def checks_list(repo: str, commit: str | None, state_dir: Path | None, as_json: bool) -> None:
     """List the check runs, newest commit last."""
-    from controllers.forge import LocalForge
-
-    forge = _forge(repo, state_dir)
-    assert isinstance(forge, LocalForge)
-    runs = forge.checks(commit)
+    runs = _forge(repo, state_dir).checks(commit)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in runs], indent=2, sort_keys=True))
         return
@@ -176,18 +174,32 @@ def checks_list(repo: str, commit: str | None, state_dir: Path | None, as_json: 
     help="State directory (default: see docs/reconcile.md).",
 )
 def checks_show(which: str, repo: str, state_dir: Path | None) -> None:
-    """Show one check run: WHICH is an execution id or a check name."""
-    from controllers.forge import LocalForge
+    """Show a check run: WHICH is an execution id, a check name, or an artifact name (its
+    check run on the newest commit that has one)."""
     from foundry.errors import UserError
 
-    forge = _forge(repo, state_dir)
-    assert isinstance(forge, LocalForge)
-    runs = [r for r in forge.checks() if which in (r.external_id, r.name)]
+    runs = [
+        r
+        for r in _forge(repo, state_dir).checks()
+        if which in (r.external_id, r.name) or r.name.startswith(f"foundry: {which} (")
+    ]
     if not runs:
         raise UserError(
             f"no check run for {which!r}; `foundry checks list --repo {repo}` lists them"
         )
-    run = runs[-1]
+    run = runs[-1] if len({r.commit for r in runs}) == 1 else _newest(repo, state_dir, runs)
     click.echo(f"{run.name} on {run.commit}: {run.conclusion or run.status}")
     click.echo(f"{run.title}\n")
     click.echo(run.summary)
+
+
+def _newest(repo: str, state_dir: Path | None, runs: list[CheckRun]) -> CheckRun:
+    """The run on the newest commit (by commit time in the mirror)."""
+    from controllers.gitops import Mirror, remote_url
+    from controllers.reconcile import state_dir_for
+
+    mirror = Mirror(remote_url(repo), (state_dir or state_dir_for(repo)) / "mirror.git")
+    try:
+        return max(runs, key=lambda run: mirror.commit_time(run.commit))
+    finally:
+        mirror.close()
