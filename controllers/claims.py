@@ -70,6 +70,9 @@ class Claims:
         self.holder = holder
         self.clock = clock
         self.lease = lease
+        #: Executions `acquire` found running under someone else's lease, and when that lease
+        #: runs out (a reconciler looks again then: a dead holder never renews it).
+        self.held_until: dict[str, float] = {}
 
     def _commit(self, execution: str, state: State, ledger: bytes | None) -> str:
         body = {
@@ -89,10 +92,12 @@ class Claims:
         """The claim as the remote has it now (fetched into the mirror), or None."""
         ref = PREFIX + execution
         heads = self.mirror.heads([ref])
-        sha = heads.get(ref)
-        if sha is None:
+        if ref not in heads:
             return None
         self.mirror.fetch([ref])
+        # The ref may have moved again between `ls-remote` and the fetch (a renewal, a release):
+        # read what was fetched, which is at least as new and is in the mirror.
+        sha = self.mirror.rev(ref) or heads[ref]
         return self._holding(sha)
 
     def _holding(self, sha: str) -> Holding:
@@ -125,6 +130,7 @@ class Claims:
             return None, f"finished by {held.holder}"
         now = self.clock.now()
         if held.state == "running" and held.expires > now:
+            self.held_until[execution] = held.expires
             return None, f"held by {held.holder} for {held.expires - now:.0f}s more"
         ledger = self._ledger(held.sha)
         taken = self._commit(execution, "running", ledger)

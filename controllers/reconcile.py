@@ -35,34 +35,27 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from controllers.claims import Claim, Claims, LeaseLost
 from controllers.forge import CheckRun, Conclusion, LocalForge
 from controllers.gitops import Commit, GitError, Mirror, holder_id, remote_url
 from controllers.outbox import Entry, Outbox
-from foundry.boundary import (
-    Approval,
-    Artifact,
-    Boundary,
-    Request,
-    read_approval,
-    read_artifact,
-    read_request,
-)
-from foundry.errors import BoundaryError
-from foundry.executor import RunOptions, run_execution
-from foundry.gates import ApprovalVote, Context, GateEvaluator, StaticApprovals
 from foundry.ids import Event
-from foundry.ledger import parse_rfc3339
-from foundry.planner import FINISHED, Item, Push, plan, slot_key
-from foundry.planner import due_slots as _due_slots
 from foundry.ports import Clock, SystemClock
-from foundry.state import LedgerIndex
-from foundry.throttle import Lanes
-from foundry.traces import SUMMARY_LIMIT, trace_bundle
+
+# The engine (boundary models, planner, executor, traces) is imported when a pass has something
+# to read: a pass that finds nothing new, and `foundry reconcile --once` with nothing to do,
+# never pay for importing it (most of a no-op command's time otherwise).
+if TYPE_CHECKING:
+    from foundry.boundary import Artifact, Boundary
+    from foundry.gates import StaticApprovals
+    from foundry.planner import Item
+    from foundry.state import LedgerIndex
+
+#: Statuses after which an execution never runs again (the planner's `FINISHED`; a test keeps
+#: the two equal).
+FINISHED = ("succeeded", "failed", "cancelled", "skipped")
 
 FORGE_REF = "refs/alloy/forge"
 DEFAULT_TRACES = "alloy/traces"
@@ -203,7 +196,8 @@ class Reconciler:
         self.url = remote_url(settings.repo)
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
-        self.state = settings.state_dir or state_dir_for(settings.repo)
+        # Absolute: git runs in the mirror, and a relative worktree path would land inside it.
+        self.state = (settings.state_dir or state_dir_for(settings.repo)).absolute()
         self.state.mkdir(parents=True, exist_ok=True)
         self.mirror = Mirror(self.url, self.state / "mirror.git")
         self.claims = Claims(self.mirror, holder or holder_id(), self.clock, settings.lease)
@@ -227,15 +221,14 @@ class Reconciler:
         except (OSError, ValueError):
             data = {}
         data.setdefault("heads", {})
-        data.setdefault("schedules", [])
-        data.setdefault("handled", [])
         data.setdefault("parked", [])
         data.setdefault("checked", 0.0)
         return data
 
     def _save_memory(self) -> None:
         target = self.state / STATE_FILE
-        tmp = target.with_suffix(".tmp")
+        # A name of its own: processes that share a state directory each replace the file whole.
+        tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(self._memory, sort_keys=True), encoding="utf-8")
         tmp.replace(target)
 
@@ -257,6 +250,7 @@ class Reconciler:
         return report
 
     def _pass(self, report: PassReport) -> None:
+        self.claims.held_until.clear()
         if len(self.outbox):
             report.delivered, _ = self.outbox.drain(self._deliver)
         if self.branch is None:
@@ -268,12 +262,17 @@ class Reconciler:
         now = self.clock.now()
         moved = heads != self._memory["heads"]
         due = self._slots_due(now)
+        wake = self._memory.get("wake")
         recheck = bool(self._memory["parked"]) and (
             now - self._memory["checked"] >= self.settings.recheck
+            or (wake is not None and now >= wake)
         )
         if not (moved or due or recheck):
             return
         report.moved = moved
+        from foundry.planner import Push, plan
+        from foundry.state import LedgerIndex
+
         head = heads.get(refs[0])
         if head is None:
             raise GitError(f"{self.url} has no branch {self.branch!r}")
@@ -320,11 +319,19 @@ class Reconciler:
             report.committed = self._publish_traces(files, report)
         for check in checks:
             self._publish_check(check, report)
-        heads = {**heads, **self._own_heads(heads)}
-        self._memory["heads"] = heads
-        self._memory["parked"] = parked + [
-            p for p in self._memory["parked"] if p in report.not_claimed
+        # Stopped part-way, what was planned and not started (and what was interrupted) must
+        # be planned again by the next pass, of this process or the next: the heads this pass
+        # saw are then not remembered as handled, and the next pass sees the same news.
+        if not self.stop.is_set():
+            self._memory["heads"] = {**heads, **self._own_heads(heads)}
+        # What someone else holds is looked at again: when its holder finishes, the traces
+        # branch moves; when the holder dies, nothing moves, so look again once its lease ran
+        # out (or, not knowing when, after one lease) and take it over.
+        self._memory["parked"] = parked + sorted(set(report.not_claimed) - set(parked))
+        held = [
+            self.claims.held_until.get(e, now + self.settings.lease) for e in report.not_claimed
         ]
+        self._memory["wake"] = min(held) if held else None
         self._memory["checked"] = now
         self._remember_schedules(boundary, now)
         self._save_memory()
@@ -341,43 +348,35 @@ class Reconciler:
     # -- schedules: due slots without reading anything -----------------------------------
 
     def _slots_due(self, now: float) -> bool:
-        handled = set(self._memory["handled"])
-        for entry in self._memory["schedules"]:
-            slots, _ = _due_slots(
-                entry["cron"], entry["timezone"], now=now, catch_up=entry["catchUp"], grace=300.0
-            )
-            for slot in slots:
-                if f"{entry['artifact']}@{slot_key(slot)}" not in handled:
-                    return True
-        return False
+        """Whether a schedule slot came due since the last pass: its time was worked out then,
+        so this parses no cron (and imports nothing). A state file without it: look once."""
+        wake = self._memory.get("nextSlot", 0.0)
+        return wake is not None and now >= wake
 
     def _remember_schedules(self, boundary: Boundary, now: float) -> None:
-        schedules = []
-        handled: list[str] = []
-        for name, artifact in sorted(boundary.artifacts.items()):
+        """The earliest slot of any schedule after `now`: the next pass that finds nothing
+        moved still reads and plans once that time has come (slots up to `now` were planned)."""
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        from croniter import croniter
+
+        upcoming = []
+        for artifact in boundary.artifacts.values():
             s = artifact.spec.triggers.schedule
-            if s is None:
-                continue
-            schedules.append(
-                {
-                    "artifact": name,
-                    "cron": s.cron,
-                    "timezone": s.timezone,
-                    "catchUp": s.catch_up_seconds,
-                }
-            )
-            slots, _ = _due_slots(
-                s.cron, s.timezone, now=now, catch_up=s.catch_up_seconds, grace=300.0
-            )
-            handled.extend(f"{name}@{slot_key(slot)}" for slot in slots)
-        self._memory["schedules"] = schedules
-        self._memory["handled"] = handled[-5000:]
+            if s is not None:
+                start = datetime.fromtimestamp(now, ZoneInfo(s.timezone))
+                upcoming.append(croniter(s.cron, start).get_next(datetime).timestamp())
+        self._memory["nextSlot"] = min(upcoming) if upcoming else None
 
     # -- reading ----------------------------------------------------------------------------
 
     def _parse(self, path: str, sha: str) -> Any:
         key = f"{sha}:{path}"
         if key not in self._parsed:
+            from foundry.boundary import read_approval, read_artifact, read_request
+            from foundry.errors import BoundaryError
+
             data = self.mirror.blob(sha)
             try:
                 if path.startswith(".alloy/artifacts/"):
@@ -395,6 +394,10 @@ class Reconciler:
     def _read_default_branch(
         self, head: str, report: PassReport
     ) -> tuple[Boundary, StaticApprovals, str]:
+        from foundry.boundary import Approval, Boundary, Request
+        from foundry.errors import BoundaryError
+        from foundry.gates import ApprovalVote, StaticApprovals
+
         entries = self.mirror.tree(head, ".alloy/")
         boundary = Boundary()
         approvals = StaticApprovals()
@@ -429,6 +432,8 @@ class Reconciler:
         if tip is None:
             self._traces, self._trace_blobs = {}, {}
             return
+        from foundry.ledger import parse_rfc3339
+
         entries = self.mirror.tree(tip, "traces/")
         index: dict[str, TraceInfo] = {}
         blobs: dict[str, str] = {}
@@ -467,6 +472,12 @@ class Reconciler:
         approvals: StaticApprovals,
         report: PassReport,
     ) -> tuple[str, dict[str, bytes], CheckRun] | None:
+        from foundry.executor import RunOptions, run_execution
+        from foundry.gates import Context, GateEvaluator
+        from foundry.state import LedgerIndex
+        from foundry.throttle import Lanes
+        from foundry.traces import SUMMARY_LIMIT, trace_bundle
+
         execution = item.execution
         event = item.event
         assert execution is not None
@@ -738,6 +749,8 @@ def _conclusion(status: str) -> Conclusion | None:
 def _traces_branch(document: Any) -> str:
     """`spec.traces.branch` of `.alloy/alloy.yaml`, read as plain data (Alloy validates it)."""
     if isinstance(document, bytes):
+        import yaml
+
         try:
             data = yaml.load(document, Loader=yaml.CSafeLoader)
         except yaml.YAMLError:

@@ -307,8 +307,9 @@ def test_sigterm_lets_a_running_block_finish_within_the_grace_period(
     assert trace_status(remote, trace) == "succeeded"
 
 
+@pytest.mark.parametrize("resumer", ["another host", "the daemon restarted"])
 def test_sigterm_with_no_grace_interrupts_and_reconcile_resumes(
-    repo: GitRepo, tmp_path: Path, daemons: list[DaemonProcess]
+    repo: GitRepo, tmp_path: Path, daemons: list[DaemonProcess], resumer: str
 ) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -326,6 +327,22 @@ def test_sigterm_with_no_grace_interrupts_and_reconcile_resumes(
     [trace] = traces(remote)
     assert trace_status(remote, trace) not in ("succeeded", "failed")
 
+    if resumer == "the daemon restarted":
+        # Same state directory: the stopped pass did not mark the remote's news as handled, so
+        # the restarted daemon plans again and resumes the interrupted execution at once.
+        again = DaemonProcess(
+            tmp_path,
+            {"grace": 30, "state": str(state), "repositories": [{"repo": str(remote)}]},
+        )
+        daemons.append(again.start())
+        until((marks / "done").exists, "the restarted daemon to finish the block", log=again.log)
+        until(
+            lambda: trace_status(remote, trace) == "succeeded",
+            "the trace to say succeeded",
+            log=again.log,
+        )
+        assert (marks / "attempts").read_text() == "run\nrun\n"
+        return
     # A later `foundry reconcile` resumes and finishes it: here one with its own state (as on
     # another host), which takes the parked claim and the ledger the daemon published with it.
     resumed = ok(
