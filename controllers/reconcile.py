@@ -403,6 +403,9 @@ class Reconciler:
         approvals = StaticApprovals()
         traces_branch = DEFAULT_TRACES
         self._artifact_bytes: dict[str, bytes] = {}
+        # Parsed documents are kept by blob id for as long as the branch holds that blob.
+        current = {f"{sha}:{path}" for path, sha in entries.items()}
+        self._parsed = {k: v for k, v in self._parsed.items() if k in current}
         for path in sorted(entries):
             parts = path.split("/")
             if path == ".alloy/alloy.yaml":

@@ -1,0 +1,90 @@
+"""The local forge: check runs and comments on `refs/alloy/forge` of a real remote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controllers.forge import REF, CheckRun, LocalForge
+from controllers.gitops import Mirror
+from tests.conftest import GitRepo, git
+
+
+def _remote(repo: GitRepo, tmp_path: Path) -> Path:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo.path), str(remote))
+    return remote
+
+
+def _run(commit: str, name: str, conclusion: str | None, status: str = "completed") -> CheckRun:
+    return CheckRun(
+        commit=commit,
+        name=name,
+        status=status,  # type: ignore[arg-type]
+        conclusion=conclusion,  # type: ignore[arg-type]
+        title=f"{name}: {conclusion}",
+        summary="**summary**",
+        external_id="exe-0123456789abcdef",
+    )
+
+
+def _ref(remote: Path) -> str:
+    return git(remote, "rev-parse", "--verify", "-q", REF).strip()
+
+
+def test_check_runs_are_recorded_once_and_read_back_by_any_clone(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    remote = _remote(repo, tmp_path)
+    commit = git(remote, "rev-parse", "HEAD").strip()
+    forge = LocalForge(Mirror(str(remote), tmp_path / "a" / "mirror.git"))
+    assert forge.checks() == []
+    assert forge.check_state(commit, "lint") is None
+
+    assert forge.publish_check(_run(commit, "lint", None, status="in_progress")) is True
+    assert forge.check_state(commit, "lint") == "pending"
+    assert forge.publish_check(_run(commit, "lint", "success")) is True
+    tip = _ref(remote)
+    assert forge.publish_check(_run(commit, "lint", "success")) is False, "unchanged: not re-sent"
+    assert _ref(remote) == tip
+
+    other = LocalForge(Mirror(str(remote), tmp_path / "b" / "mirror.git"))
+    assert other.check_state(commit, "lint") == "success"
+    assert other.publish_check(_run(commit, "tests", "failure")) is True
+    assert forge.check_state(commit, "tests") == "failure"
+    assert [r.name for r in forge.checks(commit)] == ["lint", "tests"]
+    # The history of the forge ref keeps every change (nothing is rewritten).
+    assert len(git(remote, "rev-list", REF).split()) == 3
+
+
+def test_comments_are_kept_up_to_date_not_reposted(repo: GitRepo, tmp_path: Path) -> None:
+    remote = _remote(repo, tmp_path)
+    forge = LocalForge(Mirror(str(remote), tmp_path / "m" / "mirror.git"))
+    assert forge.comment("review/main", "first") is True
+    assert forge.comment("review/main", "first") is False
+    assert forge.comment("review/main", "second") is True
+    names = git(remote, "ls-tree", "-r", "--name-only", REF).split()
+    assert names == ["comments/review-main.md"]
+    assert git(remote, "cat-file", "-p", f"{REF}:comments/review-main.md") == "second"
+
+
+def test_two_writers_racing_both_land(repo: GitRepo, tmp_path: Path) -> None:
+    """A compare-and-swap push that loses is rebuilt on the winner's commit and retried."""
+    remote = _remote(repo, tmp_path)
+    commit = git(remote, "rev-parse", "HEAD").strip()
+    first = LocalForge(Mirror(str(remote), tmp_path / "1" / "mirror.git"))
+    second = LocalForge(Mirror(str(remote), tmp_path / "2" / "mirror.git"))
+    first.publish_check(_run(commit, "a", "success"))
+    real_push = second.mirror.push
+    results = []
+
+    def push_after_someone_else(updates: list[tuple[str | None, str, str | None]]) -> object:
+        if not results:  # the first time: another writer gets in between read and push
+            first.publish_check(_run(commit, "b", "success"))
+        result = real_push(updates)
+        results.append(result.ok)
+        return result
+
+    second.mirror.push = push_after_someone_else  # type: ignore[method-assign,assignment]
+    assert second.publish_check(_run(commit, "c", "success")) is True
+    assert results == [False, True], "the first push was rejected by the remote, the retry landed"
+    assert [r.name for r in first.checks(commit)] == ["a", "b", "c"]
