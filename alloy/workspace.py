@@ -294,16 +294,22 @@ def load_intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
     doc = intents.get(name)
     if doc is None:
         raise NotFound(f"no intent named {name!r}{suggest(name, intents)}")
-    fresh = load_document(
+    fresh = _reload_intent(doc, snap, repo)
+    if not isinstance(fresh.model, Intent) or not fresh.ok:
+        raise InvalidDocuments(fresh.diagnostics)
+    return fresh.model, fresh, repo
+
+
+def _reload_intent(doc: DocResult, snap: Snapshot, repo: Repository) -> DocResult:
+    """An intent document loaded again from the snapshot, model included (the parse cache
+    keeps diagnostics, not models)."""
+    return load_document(
         doc.path,
         snap.entries[doc.path],
         repo.project,
         expected="Intent",
         max_bytes=repo.project.spec.policy.max_file_bytes,
     )
-    if not isinstance(fresh.model, Intent) or not fresh.ok:
-        raise InvalidDocuments(fresh.diagnostics)
-    return fresh.model, fresh, repo
 
 
 def intent_models(root: Path) -> tuple[Repository, dict[str, tuple[DocResult, Intent]]]:
@@ -318,13 +324,7 @@ def intent_models(root: Path) -> tuple[Repository, dict[str, tuple[DocResult, In
         if isinstance(doc.model, Intent):
             out[name] = (doc, doc.model)
             continue
-        fresh = load_document(
-            doc.path,
-            snap.entries[doc.path],
-            repo.project,
-            expected="Intent",
-            max_bytes=repo.project.spec.policy.max_file_bytes,
-        )
+        fresh = _reload_intent(doc, snap, repo)
         if fresh.ok and isinstance(fresh.model, Intent):  # else it changed under us
             out[name] = (fresh, fresh.model)
     return repo, out

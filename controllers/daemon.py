@@ -928,19 +928,7 @@ class Daemon:
         parts = [f"pass ({trigger}, {report.seconds:.3f}s)"]
         if report.moved:
             parts.append("moved")
-        parts.extend(f"started {e}" for e in report.started)
-        parts.extend(f"resumed {e}" for e in report.resumed)
-        parts.extend(f"{e} {status}" for e, status in report.finished.items())
-        parts.extend(f"{e} not claimed ({why})" for e, why in report.not_claimed.items())
-        parts.extend(f"refused {r}" for r in report.refused)
-        if report.committed:
-            parts.append(f"traces {report.committed[:12]}")
-        if report.published:
-            parts.append(f"{report.published} check run(s)")
-        if report.delivered:
-            parts.append(f"outbox: {report.delivered} delivered")
-        if report.outbox:
-            parts.append(f"outbox: {report.outbox} waiting")
+        parts.extend(line for line, _ in report.lines() if not line.startswith("error: "))
         parts.extend(f"error: {e}" for e in errors)
         self._log(self.redact("; ".join(parts)), event="pass", repo=repo.name)
 

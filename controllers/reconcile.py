@@ -111,6 +111,25 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def lines(self) -> list[tuple[str, bool]]:
+        """What happened, one line each, with whether the line reports a problem (the CLI prints
+        those on stderr; the daemon logs them all)."""
+        out = [(f"refused: {line}", True) for line in self.refused]
+        for execution, status in self.finished.items():
+            verb = "started" if execution in self.started else "resumed"
+            out.append((f"{execution}: {verb}, {status}", False))
+        out += [(f"{e}: not claimed ({why})", False) for e, why in self.not_claimed.items()]
+        if self.committed:
+            out.append((f"traces committed: {self.committed[:12]}", False))
+        if self.published:
+            out.append((f"check runs published: {self.published}", False))
+        if self.delivered:
+            out.append((f"outbox: {self.delivered} delivered", False))
+        if self.outbox:
+            out.append((f"outbox: {self.outbox} waiting to be delivered", True))
+        out += [(f"error: {error}", True) for error in self.errors]
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "repo": self.repo,

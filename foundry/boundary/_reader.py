@@ -10,16 +10,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.boundary._canonical import digest_of
 from foundry.boundary._models import GATE_KINDS, Approval, Artifact, Request
 from foundry.errors import BoundaryError
 
+M = TypeVar("M", bound=BaseModel)
 MAX_BYTES = 1024 * 1024
 _ARTIFACT = re.compile(r"^\.alloy/artifacts/([^/]+)\.json$")
 _REQUEST = re.compile(r"^\.alloy/requests/([^/]+)\.yaml$")
@@ -167,30 +168,30 @@ def _yaml_document(path: str, data: bytes, kind: str) -> Any:
     return document
 
 
-def read_request(path: str, data: bytes) -> Request:
-    """A request document (YAML), as plain data, closed."""
-    document = _yaml_document(path, data, "Request")
+def _read_closed(path: str, data: bytes, model: type[M], name_in_path: re.Pattern[str]) -> M:
+    """A YAML document of kind `model` (named like the class), validated closed; its file
+    name must be its `metadata.name`."""
+    kind = model.__name__
+    document = _yaml_document(path, data, kind)
     try:
-        request = Request.model_validate(document)
+        value = model.model_validate(document)
     except ValidationError as exc:
         raise _refuse_model(path, document, exc) from None
-    match = _REQUEST.match(path)
-    if match and match.group(1) != request.metadata.name:
-        raise BoundaryError(path, f"holds request {request.metadata.name!r}; file name differs")
-    return request
+    match = name_in_path.match(path)
+    name = value.metadata.name  # type: ignore[attr-defined]
+    if match and match.group(1) != name:
+        raise BoundaryError(path, f"holds {kind.lower()} {name!r}; file name differs")
+    return value
+
+
+def read_request(path: str, data: bytes) -> Request:
+    """A request document (YAML), as plain data, closed."""
+    return _read_closed(path, data, Request, _REQUEST)
 
 
 def read_approval(path: str, data: bytes) -> Approval:
     """An approval document (YAML), as plain data, closed."""
-    document = _yaml_document(path, data, "Approval")
-    try:
-        approval = Approval.model_validate(document)
-    except ValidationError as exc:
-        raise _refuse_model(path, document, exc) from None
-    match = _APPROVAL.match(path)
-    if match and match.group(1) != approval.metadata.name:
-        raise BoundaryError(path, f"holds approval {approval.metadata.name!r}; file name differs")
-    return approval
+    return _read_closed(path, data, Approval, _APPROVAL)
 
 
 @dataclass

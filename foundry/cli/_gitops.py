@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from controllers.reconcile import PassReport
 
 EXIT_FAILED, EXIT_WAITING = 4, 5
+_STATE = click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: see docs/reconcile.md).",
+)
+_FORGE_REPO = click.option(
+    "--repo", default=".", show_default=True, help="The remote: a URL or a path."
+)
 
 
 @click.command()
@@ -30,12 +39,7 @@ EXIT_FAILED, EXIT_WAITING = 4, 5
     show_default=True,
     help="Seconds between passes without --once.",
 )
-@click.option(
-    "--state",
-    "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory (default: see docs/reconcile.md).",
-)
+@_STATE
 @click.option(
     "--lease",
     type=click.FloatRange(1),
@@ -109,23 +113,8 @@ def reconcile(
 def _describe(report: PassReport) -> None:
     if not report.moved and not report.finished and not report.errors:
         click.echo(f"{report.repo}: nothing new ({report.seconds * 1000:.0f} ms)")
-    for line in report.refused:
-        click.echo(f"refused: {line}", err=True)
-    for execution, status in report.finished.items():
-        verb = "started" if execution in report.started else "resumed"
-        click.echo(f"{execution}: {verb}, {status}")
-    for execution, why in report.not_claimed.items():
-        click.echo(f"{execution}: not claimed ({why})")
-    if report.committed:
-        click.echo(f"traces committed: {report.committed[:12]}")
-    if report.published:
-        click.echo(f"check runs published: {report.published}")
-    if report.delivered:
-        click.echo(f"outbox: {report.delivered} delivered")
-    if report.outbox:
-        click.echo(f"outbox: {report.outbox} waiting to be delivered", err=True)
-    for error in report.errors:
-        click.echo(f"error: {error}", err=True)
+    for line, problem in report.lines():
+        click.echo(line, err=problem)
 
 
 @click.group()
@@ -143,17 +132,12 @@ def _forge(repo: str, state_dir: Path | None) -> LocalForge:
 
 
 @checks.command("list")
-@click.option("--repo", default=".", show_default=True, help="The remote: a URL or a path.")
+@_FORGE_REPO
 @click.option("--commit", help="Only the check runs of this commit (full id).")
-@click.option(
-    "--state",
-    "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory (default: see docs/reconcile.md).",
-)
+@_STATE
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def checks_list(repo: str, commit: str | None, state_dir: Path | None, as_json: bool) -> None:
-    """List the check runs, newest commit last."""
+    """List the check runs (by commit, then name)."""
     runs = _forge(repo, state_dir).checks(commit)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in runs], indent=2, sort_keys=True))
@@ -166,13 +150,8 @@ def checks_list(repo: str, commit: str | None, state_dir: Path | None, as_json: 
 
 @checks.command("show")
 @click.argument("which")
-@click.option("--repo", default=".", show_default=True, help="The remote: a URL or a path.")
-@click.option(
-    "--state",
-    "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory (default: see docs/reconcile.md).",
-)
+@_FORGE_REPO
+@_STATE
 def checks_show(which: str, repo: str, state_dir: Path | None) -> None:
     """Show a check run: WHICH is an execution id, a check name, or an artifact name (its
     check run on the newest commit that has one)."""
