@@ -266,14 +266,26 @@ def _gc_paused() -> Iterator[None]:
 def load(root: Path, *, use_cache: bool = True) -> tuple[Repository, Snapshot, FileCache]:
     """Read and load `.alloy/` of `root` (the parse cache speeds up unchanged documents)."""
     snap = read_snapshot(root)
-    cache = FileCache(default_cache_path(root) if use_cache else None)
     project_entry = snap.entries.get(PROJECT_PATH)
-    project_hash = hashlib.sha256(
-        project_entry.data if project_entry and project_entry.data else b""
-    ).hexdigest()
-    cache.bind(f"{__version__}/{COMPILER}/{_code_fingerprint()}/{project_hash}")
+    cache = open_cache(root, project_entry.data if project_entry else None, use_cache=use_cache)
     repo = load_repository(snap.entries, cache)
     return repo, snap, cache
+
+
+def open_cache(root: Path, project_data: bytes | None, *, use_cache: bool = True) -> FileCache:
+    """The parse cache of `root` for documents loaded under the project file `project_data`
+    (results computed under another project, compiler or Alloy version are dropped). Without
+    `use_cache` it starts empty and is never saved, but still serves a document loaded twice."""
+    cache = FileCache(default_cache_path(root) if use_cache else None)
+    cache.bind(cache_context(project_data))
+    return cache
+
+
+def cache_context(project_data: bytes | None) -> str:
+    """What the parse cache's results depend on besides a document's own bytes: the Alloy
+    version, the compiler, the loader's code and the project file."""
+    project_hash = hashlib.sha256(project_data or b"").hexdigest()
+    return f"{__version__}/{COMPILER}/{_code_fingerprint()}/{project_hash}"
 
 
 @_gc_paused()

@@ -130,3 +130,19 @@ def test_read_boundary_collects_refusals_without_hiding_good_documents() -> None
     boundary = read_boundary({PATH: good, ".alloy/artifacts/broken.json": bad, "README.md": b"x"})
     assert list(boundary.artifacts) == ["nightly-benchmarks"]
     assert [r.path for r in boundary.refused] == [".alloy/artifacts/broken.json"]
+
+
+def test_requests_read_yaml_scalars_as_alloy_does() -> None:
+    """YAML 1.2 core scalars on both sides of the boundary: the same request holds the same
+    values for Alloy and Foundry, so its digest (and the execution id) agree."""
+    from alloy.load import parse
+    from foundry.boundary._reader import _plain_yaml
+
+    text = (
+        "a: yes\nb: on\nc: 2026-01-01\nd: true\ne: 0x1F\nf: 0o17\ng: 1.5\nh: ~\n"
+        "i: 012\nj: '1'\nk: 1_000\nl: -3\nm: NO\nn: .inf\n"
+    )
+    ours = _plain_yaml("x.yaml", text)
+    assert ours == parse(text).data
+    assert ours["a"] == "yes"
+    assert ours["c"] == "2026-01-01"

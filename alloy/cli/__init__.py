@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NoReturn
 
-from alloy.cli import _demo  # noqa: F401 - registers `alloy demo`
+from alloy.cli import (
+    _demo,  # noqa: F401 - registers `alloy demo`
+    _review,  # noqa: F401 - registers `alloy review`
+)
 from alloy.cli._boundary import run
 from alloy.cli._commands import cli
 

@@ -33,6 +33,34 @@ def _irreversible_only() -> list[Effects]:
     return ["irreversible"]
 
 
+#: Kinds of automation-risk finding that `alloy review` reports (docs/review.md); the project
+#: policy may mark any of them blocking (`spec.policy.blockingRisks`).
+RiskKind = Literal[
+    "effects-stronger",
+    "gate-removed",
+    "gate-loosened",
+    "executable-new",
+    "run-changed",
+    "lane-widened",
+    "secret-new",
+    "trigger-new",
+    "timeout-raised",
+    "retry-raised",
+]
+RISK_KINDS: tuple[RiskKind, ...] = (
+    "effects-stronger",
+    "gate-removed",
+    "gate-loosened",
+    "executable-new",
+    "run-changed",
+    "lane-widened",
+    "secret-new",
+    "trigger-new",
+    "timeout-raised",
+    "retry-raised",
+)
+
+
 class Policy(Model):
     """Rules every intent of the repository must follow."""
 
@@ -44,6 +72,8 @@ class Policy(Model):
     max_timeout: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}(s|m|h|d)$")] = "1d"
     #: Largest size of one file under `.alloy/`, in bytes.
     max_file_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    #: Automation risks that `alloy review` reports as blocking (exit 1) rather than informing.
+    blocking_risks: list[RiskKind] = Field(default_factory=list)
 
 
 class ProjectSpec(Model):

@@ -131,8 +131,43 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
 
+class _Core12Loader(yaml.CSafeLoader):
+    """YAML 1.2 core-schema scalars, as Alloy reads them: `yes`, `on`, `no` and dates stay
+    strings. With YAML 1.1 rules (PyYAML's default) the same request would hold other values
+    than Alloy wrote, so its digest, and the execution id, would differ between the two."""
+
+    def construct_core_int(self, node: yaml.ScalarNode) -> int:
+        value = str(self.construct_scalar(node))
+        return int(value, 0) if value[:2] in ("0o", "0x") else int(value)
+
+    def construct_core_float(self, node: yaml.ScalarNode) -> float:
+        value = str(self.construct_scalar(node))
+        return float(value.replace(".", "", 1) if value[-1] in "fFnN" else value)
+
+
+_Core12Loader.yaml_implicit_resolvers = {}  # none of YAML 1.1's; the four below instead
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        (
+            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        "-+.0123456789",
+    ),
+):
+    _Core12Loader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first)
+    )
+_Core12Loader.add_constructor("tag:yaml.org,2002:int", _Core12Loader.construct_core_int)
+_Core12Loader.add_constructor("tag:yaml.org,2002:float", _Core12Loader.construct_core_float)
+
+
 def _plain_yaml(path: str, text: str) -> Any:
-    loader = yaml.CSafeLoader(text)
+    loader = _Core12Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -1,0 +1,316 @@
+"""`alloy review`: two revisions of `.alloy/`, read from git as data, reviewed (DESIGN section 7).
+
+Nothing of either revision is checked out or run: `git ls-tree` lists each tree, one
+`git cat-file --batch` reads the blobs, and `alloy.review.review_snapshots` loads them as the
+loader loads a work tree. The head may also be the index (`--staged`), for a pre-commit hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import posixpath
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from alloy import workspace
+from alloy.cli._commands import Context, cli, pass_ctx
+from alloy.errors import NotFound, UserError
+from alloy.load import PROJECT_PATH, DocResult, Entry, load_project
+
+if TYPE_CHECKING:
+    from alloy.review import Review
+    from controllers.git import TreeFile
+
+FORMATS = click.Choice(["markdown", "json", "github", "check-run"])
+#: How many symbolic links in a row are followed inside `.alloy/` before giving up (a loop).
+_MAX_LINKS = 8
+TRACES_DIR = "traces"
+
+
+def _resolve_links(files: dict[str, TreeFile], blobs: dict[str, bytes]) -> dict[str, str | None]:
+    """For each symbolic link under `.alloy/`, the regular file it leads to inside `.alloy/`
+    (the work tree's rule, DESIGN section 3), or None when it must be refused."""
+    out: dict[str, str | None] = {}
+    for path, item in files.items():
+        if item.mode != "120000":
+            continue
+        current, target = path, None
+        for _ in range(_MAX_LINKS):
+            link = blobs.get(files[current].sha)
+            if link is None:
+                break
+            where = posixpath.normpath(
+                posixpath.join(posixpath.dirname(current), link.decode("utf-8", "replace"))
+            )
+            found = files.get(where)
+            if link.startswith(b"/") or found is None:
+                break
+            if found.regular:
+                target = where
+                break
+            if found.mode != "120000":
+                break
+            current = where
+        out[path] = target
+    return out
+
+
+def _refusal(
+    item: TreeFile, files: dict[str, TreeFile], blobs: dict[str, bytes], too_large: dict[str, int]
+) -> str:
+    if item.mode == "160000":
+        return "a submodule, not a file; documents are files under .alloy/"
+    if item.mode == "120000" and item.path == workspace.ALLOY_DIR:
+        return (
+            ".alloy is a symbolic link; a review reads .alloy/ from git only as a directory, so "
+            "commit the directory itself"
+        )
+    if item.mode == "120000":
+        link = blobs.get(item.sha, b"?").decode("utf-8", "replace")
+        where = posixpath.normpath(posixpath.join(posixpath.dirname(item.path), link))
+        if link.startswith("/") or where.startswith("../") or where == "..":
+            return (
+                f"symbolic link to {link!r} leaves the repository; replace it with the file itself"
+            )
+        if not (where + "/").startswith(".alloy/"):
+            return (
+                f"symbolic link to {link!r} points outside .alloy/; documents are read only "
+                "from .alloy/, so move the file here"
+            )
+        if where in files or any(p.startswith(where + "/") for p in files):
+            return (
+                f"symbolic link to {link!r}: a link to a directory, or a loop, is refused in a "
+                "review; replace it with the files themselves"
+            )
+        return f"symbolic link to {link!r}, which does not exist in this revision"
+    if item.sha in too_large:
+        return f"file is {too_large[item.sha]} bytes, far over the size limit; refused"
+    return "its content is not in this repository (a partial or shallow clone?); refused"
+
+
+def snapshots(
+    root: Path, base: str, head: str | None, cap: int = workspace.READ_CAP
+) -> tuple[dict[str, Entry], dict[str, Entry]]:
+    """`.alloy/` of commit `base` and of commit `head` (None: the index) as loader snapshots:
+    two listings, then every blob of both read at once (a blob both trees share is read once)."""
+    from controllers import git as gitctl
+
+    listings = [
+        gitctl.list_tree(root, base, workspace.ALLOY_DIR),
+        gitctl.list_index(root, workspace.ALLOY_DIR)
+        if head is None
+        else gitctl.list_tree(root, head, workspace.ALLOY_DIR),
+    ]
+    wanted = {f.sha for files in listings for f in files if f.regular or f.mode == "120000"}
+    too_large: dict[str, int] = {}
+    blobs = gitctl.read_blobs(root, wanted, cap, too_large, processes=2)
+    out: list[dict[str, Entry]] = []
+    for listing in listings:
+        files = {f.path: f for f in listing}
+        links = _resolve_links(files, blobs)
+        snap: dict[str, Entry] = {}
+        for path, item in files.items():
+            source = files.get(links.get(path) or "") if item.mode == "120000" else item
+            if source is not None and source.sha in blobs:
+                snap[path] = Entry(data=blobs[source.sha])
+            else:  # why, about the link's target when the link itself was fine
+                snap[path] = Entry(refusal=_refusal(source or item, files, blobs, too_large))
+        out.append(snap)
+    return out[0], out[1]
+
+
+class SharedResults:
+    """The parse cache in front of both loads: a result is deserialized once and the same
+    object serves both trees (a document the base and the head share is most of them); what is
+    loaded afresh, model and artifact included, is kept for the other tree too. Loaded
+    documents are only read by the review, never changed."""
+
+    def __init__(self, inner: workspace.FileCache) -> None:
+        self.inner = inner
+        self.results: dict[str, DocResult] = {}
+
+    def get(self, key: str) -> DocResult | None:
+        result = self.results.get(key)
+        if result is None:
+            result = self.inner.get(key)
+            if result is not None:
+                self.results[key] = result
+        return result
+
+    def put(self, key: str, result: DocResult) -> None:
+        self.inner.put(key, result)
+        self.results[key] = result
+
+
+def recorded_executions(root: Path, branch: str) -> frozenset[str]:
+    """Ids of the executions with a trace on the traces branch (`traces/<intent>/<id>.json`):
+    the local branch, else the remote-tracking one; none when neither exists. Only names are
+    listed; no trace is read."""
+    from controllers import git as gitctl
+
+    found = gitctl.resolve_commits(root, [f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"])
+    commit = next((sha for sha in found if sha is not None), None)
+    if commit is None:
+        return frozenset()
+    return frozenset(
+        posixpath.basename(n)[: -len(".json")]
+        for n in gitctl.tree_names(root, commit, TRACES_DIR + "/")
+        if n.endswith(".json") and n.count("/") == 2
+    )
+
+
+def _commits(root: Path, base: str, head: str | None) -> tuple[str, str | None]:
+    """The commits `--base` and `--head` name (one git process); exit 1 naming a bad one."""
+    from controllers import git as gitctl
+
+    revs = [base] if head is None else [base, head]
+    found = gitctl.resolve_commits(root, revs)
+    for option, rev, sha in zip(("--base", "--head"), revs, found, strict=False):
+        if sha is None:
+            raise UserError(
+                f"{option} {rev}: no such revision in this repository (is it fetched?); name a "
+                "branch, tag or commit"
+            )
+    return found[0] or "", found[1] if head is not None else None
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Loading two trees builds some hundred thousand long-lived objects and no cycles: the
+    cycle collector would only rescan them (as `alloy check` and `alloy compile`, see
+    docs/performance.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _review(
+    root: Path,
+    base_sha: str,
+    head_sha: str | None,
+    base_label: str,
+    head_label: str,
+    traces_branch: str | None,
+    *,
+    use_cache: bool,
+) -> tuple[Review, bool, workspace.FileCache]:
+    from alloy.review import review_snapshots
+    from controllers import git as gitctl
+
+    # git inflates the blobs (on the other core) while this thread reads the parse cache and
+    # asks git which paths the change touches. The thread is done before anything forks.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reading = pool.submit(snapshots, root, base_sha, head_sha)
+        cache = workspace.FileCache(workspace.default_cache_path(root) if use_cache else None)
+        changed = gitctl.changed_paths(root, base_sha, head_sha)
+        base_snap, head_snap = reading.result()
+    base_project = base_snap.get(PROJECT_PATH)
+    head_project = head_snap.get(PROJECT_PATH)
+    if traces_branch is None:
+        project, _ = load_project(base_snap)
+        traces_branch = project.spec.traces.branch
+    # The parse cache holds results under one project file: it serves both trees when they
+    # share it (nearly always); a change of the project file loads both afresh.
+    base_data = base_project.data if base_project else None
+    head_data = head_project.data if head_project else None
+    same_project = base_data == head_data
+    cache.bind(workspace.cache_context(head_data))
+    result = review_snapshots(
+        base_snap,
+        head_snap,
+        base_label=base_label,
+        head_label=head_label,
+        recorded=recorded_executions(root, traces_branch),
+        changed_paths=changed,
+        cache=SharedResults(cache) if same_project else None,
+    )
+    return result, same_project, cache
+
+
+@cli.command()
+@click.option("--base", required=True, metavar="REV", help="The revision merged into (the target).")
+@click.option(
+    "--head",
+    metavar="REV",
+    help="The revision reviewed (default: HEAD). A branch, tag or commit; nothing of it is run.",
+)
+@click.option(
+    "--staged",
+    is_flag=True,
+    help="Review the index (what `git commit` would commit) instead of --head: for a "
+    "pre-commit hook.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=FORMATS,
+    default="markdown",
+    show_default=True,
+    help="markdown (check run, comment), json (every detail), github (workflow annotations) "
+    "or check-run (the body of GitHub's check-run API).",
+)
+@click.option(
+    "--traces-branch",
+    metavar="B",
+    help="Branch whose traces say which executions already ran (default: spec.traces.branch of "
+    "the base's .alloy/alloy.yaml).",
+)
+@click.option("--no-cache", is_flag=True, help="Parse every document again.")
+@pass_ctx
+def review(
+    ctx: Context,
+    base: str,
+    head: str | None,
+    staged: bool,
+    fmt: str,
+    traces_branch: str | None,
+    no_cache: bool,
+) -> None:
+    """Review the intent changes of --head (or the staged index) against --base.
+
+    Exit codes: 0 nothing blocking, 1 blocking findings or a bad revision, 2 usage, 3 internal.
+    """
+    from alloy.review._render import check_run, github_annotations, markdown
+    from controllers import git as gitctl
+
+    if staged and head is not None:
+        raise click.UsageError("--staged reviews the index; it cannot be given with --head")
+    where = ctx.cwd()
+    if not where.is_dir():
+        raise NotFound(f"-C {where}: no such directory")
+    root = gitctl.toplevel(where)
+    if root is None:
+        raise UserError(f"{where} is not inside a git repository; `alloy review` reads revisions")
+    base_sha, head_sha = _commits(root, base, None if staged else head or "HEAD")
+    with _gc_paused():
+        result, same_project, cache = _review(
+            root,
+            base_sha,
+            head_sha,
+            base,
+            "staged" if staged else head or "HEAD",
+            traces_branch,
+            use_cache=not no_cache,
+        )
+    if same_project:
+        cache.save()
+    if fmt == "markdown":
+        click.echo(markdown(result), nl=False)
+    elif fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    elif fmt == "github":
+        click.echo(github_annotations(result), nl=False)
+    else:
+        click.echo(json.dumps(check_run(result, head_sha=head_sha), indent=2))
+    if result.blocking:
+        raise click.exceptions.Exit(1)
