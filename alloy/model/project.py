@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, StringConstraints
 
@@ -47,18 +47,7 @@ RiskKind = Literal[
     "timeout-raised",
     "retry-raised",
 ]
-RISK_KINDS: tuple[RiskKind, ...] = (
-    "effects-stronger",
-    "gate-removed",
-    "gate-loosened",
-    "executable-new",
-    "run-changed",
-    "lane-widened",
-    "secret-new",
-    "trigger-new",
-    "timeout-raised",
-    "retry-raised",
-)
+RISK_KINDS: tuple[RiskKind, ...] = get_args(RiskKind)
 
 
 class Policy(Model):

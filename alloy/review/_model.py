@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from alloy.model.project import RiskKind
+
 #: Most severe first. `blocking` fails the review (exit 1); the others inform the reviewer.
 Severity = Literal["blocking", "high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = ("blocking", "high", "medium", "low", "info")
@@ -24,17 +26,8 @@ FindingKind = Literal[
     "acceptance-added",
     "acceptance-removed",
     "acceptance-reworded",
-    # automation risk
-    "effects-stronger",
-    "gate-removed",
-    "gate-loosened",
-    "executable-new",
-    "run-changed",
-    "lane-widened",
-    "secret-new",
-    "trigger-new",
-    "timeout-raised",
-    "retry-raised",
+    # automation risk (the kinds a project policy may mark blocking)
+    RiskKind,
     # references
     "reference-broken",
     # artifacts
