@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -95,18 +94,17 @@ class Report:
         }
 
 
-def artifact_state(root: Path, name: str, compiled_digest: str | None) -> ArtifactState | None:
-    """The artifact file `.alloy/artifacts/<name>.json` compared with the compiled intent;
-    None when there is neither a file nor anything to compile."""
+def artifact_state(
+    name: str, data: bytes | None, compiled_digest: str | None
+) -> ArtifactState | None:
+    """The artifact file `.alloy/artifacts/<name>.json` (its bytes; None when there is no such
+    file) compared with the compiled intent; None when there is neither a file nor anything to
+    compile."""
     path = f".alloy/artifacts/{name}.json"
-    try:
-        data = (root / path).read_bytes()
-    except FileNotFoundError:
+    if data is None:
         if compiled_digest is None:
             return None
         return ArtifactState(name, path, None, "missing")
-    except OSError:
-        return ArtifactState(name, path, None, "invalid")
     try:
         document = json.loads(data)
         digest = document.get("digest") if isinstance(document, dict) else None
@@ -355,11 +353,15 @@ def render_text(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def intent_inputs(root: Path, models: Mapping[str, tuple[Any, Intent]]) -> dict[str, IntentInput]:
-    """Status inputs from the work tree: each intent with its artifact file's state. `models`
-    is what `workspace.intent_models` returns (document result and model by name)."""
+def intent_inputs(
+    models: Mapping[str, tuple[Any, Intent]], artifact_files: Mapping[str, bytes]
+) -> dict[str, IntentInput]:
+    """Status inputs: each intent with its artifact file's state. `models` is what
+    `workspace.intent_models` returns (document result and model by name); `artifact_files`
+    holds the bytes of the artifact files there are, by intent name."""
     out = {}
     for name, (doc, intent) in models.items():
         compiled = doc.facts.get("digest") if doc.facts.get("compiles") else None
-        out[name] = IntentInput(doc.path, intent, compiled, artifact_state(root, name, compiled))
+        state = artifact_state(name, artifact_files.get(name), compiled)
+        out[name] = IntentInput(doc.path, intent, compiled, state)
     return out

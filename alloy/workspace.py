@@ -14,7 +14,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,8 @@ from alloy.load import (
     DocResult,
     Entry,
     Repository,
-    load_document,
     load_repository,
+    reload_intent,
 )
 from alloy.load._errors import suggest
 from alloy.load._parallel import fork_map, shares_for
@@ -306,22 +306,10 @@ def load_intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
     doc = intents.get(name)
     if doc is None:
         raise NotFound(f"no intent named {name!r}{suggest(name, intents)}")
-    fresh = _reload_intent(doc, snap, repo)
+    fresh = reload_intent(doc.path, snap.entries[doc.path], repo.project)
     if not isinstance(fresh.model, Intent) or not fresh.ok:
         raise InvalidDocuments(fresh.diagnostics)
     return fresh.model, fresh, repo
-
-
-def _reload_intent(doc: DocResult, snap: Snapshot, repo: Repository) -> DocResult:
-    """An intent document loaded again from the snapshot, model included (the parse cache
-    keeps diagnostics, not models)."""
-    return load_document(
-        doc.path,
-        snap.entries[doc.path],
-        repo.project,
-        expected="Intent",
-        max_bytes=repo.project.spec.policy.max_file_bytes,
-    )
 
 
 def intent_models(root: Path) -> tuple[Repository, dict[str, tuple[DocResult, Intent]]]:
@@ -336,7 +324,7 @@ def intent_models(root: Path) -> tuple[Repository, dict[str, tuple[DocResult, In
         if isinstance(doc.model, Intent):
             out[name] = (doc, doc.model)
             continue
-        fresh = _reload_intent(doc, snap, repo)
+        fresh = reload_intent(doc.path, snap.entries[doc.path], repo.project)
         if fresh.ok and isinstance(fresh.model, Intent):  # else it changed under us
             out[name] = (fresh, fresh.model)
     return repo, out
@@ -363,6 +351,20 @@ def artifact_status(root: Path, doc: DocResult) -> str | None:
         "stale": "the file is out of date: run `alloy compile`",
         "current": "up to date",
     }[_artifact_file(root, doc)]
+
+
+def artifact_files(root: Path, names: Iterable[str]) -> dict[str, bytes]:
+    """The bytes of `.alloy/artifacts/<name>.json` for each name that has one (a file that
+    cannot be read counts as empty: not an artifact)."""
+    out: dict[str, bytes] = {}
+    for name in names:
+        try:
+            out[name] = (root / artifact_path(name)).read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            out[name] = b""
+    return out
 
 
 def make_request(
@@ -437,13 +439,7 @@ def _file_sig(info: os.stat_result) -> list[int]:
 def _expected_artifact(root: Path, doc: DocResult, repo: Repository) -> bytes:
     if doc.artifact is None:  # came from the cache: compile it again
         entry = _read_entry(str(root / doc.path))
-        fresh = load_document(
-            doc.path,
-            entry,
-            repo.project,
-            expected="Intent",
-            max_bytes=repo.project.spec.policy.max_file_bytes,
-        )
+        fresh = reload_intent(doc.path, entry, repo.project)
         if fresh.artifact is None:  # the file changed under us
             raise InvalidDocuments(fresh.diagnostics)
         doc.artifact = fresh.artifact

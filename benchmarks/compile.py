@@ -404,21 +404,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated repository")
     args = parser.parse_args(argv)
-    alloy = (
-        shlex.split(args.alloy) if args.alloy else [str(Path(sys.executable).with_name("alloy"))]
-    )
+    alloy = alloy_command(args.alloy)
+    in_scratch("alloy-bench-", keep=args.keep, body=lambda tmp: _bench(tmp, alloy, args))
+
+
+def alloy_command(spec: str | None) -> list[str]:
+    """The alloy command: `spec` split like a shell would, else the alloy next to this Python."""
+    alloy = shlex.split(spec) if spec else [str(Path(sys.executable).with_name("alloy"))]
     if not shutil.which(alloy[0]):
         sys.exit(f"no executable {alloy[0]}; pass --alloy")
+    return alloy
 
-    tmp = Path(tempfile.mkdtemp(prefix="alloy-bench-"))
+
+def in_scratch(prefix: str, *, keep: bool, body: Callable[[Path], None]) -> None:
+    """Run `body` in a new temporary directory with its own HOME and git identity; removed
+    afterwards unless `keep`."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update(GIT_ENV)
     os.environ["HOME"] = str(tmp / "home")
     os.environ["XDG_CACHE_HOME"] = str(tmp / "home" / ".cache")
     (tmp / "home").mkdir()
     try:
-        _bench(tmp, alloy, args)
+        body(tmp)
     finally:
-        if args.keep:
+        if keep:
             print(f"\nkept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)

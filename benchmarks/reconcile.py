@@ -40,17 +40,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compile import GIT, GIT_ENV  # type: ignore[import-not-found]  # the sibling benchmark script
 
 from controllers.reconcile import Reconciler, Settings
-
-GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-GIT = ["git", "-c", "commit.gpgsign=false", "-c", "core.fsmonitor=false"]
 
 PROJECT = """\
 apiVersion: alloy.dev/v1

@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compile import (  # type: ignore[import-not-found]  # the sibling benchmark script
     GIT,
-    GIT_ENV,
     Row,
     _table,
+    alloy_command,
     generate,
+    in_scratch,
     intent_names,
     repeat,
     run,
@@ -108,23 +106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated repository")
     parser.add_argument("--profile", action="store_true", help="profile one warm review")
     args = parser.parse_args(argv)
-    alloy = (
-        shlex.split(args.alloy) if args.alloy else [str(Path(sys.executable).with_name("alloy"))]
-    )
-    if not shutil.which(alloy[0]):
-        sys.exit(f"no executable {alloy[0]}; pass --alloy")
-    tmp = Path(tempfile.mkdtemp(prefix="alloy-review-bench-"))
-    os.environ.update(GIT_ENV)
-    os.environ["HOME"] = str(tmp / "home")
-    os.environ["XDG_CACHE_HOME"] = str(tmp / "home" / ".cache")
-    (tmp / "home").mkdir()
-    try:
-        _bench(tmp, alloy, args)
-    finally:
-        if args.keep:
-            print(f"\nkept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    alloy = alloy_command(args.alloy)
+    in_scratch("alloy-review-bench-", keep=args.keep, body=lambda tmp: _bench(tmp, alloy, args))
 
 
 def _bench(tmp: Path, alloy: list[str], args: argparse.Namespace) -> None:

@@ -290,6 +290,16 @@ class Mirror:
 
     # -- worktrees ----------------------------------------------------------------------
 
+    def worktree_head(self, path: Path) -> str | None:
+        """The commit a worktree of this mirror at `path` has checked out, if there is one."""
+        if not (path / ".git").exists():
+            return None
+        try:
+            with git.Repo(path) as worktree:
+                return str(worktree.git.rev_parse("HEAD")).strip()
+        except (git.GitCommandError, git.InvalidGitRepositoryError, git.NoSuchPathError):
+            return None
+
     def add_worktree(self, path: Path, commit: str) -> None:
         """A clean, detached worktree of `commit` at `path` (replacing a stale one)."""
         with self._lock, self.locked():

@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from controllers.claims import Claim, Claims, LeaseLost
 from controllers.forge import CheckRun, Conclusion, LocalForge
-from controllers.gitops import Commit, GitError, Mirror, holder_id, remote_url
+from controllers.gitops import GitError, Mirror, holder_id, remote_url
 from controllers.outbox import Entry, Outbox
-from foundry.ids import Event
 from foundry.ports import Clock, SystemClock
 
 # The engine (boundary models, planner, executor, traces) is imported when a pass has something
@@ -499,6 +498,7 @@ class Reconciler:
         from foundry.state import LedgerIndex
         from foundry.throttle import Lanes
         from foundry.traces import SUMMARY_LIMIT, trace_bundle
+        from foundry.workspace import declared_secrets, keep_artifact
 
         execution = item.execution
         event = item.event
@@ -514,16 +514,10 @@ class Reconciler:
         path = f".alloy/artifacts/{artifact.metadata.name}.json"
         commit = self.mirror.last_change(head, path)
         worktree = self.state / "worktrees" / execution
-        if not _worktree_at(worktree, commit):
+        if self.mirror.worktree_head(worktree) != commit:
             self.mirror.add_worktree(worktree, commit)
-        data = self._artifact_bytes[artifact.metadata.name]
-        kept = self.state / "executions" / execution / "artifact.json"
-        if not kept.exists():
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            kept.write_bytes(data)
-        secrets = {
-            s: os.environ[s] for b in artifact.spec.blocks for s in b.secrets if s in os.environ
-        }
+        keep_artifact(self.state, execution, self._artifact_bytes[artifact.metadata.name])
+        secrets = declared_secrets(artifact)
         lost = threading.Event()
         stop = threading.Event()
 
@@ -716,21 +710,6 @@ def _relay(source: threading.Event, target: threading.Event) -> None:
             return
 
 
-def _worktree_at(path: Path, commit: str) -> bool:
-    head = path / ".git"
-    if not head.exists():
-        return False
-    try:
-        import subprocess
-
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return out == commit
-
-
 def _restore_ledger(path: Path, remote: bytes | None) -> None:
     """Take the ledger the previous holder published when it knows more than ours."""
     if remote is None:
@@ -795,8 +774,6 @@ def reconcile_once(settings: Settings, *, clock: Clock | None = None) -> PassRep
 
 
 __all__ = [
-    "Commit",
-    "Event",
     "PassReport",
     "Reconciler",
     "Settings",

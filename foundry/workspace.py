@@ -89,9 +89,7 @@ def run_in_checkout(
         state_dir=state,
         lanes=Lanes(state / "lanes.db", clock),
         inputs=dict(inputs),
-        secrets={
-            s: os.environ[s] for b in artifact.spec.blocks for s in b.secrets if s in os.environ
-        },
+        secrets=declared_secrets(artifact),
         dry_run=dry_run,
     )
     if workers:
@@ -109,6 +107,12 @@ def run_in_checkout(
     finally:
         if options.lanes is not None:
             options.lanes.close()
+
+
+def declared_secrets(artifact: Artifact) -> dict[str, str]:
+    """The values of the secrets the artifact's blocks declare, from the engine's environment
+    (a secret that is not set is left out: the block sees it unset)."""
+    return {s: os.environ[s] for b in artifact.spec.blocks for s in b.secrets if s in os.environ}
 
 
 def keep_artifact(state: Path, execution: str, data: bytes) -> None:
@@ -170,6 +174,7 @@ def _with_lane(item: Item, boundary: Boundary, lanes: Lanes) -> Item:
 
 __all__ = [
     "BoundaryError",
+    "declared_secrets",
     "default_state_dir",
     "find_artifact",
     "keep_artifact",

@@ -438,7 +438,7 @@ def status(
     if source.ref is not None:
         files = gitctl.read_tree_files(root, source.ref, status_mod.TRACES_DIR + "/")
     report = status_mod.build_status(
-        status_mod.intent_inputs(root, models),
+        status_mod.intent_inputs(models, workspace.artifact_files(root, models)),
         files,
         source,
         limit=None if show_all else status_mod.DEFAULT_LIMIT,

@@ -1,6 +1,6 @@
 """The loader: every rule of DESIGN section 3 over an in-memory snapshot of `.alloy/`."""
 
-from alloy.load._document import DocResult, Entry, Ref, decode, load_document
+from alloy.load._document import DocResult, Entry, Ref, decode, load_document, reload_intent
 from alloy.load._repository import (
     PROJECT_PATH,
     DocumentCache,
@@ -26,4 +26,5 @@ __all__ = [
     "load_project",
     "load_repository",
     "parse",
+    "reload_intent",
 ]

@@ -248,6 +248,14 @@ def load_document(
     return result
 
 
+def reload_intent(path: str, entry: Entry, project: Project) -> DocResult:
+    """An intent document loaded again, model and artifact included (a result from the parse
+    cache keeps diagnostics and facts, not models)."""
+    return load_document(
+        path, entry, project, expected="Intent", max_bytes=project.spec.policy.max_file_bytes
+    )
+
+
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     return dict(value)
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from alloy.compile import document_digest, pretty_bytes
-from alloy.load import DocResult, Entry, Repository, load_document
+from alloy.load import DocResult, Entry, Repository, reload_intent
 from alloy.review._lines import line_of
 from alloy.review._model import Finding
 
@@ -36,14 +36,7 @@ def _expected(doc: DocResult, repo: Repository, head: Mapping[str, Entry]) -> di
     entry = head.get(doc.path)
     if entry is None:
         return None
-    fresh = load_document(
-        doc.path,
-        entry,
-        repo.project,
-        expected="Intent",
-        max_bytes=repo.project.spec.policy.max_file_bytes,
-    )
-    return fresh.artifact
+    return reload_intent(doc.path, entry, repo.project).artifact
 
 
 def _first_difference(have: bytes, want: bytes) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from alloy.compile import compile_intent, compiles
-from alloy.load import PROJECT_PATH, DocResult, Entry, Repository, load_document
+from alloy.load import PROJECT_PATH, DocResult, Entry, Repository, reload_intent
 from alloy.model import Intent, Project, duration_seconds
 from alloy.model.project import RISK_KINDS, RiskKind
 from alloy.review._lines import Loc, line_of
@@ -141,13 +141,7 @@ def _side(doc: DocResult, repo: Repository, snapshot: Mapping[str, Entry] | None
         entry = (snapshot or {}).get(doc.path)
         if entry is None:
             return None
-        fresh = load_document(
-            doc.path,
-            entry,
-            repo.project,
-            expected="Intent",
-            max_bytes=repo.project.spec.policy.max_file_bytes,
-        )
+        fresh = reload_intent(doc.path, entry, repo.project)
         if not isinstance(fresh.model, Intent):
             return None
         model, artifact = fresh.model, fresh.artifact
