@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,7 @@ class Store:
 
     def _setup(self, schema: str, version: int) -> None:
         with self._translated():
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._journal_mode_wal()
             if str(mode).lower() != "wal":
                 raise PermanentError(
                     f"{self.path}: SQLite cannot use WAL mode here (got {mode!r}); "
@@ -64,6 +65,19 @@ class Store:
                     f"version {version}; use the matching Foundry, or delete the file "
                     "(it holds only leases and queues, which rebuild themselves)"
                 )
+
+    def _journal_mode_wal(self) -> object:
+        """Switch to WAL. SQLite answers "database is locked" at once, without its busy handler,
+        when another process is switching the same new file at the same moment; so wait here,
+        within the busy timeout, as the busy handler would."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def immediate(self) -> Iterator[Txn]:
