@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 from controllers.gitops import GitError, Mirror
+from foundry.errors import TemporaryError
 
 REF = "refs/alloy/forge"
 Conclusion = Literal[
@@ -40,13 +41,40 @@ class CheckRun:
     summary: str
     text: str = ""
     external_id: str = ""
+    details_url: str = ""
+    #: GitHub's annotation objects (`path`, `start_line`, `end_line`, `annotation_level`,
+    #: `message`, optional `title`); the GitHub adapter sends them 50 at a time.
+    annotations: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["annotations"] = [dict(a) for a in self.annotations]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRun:
-        return cls(**data)
+        fields = dict(data)
+        fields["annotations"] = tuple(dict(a) for a in fields.get("annotations", ()))
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who merged a document, as the forge knows it: the pull request that merged the commit,
+    its author, and the reviewers whose latest review approved it (dismissed ones do not)."""
+
+    pull: int
+    author: str
+    approvers: tuple[str, ...]
+    changes_requested: tuple[str, ...] = ()
+
+
+class ForgeError(TemporaryError):
+    """The forge could not be reached or refused a request; what was to be published waits in
+    the outbox and is tried again later."""
+
+    def __init__(self, message: str, *, delay: float = 0.0) -> None:
+        super().__init__(message, delay=delay)
 
 
 class Forge(Protocol):
@@ -60,8 +88,23 @@ class Forge(Protocol):
         """Check runs, of one commit or of all."""
         ...
 
-    def comment(self, key: str, body: str) -> bool:
-        """Create or update the comment for `key`; False when unchanged."""
+    def comment(self, key: str, body: str, *, pull: int | None = None) -> bool:
+        """Create or update the comment for `key` (on pull request `pull`, where the forge has
+        them); False when unchanged."""
+        ...
+
+    def check_state(
+        self, commit: str, name: str
+    ) -> Literal["success", "failure", "pending"] | None:
+        """For `check` gates: the named check on `commit`."""
+        ...
+
+    def identity(self, commit: str) -> Identity | None:
+        """Who merged `commit` (None: the forge does not know, or it has no pull requests)."""
+        ...
+
+    def is_member(self, user: str, team: str) -> bool:
+        """For approvals `from: [team:x]`."""
         ...
 
 
@@ -104,8 +147,18 @@ class LocalForge:
         path = f"checks/{run.commit}/{check_slug(run.name)}.json"
         return self._write(path, data, f"check {run.name} on {run.commit[:12]}: {run.status}")
 
-    def comment(self, key: str, body: str) -> bool:
-        return self._write(f"comments/{check_slug(key)}.md", body.encode(), f"comment {key}")
+    def comment(self, key: str, body: str, *, pull: int | None = None) -> bool:
+        where = f"pull-{pull}/" if pull is not None else ""
+        path = f"comments/{where}{check_slug(key)}.md"
+        return self._write(path, body.encode(), f"comment {key}")
+
+    def identity(self, commit: str) -> Identity | None:
+        """The local forge has no pull requests: Approval documents speak for themselves."""
+        return None
+
+    def is_member(self, user: str, team: str) -> bool:
+        """The local forge knows no teams."""
+        return False
 
     def checks(self, commit: str | None = None) -> list[CheckRun]:
         tip = self._tip()

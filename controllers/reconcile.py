@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controllers.claims import Claim, Claims, LeaseLost
-from controllers.forge import CheckRun, Conclusion, LocalForge
+from controllers.forge import CheckRun, Conclusion, Forge, ForgeError, Identity, LocalForge
 from controllers.gitops import GitError, Mirror, holder_id, remote_url
 from controllers.outbox import Entry, Outbox
 from foundry.ports import Clock, SystemClock
@@ -78,6 +78,20 @@ class Settings:
     #: Parked executions (gates, lanes) are re-evaluated at least this often, even when the
     #: remote did not move (time windows open, policy commands change their mind).
     recheck: float = 60.0
+    #: A run asked for outside the default branch (a `workflow_dispatch`): planned with the
+    #: branch's own requests, as if it were a Request document pinned to the current digest.
+    dispatch: Dispatch | None = None
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A request made by someone the forge vouches for (who started a workflow), not merged."""
+
+    name: str
+    intent: str
+    requested_by: str
+    reason: str
+    inputs: Mapping[str, str | int | bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +118,8 @@ class PassReport:
     skipped: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     committed: str | None = None
+    #: Paths of the trace files this pass committed (or kept in the outbox) on the traces branch.
+    traces: list[str] = field(default_factory=list)
     published: int = 0
     delivered: int = 0
     outbox: int = 0
@@ -140,6 +156,7 @@ class PassReport:
             "skipped": self.skipped,
             "refused": self.refused,
             "committed": self.committed,
+            "traces": self.traces,
             "published": self.published,
             "delivered": self.delivered,
             "outbox": self.outbox,
@@ -192,7 +209,7 @@ class _History:
 
 
 class _Checks:
-    def __init__(self, forge: LocalForge, commit: str) -> None:
+    def __init__(self, forge: Forge, commit: str) -> None:
         self.forge, self.commit = forge, commit
 
     def state(self, name: str) -> Any:
@@ -209,6 +226,7 @@ class Reconciler:
         clock: Clock | None = None,
         stop: threading.Event | None = None,
         holder: str | None = None,
+        forge: Forge | None = None,
     ) -> None:
         self.settings = settings
         self.url = remote_url(settings.repo)
@@ -219,7 +237,9 @@ class Reconciler:
         self.state.mkdir(parents=True, exist_ok=True)
         self.mirror = Mirror(self.url, self.state / "mirror.git")
         self.claims = Claims(self.mirror, holder or holder_id(), self.clock, settings.lease)
-        self.forge = LocalForge(self.mirror)
+        self.forge: Forge = forge if forge is not None else LocalForge(self.mirror)
+        self._identities: dict[str, Identity | None] = {}
+        self._requesters: dict[str, str | None] = {}
         self.outbox = Outbox(self.state / "outbox")
         self.branch = settings.branch
         self.traces_branch = DEFAULT_TRACES
@@ -334,6 +354,7 @@ class Reconciler:
             if status not in FINISHED:
                 parked.append(item.execution)
         if files:
+            report.traces = sorted(p for p in files if p.endswith(".json"))
             report.committed = self._publish_traces(files, report)
         for check in checks:
             self._publish_check(check, report)
@@ -419,6 +440,7 @@ class Reconciler:
         entries = self.mirror.tree(head, ".alloy/")
         boundary = Boundary()
         approvals = StaticApprovals()
+        self._requesters = {}
         traces_branch = DEFAULT_TRACES
         self._artifact_bytes: dict[str, bytes] = {}
         # Parsed documents are kept by blob id for as long as the branch holds that blob.
@@ -443,11 +465,73 @@ class Reconciler:
                 self._artifact_bytes[artifact.metadata.name] = data
             elif isinstance(value, Request):
                 boundary.requests[value.metadata.name] = value
+                who = self._identity(head, path, entries[path], report)
+                if who is not None:
+                    self._requesters[value.metadata.name] = who.author or None
             elif isinstance(value, Approval):
                 spec = value.spec
-                vote = ApprovalVote(spec.approver, spec.decision, 0.0)
-                approvals.add(spec.execution, spec.gate.block, spec.gate.index, vote)
+                who = self._identity(head, path, entries[path], report)
+                # Where the forge knows who merged the document, they are who decided: the
+                # pull request's author and its approving reviewers, not the file's `approver`.
+                voters = [spec.approver] if who is None else [who.author, *who.approvers]
+                for voter in dict.fromkeys(v for v in voters if v):
+                    vote = ApprovalVote(voter, spec.decision, 0.0)
+                    approvals.add(spec.execution, spec.gate.block, spec.gate.index, vote)
+        if self.settings.dispatch is not None:
+            self._add_dispatch(self.settings.dispatch, boundary, report)
         return boundary, approvals, traces_branch
+
+    def _add_dispatch(self, dispatch: Dispatch, boundary: Boundary, report: PassReport) -> None:
+        """The dispatched run as a Request pinned to the artifact's current digest, read by the
+        boundary reader like any Request (so bad inputs are refused the same way)."""
+        import yaml
+
+        from foundry.boundary import read_request
+        from foundry.errors import BoundaryError
+
+        where = f"workflow_dispatch {dispatch.name}"
+        artifact = boundary.artifacts.get(dispatch.intent)
+        if artifact is None:
+            report.refused.append(
+                f"{where}: no artifact {dispatch.intent!r} on {self.branch}; name an accepted "
+                "or active intent with `on: {request: true}`"
+            )
+            return
+        document = {
+            "apiVersion": "alloy.dev/v1",
+            "kind": "Request",
+            "metadata": {"name": dispatch.name},
+            "spec": {
+                "artifact": f"{dispatch.intent}@{artifact.digest}",
+                "inputs": dict(dispatch.inputs),
+                "reason": dispatch.reason or "workflow_dispatch",
+                "requestedBy": dispatch.requested_by,
+            },
+        }
+        try:
+            request = read_request(where, yaml.safe_dump(document).encode())
+        except BoundaryError as exc:
+            report.refused.append(str(exc))
+            return
+        boundary.requests[dispatch.name] = request
+        self._requesters[dispatch.name] = dispatch.requested_by
+
+    def _identity(self, head: str, path: str, blob: str, report: PassReport) -> Identity | None:
+        """Who merged the document at `path` (its blob `blob`), as the forge knows it."""
+        key = f"{blob}:{path}"
+        if key not in self._identities:
+            try:
+                who = self.forge.identity(self.mirror.last_change(head, path))
+            except ForgeError as exc:
+                report.errors.append(f"{path}: who merged it is unknown for now: {exc}")
+                return Identity(pull=0, author="", approvers=())  # not cached: asked again
+            self._identities[key] = who
+        who = self._identities[key]
+        if who is not None and who.pull == 0:
+            report.skipped.append(
+                f"{path}: not merged through a pull request; nobody is counted as its author"
+            )
+        return who
 
     def _index_traces(self, tip: str | None) -> None:
         if tip is None:
@@ -542,11 +626,14 @@ class Reconciler:
             options.workers = self.settings.workers
         initiator = None
         if event.type == "request":
-            request = boundary.requests.get(event.key.split("@", 1)[0])
+            name = event.key.split("@", 1)[0]
+            request = boundary.requests.get(name)
             initiator = request.spec.requested_by if request else None
+            initiator = self._requesters.get(name, initiator)
         context = Context(
             initiator=initiator,
             approvals=approvals,
+            teams=self.forge,
             checks=_Checks(self.forge, commit),
             history=_History(self._traces),
         )
@@ -678,7 +765,7 @@ class Reconciler:
         try:
             if self.forge.publish_check(check):
                 report.published += 1
-        except GitError as exc:
+        except (GitError, ForgeError) as exc:
             self.outbox.put("check", {"repo": self.url, "run": check.to_json()}, str(exc))
 
     def _deliver(self, entry: Entry) -> None:
@@ -774,6 +861,7 @@ def reconcile_once(settings: Settings, *, clock: Clock | None = None) -> PassRep
 
 
 __all__ = [
+    "Dispatch",
     "PassReport",
     "Reconciler",
     "Settings",

@@ -270,9 +270,11 @@ def traces_export(execution: str, fmt: str, path: Path, state_dir: Path | None) 
 
 def _register() -> None:
     """The GitOps commands live in their own modules (they reach `controllers`, lazily)."""
+    from foundry.cli._action import action
     from foundry.cli._daemon import daemon
     from foundry.cli._gitops import checks, reconcile
 
+    cli.add_command(action)
     cli.add_command(reconcile)
     cli.add_command(checks)
     cli.add_command(daemon)
