@@ -66,6 +66,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from controllers.forge import Forge
 from controllers.reconcile import PassReport, Reconciler, Settings, state_dir_for
 from foundry.errors import FoundryError, UserError
 
@@ -86,7 +87,9 @@ _TOP_KEYS = (
     "log",
     "repositories",
 )
-_REPO_KEYS = ("repo", "branch", "interval", "lease", "recheck", "workers", "watch")
+_REPO_KEYS = (
+    "repo", "branch", "interval", "lease", "recheck", "workers", "watch", "github", "githubApi",
+)
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -109,6 +112,10 @@ class RepoConfig:
     workers: int | None = None
     #: Watch the git dir for changes (only for repositories on this machine).
     watch: bool = False
+    #: Report to GitHub (`OWNER/NAME`) instead of the local forge; credentials from the
+    #: daemon's environment (GITHUB_TOKEN, or a GitHub App: see docs/github.md).
+    github: str | None = None
+    github_api: str | None = None
 
 
 @dataclass(frozen=True)
@@ -399,8 +406,28 @@ class _ConfigReader:
                 f"{name}.watch: {_redact_url(repo)} is not on this machine, so it cannot be "
                 "watched; remove `watch` (it is polled every `interval`)",
             )
+        github = item.get("github")
+        if github is not None and (
+            not isinstance(github, str) or re.fullmatch(r"[\w.-]+/[\w.-]+", github) is None
+        ):
+            raise self.fail(
+                (*where, "github"), f"{name}.github must be OWNER/NAME on GitHub, not {github!r}"
+            )
+        api = item.get("githubApi")
+        if api is not None and (
+            not isinstance(api, str) or not api.startswith(("https://", "http://"))
+        ):
+            raise self.fail(
+                (*where, "githubApi"),
+                f"{name}.githubApi must be the API's URL (GitHub Enterprise: "
+                f"https://HOST/api/v3), not {api!r}",
+            )
+        if api is not None and github is None:
+            raise self.fail((*where, "githubApi"), f"{name}.githubApi needs `github: OWNER/NAME`")
         return RepoConfig(
             repo=repo,
+            github=github,
+            github_api=api,
             branch=branch.strip() if isinstance(branch, str) else None,
             interval=self._duration(item, where, "interval", 60.0, minimum=0.0, exclusive=True),
             lease=self._duration(item, where, "lease", 60.0, minimum=1.0),
@@ -707,7 +734,9 @@ class Daemon:
         try:
             if repo.reconciler is None:  # also retried while a local repository is missing
                 repo.state = self._state_dir(repo.config.repo)
-                repo.reconciler = Reconciler(self._settings(repo), stop=self._stop)
+                repo.reconciler = Reconciler(
+                    self._settings(repo), stop=self._stop, forge=self._forge(repo.config)
+                )
             report = repo.reconciler.pass_once()
         except FoundryError as exc:  # a local repository that is missing, and the like
             report = PassReport(repo.config.repo)
@@ -729,6 +758,15 @@ class Daemon:
         if self.config.state is not None:
             state = self.config.state / "reconcile" / state.name
         return state
+
+    @staticmethod
+    def _forge(rc: RepoConfig) -> Forge | None:
+        """The GitHub forge for a repository that names one (else the local forge)."""
+        if rc.github is None:
+            return None
+        from controllers.github import connect
+
+        return connect(rc.github, api_url=rc.github_api)
 
     def _settings(self, repo: _Repo) -> Settings:
         rc = repo.config

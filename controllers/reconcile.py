@@ -327,7 +327,7 @@ class Reconciler:
         pushes = [Push(c.sha, c.paths) for c in self.mirror.commits(old, head)]
         known = _Known(self._traces, LedgerIndex(self.state))
         result = plan(boundary, known, now=now, pushes=pushes)
-        report.skipped = [f"{i.artifact}: {i.reason}" for i in result.skip]
+        report.skipped += [f"{i.artifact}: {i.reason}" for i in result.skip]
         files: dict[str, bytes] = {}
         checks: list[CheckRun] = []
         parked: list[str] = []

@@ -269,13 +269,23 @@ def test_pull_request_opened_then_synchronize_keeps_one_check_and_one_comment(
 
 
 def test_push_to_the_default_branch_reconciles_once(world: World, github: GitHubRig) -> None:
-    mark = world.add_intent("hello")
+    secret = "ghs_0nlyForThisTestXq7"  # a made-up token, to prove it leaks nowhere
+    github.fake.add_token(secret)
+    mark = world.add_intent("hello", script='env > "$MARK.env"')
     before_sha = world.work.commit("nothing yet")
     sha = world.merge("hello")
-    job = Job(world, github.api_url, github.token)
+    job = Job(world, github.api_url, secret)
     payload = push_payload(repo=github.repo, ref="refs/heads/main", before=before_sha, after=sha)
-    code, _out, err = job.run("push", payload, repo=github.repo)
+    code, out, err = job.run("push", payload, repo=github.repo)
     assert code == 0, err
+    # The token reached GitHub and nowhere else: not the block, the log, the summary, the
+    # outputs, git, or anything GitHub was sent besides the Authorization header.
+    seen = [out, err, job.summary.read_text(), job.output.read_text()]
+    seen.append(Path(f"{mark}.env").read_text())
+    seen.append(git(world.bare, "log", "--all", "-p", "--format=%H %s %b"))
+    seen += [json.dumps(r.json) for r in github.fake.requests]
+    assert not [text for text in seen if secret in text]
+    assert "GITHUB_TOKEN" not in Path(f"{mark}.env").read_text()
     assert len(lines(mark)) == 1
     started = job.outputs()["executions-started"].split()
     assert len(started) == 1
