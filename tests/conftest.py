@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.github_fake import FakeGitHub
+from tests.github_prism import GitHubRig, PrismProxy, cleaned_spec
 
 PROJECT = """\
 apiVersion: alloy.dev/v1
@@ -153,3 +156,52 @@ def alloy(repo: GitRepo) -> object:
         return run_cli("alloy", *args, cwd=cwd or repo.path, stdin=stdin)
 
     return call
+
+
+# ---- A fake GitHub REST API behind Prism (tests/github_fake.py, tests/github_prism.py).
+# Session-scoped and lazy: only a test worker that runs a test asking for `github` starts them.
+
+
+@pytest.fixture(scope="session")
+def github_fake() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def github_prism(
+    github_fake: FakeGitHub, tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
+) -> Iterator[PrismProxy]:
+    """Prism proxying to the fake, checking both directions against GitHub's description.
+    Missing tools fail the tests (never skip them): CI must have installed them."""
+    cache = pytestconfig.cache
+    cache_dir = (Path(cache.mkdir("github-openapi")) if cache is not None
+                 else tmp_path_factory.getbasetemp() / "github-openapi")
+    problem = None
+    try:
+        spec = cleaned_spec(cache_dir)
+        prism = PrismProxy(spec, github_fake.direct_url,
+                           tmp_path_factory.mktemp("prism") / "prism.log").start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        problem = str(exc)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield prism
+    finally:
+        prism.stop()
+
+
+@pytest.fixture
+def github(github_fake: FakeGitHub, github_prism: PrismProxy) -> Iterator[GitHubRig]:
+    """The fake GitHub, reset, behind Prism: use `.api_url` as the API base URL. A bug in the
+    fake itself (an exception while answering) fails the test at teardown."""
+    github_fake.reset()
+    github_fake.public_url = github_prism.url
+    yield GitHubRig(api_url=github_prism.url, direct_url=github_fake.direct_url,
+                    fake=github_fake, prism=github_prism)
+    errors = list(github_fake.internal_errors)
+    if errors:
+        pytest.fail("the fake GitHub failed while answering:\n" + "\n".join(errors),
+                    pytrace=False)

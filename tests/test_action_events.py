@@ -358,3 +358,29 @@ def test_outside_a_job_it_says_so(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "GITHUB_EVENT_NAME is not set" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_check_run_github_refused_is_kept_on_the_remote_and_delivered_by_the_next_job(
+    world: World, github: GitHubRig
+) -> None:
+    """A job keeps nothing: what it could not publish waits on `refs/alloy/outbox` of the
+    remote, the job fails visibly, and the next job (any event that reconciles) delivers it."""
+    mark = world.add_intent("hello")
+    before_sha = world.work.commit("nothing yet")
+    sha = world.merge("hello")
+    github.fake.fail_next("POST", r"/check-runs$", 502, times=2)  # the pass and its retry
+    job = Job(world, github.api_url, github.token)
+    payload = push_payload(repo=github.repo, ref="refs/heads/main", before=before_sha, after=sha)
+    code, out, _err = job.run("push", payload, repo=github.repo)
+    assert code == 1
+    assert "kept on refs/alloy/outbox" in out
+    assert len(lines(mark)) == 1, "the execution ran; only its check run is owed"
+    assert github.fake.check_runs() == []
+    assert world.ref("refs/alloy/outbox") is not None
+
+    code, _out, err = job.run("push", payload, repo=github.repo)
+    assert code == 0, err
+    assert len(lines(mark)) == 1, "nothing ran again"
+    [run] = github.fake.check_runs()
+    assert (run.name.split(" (")[0], run.conclusion, run.head_sha) == ("foundry: hello", "success", sha)
+    assert world.ref("refs/alloy/outbox") is None, "delivered, so nothing is kept"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
+from controllers import _remote_outbox as remote_outbox
 from controllers.action._env import Job, add_summary, mask, set_outputs
 from controllers.action._review import review_pull_request
 from controllers.forge import CheckRun, Forge, ForgeError, Identity
@@ -134,9 +135,22 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
     )
     reconciler = Reconciler(settings, forge=_LazyForge(_forge_factory(job, token)))
     try:
+        # The job keeps nothing: what an earlier job could not publish waits on the remote.
+        remote_outbox.restore(reconciler.mirror, reconciler.outbox)
         report = reconciler.pass_once()
+        if report.outbox:  # one more try within the job (a pass delivers its outbox first)
+            retry = reconciler.pass_once()
+            report.delivered += retry.delivered
+            report.outbox = retry.outbox
+            report.errors += retry.errors
+        remote_outbox.keep(reconciler.mirror, reconciler.outbox)
     finally:
         reconciler.close()
+    if report.outbox:
+        out.write(
+            f"::error::{report.outbox} publication(s) could not be delivered; they are kept "
+            f"on {remote_outbox.REF} and delivered by the next run\n"
+        )
     for line, problem in report.lines():
         out.write(("::warning::" if problem else "") + line + "\n")
     started = report.started + report.resumed
@@ -149,7 +163,7 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
     lines += [f"- {line}" for line, _ in report.lines() if not line.startswith("exe-")]
     add_summary(job, "\n".join(lines))
     failed = {"failed", "indeterminate"} & set(report.finished.values())
-    code = 1 if report.errors or report.refused or failed else 0
+    code = 1 if report.errors or report.refused or report.outbox or failed else 0
     return ActionResult(
         code,
         "reconcile",
@@ -216,9 +230,9 @@ def run_action(
             return ActionResult(0, "nothing")
         review = review_pull_request(job, forge or _forge_factory(job, token), out)
         for problem in review.problems:
-            out.write(f"::warning::{problem}\n")
+            out.write(f"::error::{problem}\n")
         outputs = {"verdict": review.verdict, "executions-started": "", "trace-paths": ""}
-        return ActionResult(1 if review.blocking else 0, "review", outputs)
+        return ActionResult(1 if review.blocking or review.problems else 0, "review", outputs)
     if mode == "reconcile" or event in ("schedule", "workflow_dispatch"):
         return _reconcile(job, token, state, out)
     if event == "push":
