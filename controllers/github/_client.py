@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import github3
+import jwt
 from github3.session import GitHubSession
 
 from controllers.forge import ForgeError
@@ -125,17 +127,21 @@ class Client:
                 "no GitHub credentials: set GITHUB_TOKEN (in Actions: `token: "
                 "${{ github.token }}`), or ALLOY_GITHUB_APP_ID and ALLOY_GITHUB_APP_KEY"
             )
+        # The JWT's `iss` as a string: PyJWT (2.10+) refuses to sign an integer issuer.
+        app_id = str(creds.app_id)
         try:
             installation = creds.installation_id
             if installation is None:
-                self.gh.login_as_app(creds.private_key, creds.app_id, expire_in=60)
+                self.gh.login_as_app(creds.private_key, app_id, expire_in=60)
                 found = self.gh.app_installation_for_repository(self.owner, self.name)
                 installation = int(found.id)
             self.gh.login_as_app_installation(
-                creds.private_key, creds.app_id, installation, expire_in=60
+                creds.private_key, app_id, installation, expire_in=60
             )
         except github3.exceptions.GitHubException as exc:
             raise ForgeError(f"GitHub App {creds.app_id}: cannot log in: {_reason(exc)}") from None
+        except jwt.PyJWTError as exc:  # a private key that is not an RSA key in PEM
+            raise ForgeError(f"GitHub App {creds.app_id}: cannot sign in with its key: {exc}") from None
         auth = self.session.auth
         self._expires = getattr(auth, "expires_at", None)
 
@@ -148,11 +154,17 @@ class Client:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def request(self, method: str, url: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
-        """One API call; its JSON (None for 204/404 when 404 is in `ok`), else a ForgeError."""
+    def request(
+        self, method: str, url: str, *, ok: tuple[int, ...] = (200,), repeat: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """One API call; its JSON (None for 204/404 when 404 is in `ok`), else a ForgeError.
+        `repeat=False`: not repeated after a server error even if the method allows it (the
+        call is not idempotent; the caller looks before it tries again)."""
         self.fresh()
         try:
-            response = self.session.request(method, url, **kwargs)
+            with nullcontext() if repeat else self.transport.once():
+                response = self.session.request(method, url, **kwargs)
         except github3.exceptions.GitHubException as exc:
             raise ForgeError(f"{method} {_path(url)}: {_reason(exc)}") from None
         except OSError as exc:  # requests' connection errors are OSErrors

@@ -208,7 +208,9 @@ class GitHubForge:
             body = {**self._fields(run), "output": dict(output)}
             if batch:
                 body["output"]["annotations"] = batch
-            self.client.request("PATCH", url, json=body)
+            # GitHub appends annotations: a batch it took but whose answer was lost must not be
+            # sent twice; the next publication looks first and sends only what is missing.
+            self.client.request("PATCH", url, json=body, repeat=not batch)
 
     def _publish_status(self, run: CheckRun) -> bool:
         state = (

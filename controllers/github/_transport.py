@@ -15,7 +15,9 @@ goes through it:
   are not taken: the response goes back to the caller, whose publication goes to the outbox.
 * **Server errors.** 500, 502, 503 and 504 are retried with exponential backoff and full jitter
   for methods that are safe to repeat (GET, HEAD, PUT, PATCH, DELETE). A POST is not repeated
-  here: GitHub may have done it; the forge retries the whole operation, which looks first.
+  here: GitHub may have done it; the forge retries the whole operation, which looks first. Nor
+  is a request sent within `once()` (a check-run update that carries annotations: GitHub
+  appends them, so repeating one that was done would show them twice).
 * **Conditional requests.** A GET whose URL answered with an `ETag` before is sent with
   `If-None-Match`; a 304 (which GitHub does not count against the quota) is answered from the
   cached body.
@@ -29,7 +31,8 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,8 @@ SERVER_ERRORS = frozenset({500, 502, 503, 504})
 REPEATABLE = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: How many entries the conditional-request cache keeps (oldest dropped first).
 CACHE_SIZE = 512
+#: Headers of a 304 that describe its (empty) body, not the cached one.
+_BODY_HEADERS = frozenset({"content-length", "content-type", "content-encoding", "transfer-encoding"})
 
 
 @dataclass
@@ -98,6 +103,17 @@ class GitHubTransport(HTTPAdapter):
         self.waits = Waits()
         self._etags: dict[str, tuple[str, bytes, CaseInsensitiveDict[str]]] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()
+
+    @contextmanager
+    def once(self) -> Iterator[None]:
+        """Requests sent within (by this thread) are not repeated after a server error."""
+        previous = getattr(self._local, "once", False)
+        self._local.once = True
+        try:
+            yield
+        finally:
+            self._local.once = previous
 
     def send(  # type: ignore[override]
         self, request: PreparedRequest, **kwargs: Any
@@ -105,6 +121,7 @@ class GitHubTransport(HTTPAdapter):
         request.headers["Accept"] = MEDIA_TYPE
         request.headers.setdefault("X-GitHub-Api-Version", API_VERSION)
         method = (request.method or "GET").upper()
+        repeatable = method in REPEATABLE and not getattr(self._local, "once", False)
         # Cached per credential (a digest of it: the token itself is kept nowhere here).
         auth = request.headers.get("Authorization", "")
         raw = auth if isinstance(auth, bytes) else auth.encode()
@@ -118,7 +135,7 @@ class GitHubTransport(HTTPAdapter):
             self._wait_for_quota()
             response = self._send(request, **kwargs)
             self._note_quota(response.headers)
-            delay, reason = self._retry_delay(response, method, attempt, secondary_repeats)
+            delay, reason = self._retry_delay(response, repeatable, attempt, secondary_repeats)
             if delay is None or attempt + 1 == self.policy.tries:
                 break
             if delay > self.policy.max_wait:
@@ -129,7 +146,10 @@ class GitHubTransport(HTTPAdapter):
             response.close()
         assert response is not None
         if response.status_code == 304 and cached is not None:
-            return self._from_cache(response, cached)
+            fresh = self._from_cache(response, cached)
+            with self._lock:  # the 304's headers (a page's `Link` too) now describe the body
+                self._etags[key] = (cached[0], cached[1], CaseInsensitiveDict(fresh.headers))
+            return fresh
         if method == "GET" and response.status_code == 200 and response.headers.get("ETag"):
             self._remember(key, response)
         return response
@@ -164,7 +184,7 @@ class GitHubTransport(HTTPAdapter):
                 self.quota.remaining = None  # unknown until the next response says
 
     def _retry_delay(
-        self, response: Response, method: str, attempt: int, secondary_repeats: int
+        self, response: Response, repeatable: bool, attempt: int, secondary_repeats: int
     ) -> tuple[float | None, str]:
         status = response.status_code
         if status in (403, 429):
@@ -180,7 +200,7 @@ class GitHubTransport(HTTPAdapter):
             if _secondary_message(response):
                 return self.policy.secondary * (2**secondary_repeats), "secondary"
             return None, ""
-        if status in SERVER_ERRORS and method in REPEATABLE:
+        if status in SERVER_ERRORS and repeatable:
             return self.jitter(self.policy.backoff * (2**attempt)), f"server error {status}"
         return None, ""
 
@@ -209,9 +229,12 @@ class GitHubTransport(HTTPAdapter):
         fresh.status_code = 200
         fresh.reason = "OK (not modified)"
         fresh.headers = CaseInsensitiveDict(headers)
-        for name in ("X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Used"):
-            if name in response.headers:
-                fresh.headers[name] = response.headers[name]
+        # As an HTTP cache does (RFC 9111, 4.3.4): the 304's headers replace the stored ones.
+        # A list's first page can be unchanged while a page was added after it: only the
+        # 304's `Link` says so (the stored one would end the pagination one page early).
+        for name, value in response.headers.items():
+            if name.lower() not in _BODY_HEADERS:
+                fresh.headers[name] = value
         fresh._content = body
         fresh.url = response.url
         fresh.request = response.request
