@@ -8,7 +8,6 @@ commits, the repository's name, the default branch).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -21,24 +20,10 @@ import pytest
 from tests.conftest import GitRepo, git
 from tests.github_prism import GitHubRig
 from tests.test_reconcile import World, lines, make_world
+from tests.webhooks import example
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
 #: Nothing listens here: an event that must not reach GitHub fails loudly if it tries.
 NOWHERE = "http://127.0.0.1:9"
-
-
-def example(event: str, action: str | None = None) -> dict[str, Any]:
-    """GitHub's example payload of `event` (with `action`)."""
-    if not EXAMPLES.exists():
-        pytest.fail(f"{EXAMPLES} is missing: run `npm ci` (scripts/test does)", pytrace=False)
-    for entry in json.loads(EXAMPLES.read_text(encoding="utf-8")):
-        if entry["name"] != event:
-            continue
-        for payload in entry["examples"]:
-            if action is None or payload.get("action") == action:
-                return copy.deepcopy(payload)
-    raise AssertionError(f"no example of {event} {action or ''}")
 
 
 class Job:

@@ -38,10 +38,10 @@ import yaml
 from tests.conftest import GitRepo, git, intent_yaml, run_cli
 from tests.github_prism import GitHubRig
 from tests.test_reconcile import intent, lines
+from tests.webhooks import example
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "tests" / "fixtures" / "act"
-EXAMPLES = ROOT / "node_modules" / "@octokit" / "webhooks-examples" / "api.github.com" / "index.json"
 #: The files of the action the workspace gets (a composite action with no remote actions).
 ACTION_FILES = ("action.yml", "scripts/action-install")
 PULL_NUMBER = 2  # the example payloads' pull request
@@ -61,21 +61,6 @@ def act_binary() -> str:
             pytrace=False,
         )
     return found
-
-
-def example(event: str, action: str | None = None, **match: Any) -> dict[str, Any]:
-    """GitHub's example payload of `event` (@octokit/webhooks-examples, installed by `npm ci`)."""
-    if not EXAMPLES.exists():
-        pytest.fail(f"{EXAMPLES} is missing: run `npm ci` (scripts/test does)", pytrace=False)
-    for entry in json.loads(EXAMPLES.read_text(encoding="utf-8")):
-        if entry["name"] != event:
-            continue
-        for payload in entry["examples"]:
-            if action is not None and payload.get("action") != action:
-                continue
-            if all(payload.get(k) == v for k, v in match.items()):
-                return dict(payload)  # a fresh load each call: nothing shared
-    raise AssertionError(f"no example of {event} {action or ''} {match}")
 
 
 def _same_repository(payload: dict[str, Any], repo: str) -> None:
