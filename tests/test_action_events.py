@@ -369,3 +369,26 @@ def test_a_check_run_github_refused_is_kept_on_the_remote_and_delivered_by_the_n
     [run] = github.fake.check_runs()
     assert (run.name.split(" (")[0], run.conclusion, run.head_sha) == ("foundry: hello", "success", sha)
     assert world.ref("refs/alloy/outbox") is None, "delivered, so nothing is kept"
+
+
+def test_schedule_runs_the_due_slot(world: World, github: GitHubRig) -> None:
+    """`schedule` (not a webhook: GitHub's payload is the cron line) reconciles the default
+    branch, and a due schedule slot runs."""
+    mark = world.add_intent("minutely", on="{schedule: {cron: '* * * * *', catchUp: 5m}}")
+    world.merge("a minutely intent")
+    job = Job(world, github.api_url, github.token)
+    payload = {"schedule": "*/15 * * * *", "repository": {"full_name": github.repo}}
+    code, _out, err = job.run("schedule", payload, repo=github.repo)
+    assert code == 0, err
+    started = job.outputs()["executions-started"].split()
+    assert 1 <= len(started) <= 6, "the slots of the catch-up window, each once"
+    for execution in started:
+        assert world.trace(execution)["event"]["type"] == "schedule"
+        assert world.trace(execution)["status"] == "succeeded"
+    assert sorted(line.split()[0] for line in lines(mark)) == sorted(started)
+    assert sorted(r.external_id for r in github.fake.check_runs()) == sorted(started)
+    # The next scheduled run starts none of those again (only a slot that came due since).
+    code, _out, err = job.run("schedule", payload, repo=github.repo)
+    assert code == 0, err
+    assert not set(job.outputs()["executions-started"].split()) & set(started)
+    assert len(lines(mark)) == len({line.split()[0] for line in lines(mark)})
