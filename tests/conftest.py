@@ -163,9 +163,13 @@ def alloy(repo: GitRepo) -> object:
 
 
 @pytest.fixture(scope="session")
-def github_fake() -> Iterator[FakeGitHub]:
-    with FakeGitHub() as fake:
-        yield fake
+def github_fake() -> FakeGitHub:
+    """The fake, its port fixed for the session (Prism forwards to it) but served only while a
+    test that asks for `github` runs: a serving thread left in the process would turn off code
+    that forks only when no other thread runs (Alloy's parallel loader) in other tests."""
+    fake = FakeGitHub().start()
+    fake.stop()
+    return fake
 
 
 @pytest.fixture(scope="session")
@@ -199,8 +203,12 @@ def github(github_fake: FakeGitHub, github_prism: PrismProxy) -> Iterator[GitHub
     fake itself (an exception while answering) fails the test at teardown."""
     github_fake.reset()
     github_fake.public_url = github_prism.url
-    yield GitHubRig(api_url=github_prism.url, direct_url=github_fake.direct_url,
-                    fake=github_fake, prism=github_prism)
+    github_fake.start(port=int(github_fake.direct_url.rsplit(":", 1)[1]))
+    try:
+        yield GitHubRig(api_url=github_prism.url, direct_url=github_fake.direct_url,
+                        fake=github_fake, prism=github_prism)
+    finally:
+        github_fake.stop()
     errors = list(github_fake.internal_errors)
     if errors:
         pytest.fail("the fake GitHub failed while answering:\n" + "\n".join(errors),

@@ -15,12 +15,14 @@ lock guards all state.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import html
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import traceback
@@ -254,6 +256,36 @@ class _Call:
         return values[-1] if values else default
 
 
+class _Server(ThreadingHTTPServer):
+    """Keeps its open connections, so that stopping ends every handler thread (a keep-alive
+    connection from Prism would otherwise hold one, blocked on a read, after the test)."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.live: set[socket.socket] = set()
+        self.live_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.live_lock:
+            self.live.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.live_lock:
+            self.live.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self.live_lock:
+            live = list(self.live)
+        for sock in live:
+            with contextlib.suppress(OSError):  # already closed by the other side
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class FakeGitHub:
     """The fake API. `start()` serves it on 127.0.0.1 (a free port); `stop()` ends it.
 
@@ -277,8 +309,9 @@ class FakeGitHub:
         self.installation_id = installation_id
         self._initial_rate_limit = rate_limit
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._port: int | None = None
         self.public_url = ""
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._add_routes()
@@ -292,8 +325,8 @@ class FakeGitHub:
         class _Handler(_RequestHandler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="fake-github", daemon=True)
         self._thread.start()
@@ -304,7 +337,8 @@ class FakeGitHub:
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
+            self._server.close_connections()
+            self._server.server_close()  # joins the handler threads
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = self._thread = None
@@ -318,9 +352,8 @@ class FakeGitHub:
     @property
     def direct_url(self) -> str:
         """The fake itself, bypassing Prism (no contract checks)."""
-        assert self._server is not None, "the fake is not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        assert self._port is not None, "the fake was never started"
+        return f"http://127.0.0.1:{self._port}"
 
     # ---- state set up by the tests
 
