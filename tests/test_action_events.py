@@ -59,7 +59,7 @@ class Job:
             "RUNNER_TEMP": str(self.dir / f"temp-{self.runs}"),
         }
         proc = subprocess.run(
-            [sys.executable, "-m", "foundry", "action"],
+            [sys.executable, "-P", "-m", "foundry", "action"],  # as action.yml runs it
             cwd=self.world.work.path,
             env=env,
             capture_output=True,
@@ -392,3 +392,22 @@ def test_schedule_runs_the_due_slot(world: World, github: GitHubRig) -> None:
     assert code == 0, err
     assert not set(job.outputs()["executions-started"].split()) & set(started)
     assert len(lines(mark)) == len({line.split()[0] for line in lines(mark)})
+
+
+def test_packages_in_the_pull_request_checkout_never_run(world: World) -> None:
+    """The job's working directory is the pull request's checkout: a package there named like
+    Alloy's or Foundry's, or a module the review imports, must not be what runs."""
+    base, head = _risky_change(world)
+    marker = world.tmp / "pwned"
+    evil = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('ran')\n"
+    for package in ("alloy", "foundry", "controllers", "yaml", "pydantic", "click", "git"):
+        world.work.write({f"{package}/__init__.py": evil, f"{package}/__main__.py": evil})
+    job = Job(world, NOWHERE)
+    payload = pull_request_payload(
+        "opened", repo="Codertocat/Hello-World", base=base, head=head, number=2,
+        fork="someone/Hello-World",
+    )
+    code, out, err = job.run("pull_request", payload, repo="Codertocat/Hello-World")
+    assert code == 1, err
+    assert job.outputs()["verdict"] == "blocking", out
+    assert not marker.exists(), "code from the checkout ran"

@@ -62,7 +62,9 @@ def run_review(root: Path, base: str, head: str) -> tuple[dict[str, Any], bool]:
     """Alloy's review of `head` against `base`: the check-run body, and whether it blocks."""
     done = subprocess.run(
         [
-            sys.executable, "-m", "alloy", "-C", str(root), "review",
+            # -P: the workspace (a pull request's checkout) is the working directory; a package
+            # named `alloy` in it must never be what runs.
+            sys.executable, "-P", "-m", "alloy", "-C", str(root), "review",
             "--base", base, "--head", head, "--format", "check-run", "--no-cache",
         ],
         capture_output=True,
