@@ -411,3 +411,36 @@ def test_packages_in_the_pull_request_checkout_never_run(world: World) -> None:
     assert code == 1, err
     assert job.outputs()["verdict"] == "blocking", out
     assert not marker.exists(), "code from the checkout ran"
+
+
+def test_the_token_reaches_git_through_the_environment_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pushing traces to an https remote: git gets the token as an extra header from
+    GIT_CONFIG_* variables (never a command line or a URL), and the log masks it."""
+    import base64
+    import io
+
+    from controllers.action import git_credentials
+    from controllers.action._env import Job as ActionJob
+
+    for name in ("GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"):
+        monkeypatch.setenv(name, "")  # restored (removed) after the test
+    monkeypatch.delenv("GIT_CONFIG_COUNT")
+    job = ActionJob.from_env(
+        {"GITHUB_EVENT_NAME": "push", "GITHUB_REPOSITORY": "o/r", "GITHUB_WORKSPACE": str(tmp_path)}
+    )
+    out = io.StringIO()
+    git_credentials(job, "https://github.example.com/o/r.git", "ghs_tokenValue1", out)
+    header = base64.b64encode(b"x-access-token:ghs_tokenValue1").decode()
+    assert out.getvalue() == f"::add-mask::{header}\n"
+    seen = subprocess.run(
+        ["git", "config", "--get", "http.https://github.example.com/.extraheader"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert seen == f"AUTHORIZATION: basic {header}"
+    assert "ghs_tokenValue1" not in os.environ.get("GIT_CONFIG_KEY_0", "")
+    # A plain path or an ssh remote gets nothing.
+    monkeypatch.delenv("GIT_CONFIG_COUNT")
+    git_credentials(job, "/srv/git/r.git", "ghs_tokenValue1", io.StringIO())
+    assert "GIT_CONFIG_COUNT" not in os.environ
