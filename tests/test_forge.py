@@ -88,3 +88,39 @@ def test_two_writers_racing_both_land(repo: GitRepo, tmp_path: Path) -> None:
     assert second.publish_check(_run(commit, "c", "success")) is True
     assert results == [False, True], "the first push was rejected by the remote, the retry landed"
     assert [r.name for r in first.checks(commit)] == ["a", "b", "c"]
+
+
+def test_foundry_checks_list_and_show_read_the_local_forge(repo: GitRepo, tmp_path: Path) -> None:
+    """`foundry checks list|show` as processes: the structured listing, a filter by commit,
+    the text listing, a check shown by execution id, and an unknown one refused."""
+    import json
+
+    from tests.conftest import run_cli
+
+    remote = _remote(repo, tmp_path)
+    first = git(remote, "rev-parse", "HEAD").strip()
+    second = repo.commit("another")
+    git(repo.path, "push", "-q", str(remote), "HEAD:main")
+    forge = LocalForge(Mirror(str(remote), tmp_path / "w" / "mirror.git"))
+    forge.publish_check(_run(first, "lint", "success"))
+    forge.publish_check(_run(second, "tests", "failure"))
+    state = ["--repo", str(remote), "--state", str(tmp_path / "reader")]
+
+    listed = run_cli("foundry", "checks", "list", *state, "--json", cwd=tmp_path)
+    assert listed.code == 0, listed.err
+    assert [(r["commit"], r["name"], r["conclusion"]) for r in json.loads(listed.out)] == sorted(
+        [(first, "lint", "success"), (second, "tests", "failure")]
+    )
+    only = run_cli("foundry", "checks", "list", *state, "--commit", second, "--json", cwd=tmp_path)
+    assert [r["name"] for r in json.loads(only.out)] == ["tests"]
+    text = run_cli("foundry", "checks", "list", *state, cwd=tmp_path)
+    assert text.code == 0
+    assert sorted(line.split()[2] for line in text.out.splitlines()) == ["lint", "tests"]
+
+    shown = run_cli("foundry", "checks", "show", "lint", *state, cwd=tmp_path)
+    assert shown.code == 0, shown.err
+    assert shown.out.splitlines()[0] == f"lint on {first}: success"
+    missing = run_cli("foundry", "checks", "show", "nope", *state, cwd=tmp_path)
+    assert missing.code == 1
+    assert "no check run for 'nope'" in missing.err
+    assert "Traceback" not in missing.err
