@@ -69,12 +69,19 @@ class Identity:
     changes_requested: tuple[str, ...] = ()
 
 
+#: Known to have no merged pull request behind it (pushed straight to the branch): nobody
+#: vouches for it, which is not the same as a forge that cannot tell (None).
+NOBODY = Identity(pull=0, author="", approvers=())
+
+
 class ForgeError(TemporaryError):
     """The forge could not be reached or refused a request; what was to be published waits in
     the outbox and is tried again later."""
 
-    def __init__(self, message: str, *, delay: float = 0.0) -> None:
+    def __init__(self, message: str, *, delay: float = 0.0, status: int | None = None) -> None:
         super().__init__(message, delay=delay)
+        #: The HTTP status GitHub answered with, when it answered.
+        self.status = status
 
 
 class Forge(Protocol):

@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controllers.claims import Claim, Claims, LeaseLost
-from controllers.forge import CheckRun, Conclusion, Forge, ForgeError, Identity, LocalForge
+from controllers.forge import (
+    NOBODY,
+    CheckRun,
+    Conclusion,
+    Forge,
+    ForgeError,
+    Identity,
+    LocalForge,
+)
 from controllers.gitops import GitError, Mirror, holder_id, remote_url
 from controllers.outbox import Entry, Outbox
 from foundry.ports import Clock, SystemClock
@@ -446,6 +454,7 @@ class Reconciler:
         # Parsed documents are kept by blob id for as long as the branch holds that blob.
         current = {f"{sha}:{path}" for path, sha in entries.items()}
         self._parsed = {k: v for k, v in self._parsed.items() if k in current}
+        self._identities = {k: v for k, v in self._identities.items() if k in current}
         for path in sorted(entries):
             parts = path.split("/")
             if path == ".alloy/alloy.yaml":
@@ -524,7 +533,7 @@ class Reconciler:
                 who = self.forge.identity(self.mirror.last_change(head, path))
             except ForgeError as exc:
                 report.errors.append(f"{path}: who merged it is unknown for now: {exc}")
-                return Identity(pull=0, author="", approvers=())  # not cached: asked again
+                return NOBODY  # not cached: asked again on the next pass
             self._identities[key] = who
         who = self._identities[key]
         if who is not None and who.pull == 0:

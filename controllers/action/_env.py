@@ -103,6 +103,8 @@ def add_summary(job: Job, markdown: str) -> None:
 _LEVEL = {"failure": "error", "warning": "warning", "notice": "notice"}
 
 
+# The workflow-command escapes, as Alloy's review renderer has them: controllers may not import
+# Alloy (`foundry action` would then depend on it), so the two short rules stand here too.
 def _escape_data(value: str) -> str:
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 

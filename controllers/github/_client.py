@@ -215,4 +215,4 @@ def _error(method: str, url: str, response: Any) -> ForgeError:
         detail += f" ({errors})"
     retry = response.headers.get("Retry-After")
     delay = float(retry) if retry and retry.isdigit() else 0.0
-    return ForgeError(f"{method} {_path(url)}: {detail}", delay=delay)
+    return ForgeError(f"{method} {_path(url)}: {detail}", delay=delay, status=response.status_code)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import github3
 
-from controllers.forge import CheckRun, ForgeError, Identity
+from controllers.forge import NOBODY, CheckRun, ForgeError, Identity
 from controllers.github._client import Client
 
 #: GitHub's limits on a check run's output (characters; counted here in UTF-8 bytes, which is
@@ -146,17 +146,16 @@ class GitHubForge:
             and all(existing.get("output", {}).get(k) == v for k, v in output.items())
             and (existing.get("output", {}).get("text") or "") == output.get("text", "")
         )
-        present = [_key(a) for a in self._annotations_of(existing)]
-        wanted = [_key(a) for a in notes]
-        if same_fields and sorted(present, key=repr) == sorted(wanted, key=repr):
-            return False
-        remaining = list(present)
+        remaining = [_key(a) for a in self._annotations_of(existing)]
         missing = []
-        for note, key in zip(notes, wanted, strict=True):
+        for note in notes:
+            key = _key(note)
             if key in remaining:
                 remaining.remove(key)
             else:
                 missing.append(note)
+        if same_fields and not missing and not remaining:
+            return False
         if remaining:  # GitHub cannot take an annotation back: a new run replaces this one
             return self._create(run, output, notes)
         self._update(existing, run, output, missing)
@@ -182,7 +181,7 @@ class GitHubForge:
                 "POST", self.client.repo_url("check-runs"), ok=(201,), json=body
             )
         except ForgeError as exc:
-            if " 403 " not in f" {exc} " or "rate limit" in str(exc).lower():
+            if exc.status != 403 or "rate limit" in str(exc).lower():
                 raise
             # The token may not write check runs (a personal token, a read-only fork token):
             # the fallback is a commit status.
@@ -313,9 +312,7 @@ class GitHubForge:
             return self._identities[commit]
         pulls = self.client.pages(self.client.repo_url("commits", commit, "pulls"))
         merged = [p for p in pulls if p.get("merged_at")]
-        # Known to have no merged pull request (pushed straight to the branch): nobody vouches
-        # for it, which is not the same as a forge that cannot tell (None).
-        found = Identity(pull=0, author="", approvers=())
+        found = NOBODY
         if merged:
             exact = [p for p in merged if p.get("merge_commit_sha") == commit]
             pull = (exact or merged)[0]
