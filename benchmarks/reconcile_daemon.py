@@ -355,7 +355,12 @@ def main() -> None:
         if args.only in (None, "poll"):
             (base / "c").mkdir()
             polling(
-                base / "c", args.repos, args.seconds, args.interval, args.concurrency, watch=args.watch
+                base / "c",
+                args.repos,
+                args.seconds,
+                args.interval,
+                args.concurrency,
+                watch=args.watch,
             )
     finally:
         if args.keep:

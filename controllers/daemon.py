@@ -88,7 +88,15 @@ _TOP_KEYS = (
     "repositories",
 )
 _REPO_KEYS = (
-    "repo", "branch", "interval", "lease", "recheck", "workers", "watch", "github", "githubApi",
+    "repo",
+    "branch",
+    "interval",
+    "lease",
+    "recheck",
+    "workers",
+    "watch",
+    "github",
+    "githubApi",
 )
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 

@@ -34,11 +34,15 @@ def intent_yaml(
     on: str = "{apply: true, request: true}",
 ) -> str:
     """A valid intent document; `blocks` is YAML indented for `automation.blocks`."""
-    blocks = blocks if blocks is not None else (
-        "      - id: build\n"
-        "        run: [python, -c, 'print(1)']\n"
-        "        effects: none\n"
-        "        outputs: [out.txt]\n"
+    blocks = (
+        blocks
+        if blocks is not None
+        else (
+            "      - id: build\n"
+            "        run: [python, -c, 'print(1)']\n"
+            "        effects: none\n"
+            "        outputs: [out.txt]\n"
+        )
     )
     return (
         "apiVersion: alloy.dev/v1\n"
@@ -58,7 +62,9 @@ def intent_yaml(
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
@@ -132,8 +138,9 @@ class Result:
     err: str
 
 
-def run_cli(prog: str, *args: str, cwd: Path, stdin: str | None = None,
-            env: Mapping[str, str] | None = None) -> Result:
+def run_cli(
+    prog: str, *args: str, cwd: Path, stdin: str | None = None, env: Mapping[str, str] | None = None
+) -> Result:
     """Run `alloy` or `foundry` as a real process (the installed package, same interpreter)."""
     proc = subprocess.run(
         [sys.executable, "-m", prog, *args],
@@ -174,19 +181,24 @@ def github_fake() -> FakeGitHub:
 
 @pytest.fixture(scope="session")
 def github_prism(
-    github_fake: FakeGitHub, tmp_path_factory: pytest.TempPathFactory,
+    github_fake: FakeGitHub,
+    tmp_path_factory: pytest.TempPathFactory,
     pytestconfig: pytest.Config,
 ) -> Iterator[PrismProxy]:
     """Prism proxying to the fake, checking both directions against GitHub's description.
     Missing tools fail the tests (never skip them): CI must have installed them."""
     cache = pytestconfig.cache
-    cache_dir = (Path(cache.mkdir("github-openapi")) if cache is not None
-                 else tmp_path_factory.getbasetemp() / "github-openapi")
+    cache_dir = (
+        Path(cache.mkdir("github-openapi"))
+        if cache is not None
+        else tmp_path_factory.getbasetemp() / "github-openapi"
+    )
     problem = None
     try:
         spec = cleaned_spec(cache_dir)
-        prism = PrismProxy(spec, github_fake.direct_url,
-                           tmp_path_factory.mktemp("prism") / "prism.log").start()
+        prism = PrismProxy(
+            spec, github_fake.direct_url, tmp_path_factory.mktemp("prism") / "prism.log"
+        ).start()
     except (FileNotFoundError, RuntimeError) as exc:
         problem = str(exc)
     if problem is not None:
@@ -205,11 +217,14 @@ def github(github_fake: FakeGitHub, github_prism: PrismProxy) -> Iterator[GitHub
     github_fake.public_url = github_prism.url
     github_fake.start(port=int(github_fake.direct_url.rsplit(":", 1)[1]))
     try:
-        yield GitHubRig(api_url=github_prism.url, direct_url=github_fake.direct_url,
-                        fake=github_fake, prism=github_prism)
+        yield GitHubRig(
+            api_url=github_prism.url,
+            direct_url=github_fake.direct_url,
+            fake=github_fake,
+            prism=github_prism,
+        )
     finally:
         github_fake.stop()
     errors = list(github_fake.internal_errors)
     if errors:
-        pytest.fail("the fake GitHub failed while answering:\n" + "\n".join(errors),
-                    pytrace=False)
+        pytest.fail("the fake GitHub failed while answering:\n" + "\n".join(errors), pytrace=False)

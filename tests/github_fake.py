@@ -53,23 +53,40 @@ MAX_ANNOTATIONS_PER_REQUEST = 50
 REVIEW_STATES = ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PENDING")
 
 # Real ids where the tests' webhook payloads (@octokit/webhooks-examples) use these names.
-KNOWN_IDS = {"Codertocat": 21031067, "github-actions[bot]": 41898282, "github": 9919,
-             "octocat": 583231}
+KNOWN_IDS = {
+    "Codertocat": 21031067,
+    "github-actions[bot]": 41898282,
+    "github": 9919,
+    "octocat": 583231,
+}
 DEFAULT_REPO = "Codertocat/Hello-World"
 DEFAULT_REPO_ID = 186853002
-GITHUB_ACTIONS_APP = {"id": 15368, "slug": "github-actions", "name": "GitHub Actions",
-                      "owner": "github"}
+GITHUB_ACTIONS_APP = {
+    "id": 15368,
+    "slug": "github-actions",
+    "name": "GitHub Actions",
+    "owner": "github",
+}
 
 
 class ApiError(Exception):
     """A GitHub error response: `status` with GitHub's error body."""
 
-    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None,
-                 headers: Mapping[str, str] | None = None, docs: str = DOCS) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        docs: str = DOCS,
+    ) -> None:
         super().__init__(message)
         self.status = status
-        self.body: dict[str, Any] = {"message": message, "documentation_url": docs,
-                                     "status": str(status)}
+        self.body: dict[str, Any] = {
+            "message": message,
+            "documentation_url": docs,
+            "status": str(status),
+        }
         if errors is not None:
             self.body["errors"] = errors
         self.headers = dict(headers or {})
@@ -295,10 +312,16 @@ class FakeGitHub:
     app_id; otherwise any well-formed JWT is accepted as the App.
     """
 
-    def __init__(self, *, tokens: Mapping[str, str] | Iterable[str] = ("test-token",),
-                 app_id: int = 4242, app_slug: str = "alloy-foundry",
-                 app_public_key: str | bytes | None = None, installation_id: int = 1,
-                 rate_limit: int = 5000) -> None:
+    def __init__(
+        self,
+        *,
+        tokens: Mapping[str, str] | Iterable[str] = ("test-token",),
+        app_id: int = 4242,
+        app_slug: str = "alloy-foundry",
+        app_public_key: str | bytes | None = None,
+        installation_id: int = 1,
+        rate_limit: int = 5000,
+    ) -> None:
         if isinstance(tokens, Mapping):
             self._initial_tokens = dict(tokens)
         else:
@@ -327,8 +350,9 @@ class FakeGitHub:
 
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="fake-github", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-github", daemon=True
+        )
         self._thread.start()
         if not self.public_url:
             self.public_url = self.direct_url
@@ -377,9 +401,12 @@ class FakeGitHub:
             self._faults: list[Fault] = []
             self._log: list[RecordedRequest] = []
             self.internal_errors: list[str] = []  # tracebacks of the fake's own bugs
-            self._rate = {"limit": self._initial_rate_limit,
-                          "remaining": self._initial_rate_limit,
-                          "reset": int(time.time()) + 3600, "used": 0}
+            self._rate = {
+                "limit": self._initial_rate_limit,
+                "remaining": self._initial_rate_limit,
+                "reset": int(time.time()) + 3600,
+                "used": 0,
+            }
             self.add_repo(DEFAULT_REPO, repo_id=DEFAULT_REPO_ID, default_branch="main")
 
     def _new_id(self) -> int:
@@ -390,23 +417,43 @@ class FakeGitHub:
         with self._lock:
             self._tokens[token] = login
 
-    def add_repo(self, full_name: str, *, private: bool = False, default_branch: str = "main",
-                 fork: bool = False, repo_id: int | None = None) -> None:
+    def add_repo(
+        self,
+        full_name: str,
+        *,
+        private: bool = False,
+        default_branch: str = "main",
+        fork: bool = False,
+        repo_id: int | None = None,
+    ) -> None:
         owner, name = full_name.split("/", 1)
         with self._lock:
-            self._repos[full_name] = Repo(owner, name, repo_id or self._new_id(), private,
-                                          default_branch, fork)
+            self._repos[full_name] = Repo(
+                owner, name, repo_id or self._new_id(), private, default_branch, fork
+            )
 
     def add_issue(self, number: int, title: str = "An issue", *, repo: str = DEFAULT_REPO) -> None:
         with self._lock:
             self._issues[(repo, number)] = title
 
-    def add_pull(self, number: int, head_sha: str, *, base_ref: str = "main",
-                 user: str = "octocat", merged: bool = False,
-                 merge_commit_sha: str | None = None, head_repo_full_name: str | None = None,
-                 head_ref: str | None = None, base_sha: str = "0" * 40,
-                 title: str | None = None, body: str | None = None, state: str | None = None,
-                 draft: bool = False, repo: str = DEFAULT_REPO) -> None:
+    def add_pull(
+        self,
+        number: int,
+        head_sha: str,
+        *,
+        base_ref: str = "main",
+        user: str = "octocat",
+        merged: bool = False,
+        merge_commit_sha: str | None = None,
+        head_repo_full_name: str | None = None,
+        head_ref: str | None = None,
+        base_sha: str = "0" * 40,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+        draft: bool = False,
+        repo: str = DEFAULT_REPO,
+    ) -> None:
         """A pull request (and its issue). `head_repo_full_name` other than `repo` makes it a
         pull request from a fork; a merged one is closed and, with `merge_commit_sha`, is
         associated with that commit too."""
@@ -417,32 +464,61 @@ class FakeGitHub:
             now = _now()
             self._issues[(repo, number)] = title or f"Pull request {number}"
             self._pulls[(repo, number)] = Pull(
-                repo=repo, number=number, id=self._new_id(), head_sha=head_sha,
-                head_ref=head_ref or f"topic-{number}", head_repo=head_repo,
-                base_ref=base_ref, base_sha=base_sha, user=user,
-                title=title or f"Pull request {number}", body=body,
-                state=state or ("closed" if merged else "open"), merged=merged,
-                merge_commit_sha=merge_commit_sha, draft=draft, created_at=now,
-                merged_at=now if merged else None)
+                repo=repo,
+                number=number,
+                id=self._new_id(),
+                head_sha=head_sha,
+                head_ref=head_ref or f"topic-{number}",
+                head_repo=head_repo,
+                base_ref=base_ref,
+                base_sha=base_sha,
+                user=user,
+                title=title or f"Pull request {number}",
+                body=body,
+                state=state or ("closed" if merged else "open"),
+                merged=merged,
+                merge_commit_sha=merge_commit_sha,
+                draft=draft,
+                created_at=now,
+                merged_at=now if merged else None,
+            )
 
-    def add_review(self, number: int, user: str, state: str, *, commit_id: str | None = None,
-                   body: str = "", repo: str = DEFAULT_REPO) -> int:
+    def add_review(
+        self,
+        number: int,
+        user: str,
+        state: str,
+        *,
+        commit_id: str | None = None,
+        body: str = "",
+        repo: str = DEFAULT_REPO,
+    ) -> int:
         if state not in REVIEW_STATES:
             raise ValueError(f"review state {state!r} is not one of {REVIEW_STATES}")
         with self._lock:
             pull = self._pulls[(repo, number)]
-            review = Review(self._new_id(), repo, number, user, state,
-                            commit_id if commit_id is not None else pull.head_sha, body, _now())
+            review = Review(
+                self._new_id(),
+                repo,
+                number,
+                user,
+                state,
+                commit_id if commit_id is not None else pull.head_sha,
+                body,
+                _now(),
+            )
             self._reviews.append(review)
             return review.id
 
-    def add_team_member(self, org: str, team: str, user: str, *, role: str = "member",
-                        state: str = "active") -> None:
+    def add_team_member(
+        self, org: str, team: str, user: str, *, role: str = "member", state: str = "active"
+    ) -> None:
         with self._lock:
             self._teams[(org.lower(), team.lower(), user.lower())] = (role, state)
 
-    def set_rate_limit(self, *, remaining: int | None = None, limit: int | None = None,
-                       reset: int | None = None) -> None:
+    def set_rate_limit(
+        self, *, remaining: int | None = None, limit: int | None = None, reset: int | None = None
+    ) -> None:
         """Set the core quota; at remaining 0 every counted request gets GitHub's primary
         rate-limit 403 until `reset` (epoch seconds)."""
         with self._lock:
@@ -454,9 +530,16 @@ class FakeGitHub:
                 self._rate["reset"] = reset
             self._rate["used"] = self._rate["limit"] - self._rate["remaining"]
 
-    def fail_next(self, method: str, path_regex: str, status: int, *,
-                  headers: Mapping[str, str] | None = None, body: Any = None,
-                  times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        times: int = 1,
+    ) -> None:
         """Answer the next `times` requests of `method` whose path matches `path_regex`
         (re.search; no query string) with `status`, `headers` (over the usual rate-limit
         headers) and `body` (JSON for a dict or list, else sent as text; by default GitHub's
@@ -464,27 +547,46 @@ class FakeGitHub:
         if status == 501:
             raise ValueError("Prism re-mocks upstream 501 responses; use another status")
         with self._lock:
-            self._faults.append(Fault(method.upper(), re.compile(path_regex), status,
-                                      dict(headers or {}), body, times))
+            self._faults.append(
+                Fault(
+                    method.upper(), re.compile(path_regex), status, dict(headers or {}), body, times
+                )
+            )
 
-    def fail_next_secondary_rate_limit(self, method: str, path_regex: str, *,
-                                       retry_after: int = 1, times: int = 1) -> None:
+    def fail_next_secondary_rate_limit(
+        self, method: str, path_regex: str, *, retry_after: int = 1, times: int = 1
+    ) -> None:
         """GitHub's secondary rate limit: 403, its message, and Retry-After."""
-        self.fail_next(method, path_regex, 403, headers={"Retry-After": str(retry_after)},
-                       body=SECONDARY_RATE_LIMIT_BODY, times=times)
+        self.fail_next(
+            method,
+            path_regex,
+            403,
+            headers={"Retry-After": str(retry_after)},
+            body=SECONDARY_RATE_LIMIT_BODY,
+            times=times,
+        )
 
-    def fail_next_primary_rate_limit(self, method: str, path_regex: str, *,
-                                     reset_in: int = 1, status: int = 403,
-                                     times: int = 1) -> None:
+    def fail_next_primary_rate_limit(
+        self, method: str, path_regex: str, *, reset_in: int = 1, status: int = 403, times: int = 1
+    ) -> None:
         """GitHub's primary rate limit: 403 (or 429), X-RateLimit-Remaining 0 and the Reset."""
         with self._lock:
             limit = self._rate["limit"]
-        self.fail_next(method, path_regex, status, times=times, headers={
-            "X-RateLimit-Remaining": "0", "X-RateLimit-Used": str(limit),
-            "X-RateLimit-Reset": str(int(time.time()) + reset_in)},
-            body={"message": "API rate limit exceeded for installation ID "
-                             f"{self.installation_id}.",
-                  "documentation_url": RATE_LIMIT_DOCS})
+        self.fail_next(
+            method,
+            path_regex,
+            status,
+            times=times,
+            headers={
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Used": str(limit),
+                "X-RateLimit-Reset": str(int(time.time()) + reset_in),
+            },
+            body={
+                "message": f"API rate limit exceeded for installation ID {self.installation_id}.",
+                "documentation_url": RATE_LIMIT_DOCS,
+            },
+        )
 
     @property
     def client_id(self) -> str:
@@ -503,13 +605,17 @@ class FakeGitHub:
 
     def comments(self, repo: str = DEFAULT_REPO, issue_number: int | None = None) -> list[Comment]:
         with self._lock:
-            return [copy.deepcopy(c) for c in self._comments.values() if c.repo == repo
-                    and issue_number in (None, c.issue_number)]
+            return [
+                copy.deepcopy(c)
+                for c in self._comments.values()
+                if c.repo == repo and issue_number in (None, c.issue_number)
+            ]
 
     def statuses(self, repo: str = DEFAULT_REPO, sha: str | None = None) -> list[Status]:
         with self._lock:
-            return [copy.deepcopy(s) for s in self._statuses if s.repo == repo
-                    and sha in (None, s.sha)]
+            return [
+                copy.deepcopy(s) for s in self._statuses if s.repo == repo and sha in (None, s.sha)
+            ]
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -518,8 +624,7 @@ class FakeGitHub:
 
     def requests_to(self, method: str, path_regex: str) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
-        return [r for r in self.requests
-                if r.method == method.upper() and pattern.search(r.path)]
+        return [r for r in self.requests if r.method == method.upper() and pattern.search(r.path)]
 
     @property
     def rate_limit_remaining(self) -> int:
@@ -538,18 +643,24 @@ class FakeGitHub:
         api = f"{base}/users/{quoted}"
         uid = _user_id(login)
         return {
-            "login": login, "id": uid, "node_id": _node_id("U", uid),
-            "avatar_url": f"{base}/avatars/u/{uid}?v=4", "gravatar_id": "",
-            "url": api, "html_url": f"{base}/{quoted}",
+            "login": login,
+            "id": uid,
+            "node_id": _node_id("U", uid),
+            "avatar_url": f"{base}/avatars/u/{uid}?v=4",
+            "gravatar_id": "",
+            "url": api,
+            "html_url": f"{base}/{quoted}",
             "followers_url": f"{api}/followers",
             "following_url": f"{api}/following{{/other_user}}",
             "gists_url": f"{api}/gists{{/gist_id}}",
             "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
             "subscriptions_url": f"{api}/subscriptions",
-            "organizations_url": f"{api}/orgs", "repos_url": f"{api}/repos",
+            "organizations_url": f"{api}/orgs",
+            "repos_url": f"{api}/repos",
             "events_url": f"{api}/events{{/privacy}}",
             "received_events_url": f"{api}/received_events",
-            "type": "Bot" if login.endswith("[bot]") else "User", "site_admin": False,
+            "type": "Bot" if login.endswith("[bot]") else "User",
+            "site_admin": False,
         }
 
     def _repo(self, full_name: str) -> dict[str, Any]:
@@ -560,9 +671,16 @@ class FakeGitHub:
         html = f"{base}/{full_name}"
         created = "2019-05-15T15:19:25Z"
         return {
-            "id": repo.id, "node_id": _node_id("R", repo.id), "name": repo.name,
-            "full_name": full_name, "owner": self._user(repo.owner), "private": repo.private,
-            "html_url": html, "description": None, "fork": repo.fork, "url": api,
+            "id": repo.id,
+            "node_id": _node_id("R", repo.id),
+            "name": repo.name,
+            "full_name": full_name,
+            "owner": self._user(repo.owner),
+            "private": repo.private,
+            "html_url": html,
+            "description": None,
+            "fork": repo.fork,
+            "url": api,
             "archive_url": f"{api}/{{archive_format}}{{/ref}}",
             "assignees_url": f"{api}/assignees{{/user}}",
             "blobs_url": f"{api}/git/blobs{{/sha}}",
@@ -573,78 +691,146 @@ class FakeGitHub:
             "compare_url": f"{api}/compare/{{base}}...{{head}}",
             "contents_url": f"{api}/contents/{{+path}}",
             "contributors_url": f"{api}/contributors",
-            "deployments_url": f"{api}/deployments", "downloads_url": f"{api}/downloads",
-            "events_url": f"{api}/events", "forks_url": f"{api}/forks",
+            "deployments_url": f"{api}/deployments",
+            "downloads_url": f"{api}/downloads",
+            "events_url": f"{api}/events",
+            "forks_url": f"{api}/forks",
             "git_commits_url": f"{api}/git/commits{{/sha}}",
             "git_refs_url": f"{api}/git/refs{{/sha}}",
             "git_tags_url": f"{api}/git/tags{{/sha}}",
-            "git_url": f"{html}.git", "ssh_url": f"{html}.git", "clone_url": f"{html}.git",
-            "svn_url": html, "mirror_url": None, "homepage": None, "language": None,
+            "git_url": f"{html}.git",
+            "ssh_url": f"{html}.git",
+            "clone_url": f"{html}.git",
+            "svn_url": html,
+            "mirror_url": None,
+            "homepage": None,
+            "language": None,
             "issue_comment_url": f"{api}/issues/comments{{/number}}",
             "issue_events_url": f"{api}/issues/events{{/number}}",
-            "issues_url": f"{api}/issues{{/number}}", "keys_url": f"{api}/keys{{/key_id}}",
-            "labels_url": f"{api}/labels{{/name}}", "languages_url": f"{api}/languages",
+            "issues_url": f"{api}/issues{{/number}}",
+            "keys_url": f"{api}/keys{{/key_id}}",
+            "labels_url": f"{api}/labels{{/name}}",
+            "languages_url": f"{api}/languages",
             "merges_url": f"{api}/merges",
             "milestones_url": f"{api}/milestones{{/number}}",
             "notifications_url": f"{api}/notifications{{?since,all,participating}}",
             "pulls_url": f"{api}/pulls{{/number}}",
             "releases_url": f"{api}/releases{{/id}}",
-            "stargazers_url": f"{api}/stargazers", "statuses_url": f"{api}/statuses/{{sha}}",
-            "subscribers_url": f"{api}/subscribers", "subscription_url": f"{api}/subscription",
-            "tags_url": f"{api}/tags", "teams_url": f"{api}/teams",
-            "trees_url": f"{api}/git/trees{{/sha}}", "hooks_url": f"{api}/hooks",
-            "forks_count": 0, "forks": 0, "stargazers_count": 0, "watchers_count": 0,
-            "watchers": 0, "size": 0, "open_issues_count": 0, "open_issues": 0,
-            "subscribers_count": 0, "network_count": 0,
-            "default_branch": repo.default_branch, "has_issues": True, "has_projects": True,
-            "has_wiki": True, "has_pages": False, "has_downloads": True,
-            "has_discussions": False, "archived": False, "disabled": False,
+            "stargazers_url": f"{api}/stargazers",
+            "statuses_url": f"{api}/statuses/{{sha}}",
+            "subscribers_url": f"{api}/subscribers",
+            "subscription_url": f"{api}/subscription",
+            "tags_url": f"{api}/tags",
+            "teams_url": f"{api}/teams",
+            "trees_url": f"{api}/git/trees{{/sha}}",
+            "hooks_url": f"{api}/hooks",
+            "forks_count": 0,
+            "forks": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "watchers": 0,
+            "size": 0,
+            "open_issues_count": 0,
+            "open_issues": 0,
+            "subscribers_count": 0,
+            "network_count": 0,
+            "default_branch": repo.default_branch,
+            "has_issues": True,
+            "has_projects": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "has_downloads": True,
+            "has_discussions": False,
+            "archived": False,
+            "disabled": False,
             "visibility": "private" if repo.private else "public",
-            "license": None, "pushed_at": created, "created_at": created, "updated_at": created,
-            "permissions": {"admin": False, "maintain": False, "push": True, "triage": True,
-                            "pull": True},
+            "license": None,
+            "pushed_at": created,
+            "created_at": created,
+            "updated_at": created,
+            "permissions": {
+                "admin": False,
+                "maintain": False,
+                "push": True,
+                "triage": True,
+                "pull": True,
+            },
         }
 
     def _app_json(self, app: Mapping[str, Any]) -> dict[str, Any]:
         base = self._base
         return {
-            "id": app["id"], "slug": app["slug"], "node_id": _node_id("A", app["id"]),
-            "client_id": f"Iv1.{app['id']:016x}", "owner": self._user(app["owner"]),
-            "name": app["name"], "description": None,
-            "external_url": f"{base}/apps/{app['slug']}", "html_url": f"{base}/apps/{app['slug']}",
-            "created_at": "2018-07-30T09:30:17Z", "updated_at": "2019-12-10T19:04:12Z",
-            "permissions": {"checks": "write", "contents": "read", "issues": "write",
-                            "metadata": "read", "pull_requests": "write", "statuses": "write"},
+            "id": app["id"],
+            "slug": app["slug"],
+            "node_id": _node_id("A", app["id"]),
+            "client_id": f"Iv1.{app['id']:016x}",
+            "owner": self._user(app["owner"]),
+            "name": app["name"],
+            "description": None,
+            "external_url": f"{base}/apps/{app['slug']}",
+            "html_url": f"{base}/apps/{app['slug']}",
+            "created_at": "2018-07-30T09:30:17Z",
+            "updated_at": "2019-12-10T19:04:12Z",
+            "permissions": {
+                "checks": "write",
+                "contents": "read",
+                "issues": "write",
+                "metadata": "read",
+                "pull_requests": "write",
+                "statuses": "write",
+            },
             "events": ["check_run", "pull_request", "pull_request_review", "push"],
         }
 
     def _our_app(self) -> dict[str, Any]:
         repo_owner = _owner(DEFAULT_REPO)
-        return {"id": self.app_id, "slug": self.app_slug, "name": self.app_slug,
-                "owner": repo_owner}
+        return {
+            "id": self.app_id,
+            "slug": self.app_slug,
+            "name": self.app_slug,
+            "owner": repo_owner,
+        }
 
     def _check_run_json(self, run: CheckRun) -> dict[str, Any]:
         base = self._base
         url = f"{base}/repos/{run.repo}/check-runs/{run.id}"
         html = f"{base}/{run.repo}/runs/{run.id}"
         pulls = [
-            {"id": p.id, "number": p.number, "url": f"{base}/repos/{p.repo}/pulls/{p.number}",
-             "head": {"ref": p.head_ref, "sha": p.head_sha, "repo": self._repo_ref(p.head_repo)},
-             "base": {"ref": p.base_ref, "sha": p.base_sha, "repo": self._repo_ref(p.repo)}}
+            {
+                "id": p.id,
+                "number": p.number,
+                "url": f"{base}/repos/{p.repo}/pulls/{p.number}",
+                "head": {"ref": p.head_ref, "sha": p.head_sha, "repo": self._repo_ref(p.head_repo)},
+                "base": {"ref": p.base_ref, "sha": p.base_sha, "repo": self._repo_ref(p.repo)},
+            }
             for p in self._pulls.values()
-            if p.repo == run.repo and p.head_sha == run.head_sha and p.head_repo == p.repo
+            if p.repo == run.repo
+            and p.head_sha == run.head_sha
+            and p.head_repo == p.repo
             and p.state == "open"
         ]
         return {
-            "id": run.id, "node_id": _node_id("CR", run.id), "head_sha": run.head_sha,
+            "id": run.id,
+            "node_id": _node_id("CR", run.id),
+            "head_sha": run.head_sha,
             "external_id": run.external_id if run.external_id is not None else "",
-            "url": url, "html_url": html, "details_url": run.details_url or html,
-            "status": run.status, "conclusion": run.conclusion, "started_at": run.started_at,
-            "completed_at": run.completed_at, "name": run.name,
-            "output": {"title": run.output_title, "summary": run.output_summary,
-                       "text": run.output_text, "annotations_count": len(run.annotations),
-                       "annotations_url": f"{url}/annotations"},
-            "check_suite": {"id": run.check_suite_id}, "app": self._app_json(run.app),
+            "url": url,
+            "html_url": html,
+            "details_url": run.details_url or html,
+            "status": run.status,
+            "conclusion": run.conclusion,
+            "started_at": run.started_at,
+            "completed_at": run.completed_at,
+            "name": run.name,
+            "output": {
+                "title": run.output_title,
+                "summary": run.output_summary,
+                "text": run.output_text,
+                "annotations_count": len(run.annotations),
+                "annotations_url": f"{url}/annotations",
+            },
+            "check_suite": {"id": run.check_suite_id},
+            "app": self._app_json(run.app),
             "pull_requests": pulls,
         }
 
@@ -656,12 +842,16 @@ class FakeGitHub:
         base = self._base
         kind = "pull" if (c.repo, c.issue_number) in self._pulls else "issues"
         return {
-            "id": c.id, "node_id": _node_id("IC", c.id),
+            "id": c.id,
+            "node_id": _node_id("IC", c.id),
             "url": f"{base}/repos/{c.repo}/issues/comments/{c.id}",
             "html_url": f"{base}/{c.repo}/{kind}/{c.issue_number}#issuecomment-{c.id}",
             "issue_url": f"{base}/repos/{c.repo}/issues/{c.issue_number}",
-            **_bodies(c.body, media), "user": self._user(c.user), "created_at": c.created_at,
-            "updated_at": c.updated_at, "author_association": "NONE",
+            **_bodies(c.body, media),
+            "user": self._user(c.user),
+            "created_at": c.created_at,
+            "updated_at": c.updated_at,
+            "author_association": "NONE",
         }
 
     def _pull_json(self, p: Pull, media: str = "raw") -> dict[str, Any]:
@@ -673,41 +863,79 @@ class FakeGitHub:
         head_owner = p.head_repo.split("/")[0]
         base_owner = p.repo.split("/")[0]
         head_sha_statuses = f"{api}/statuses/{p.head_sha}"
-        links = {"self": url, "html": html, "issue": f"{api}/issues/{p.number}",
-                 "comments": f"{api}/issues/{p.number}/comments",
-                 "review_comments": f"{url}/comments",
-                 "review_comment": f"{api}/pulls/comments{{/number}}",
-                 "commits": f"{url}/commits", "statuses": head_sha_statuses}
+        links = {
+            "self": url,
+            "html": html,
+            "issue": f"{api}/issues/{p.number}",
+            "comments": f"{api}/issues/{p.number}/comments",
+            "review_comments": f"{url}/comments",
+            "review_comment": f"{api}/pulls/comments{{/number}}",
+            "commits": f"{url}/commits",
+            "statuses": head_sha_statuses,
+        }
         return {
-            "url": url, "id": p.id, "node_id": _node_id("PR", p.id), "html_url": html,
-            "diff_url": f"{html}.diff", "patch_url": f"{html}.patch",
-            "issue_url": links["issue"], "commits_url": links["commits"],
+            "url": url,
+            "id": p.id,
+            "node_id": _node_id("PR", p.id),
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": links["issue"],
+            "commits_url": links["commits"],
             "review_comments_url": links["review_comments"],
             "review_comment_url": links["review_comment"],
-            "comments_url": links["comments"], "statuses_url": head_sha_statuses,
-            "number": p.number, "state": p.state, "locked": False, "title": p.title,
-            "user": self._user(p.user), **_bodies(p.body, media), "labels": [],
+            "comments_url": links["comments"],
+            "statuses_url": head_sha_statuses,
+            "number": p.number,
+            "state": p.state,
+            "locked": False,
+            "title": p.title,
+            "user": self._user(p.user),
+            **_bodies(p.body, media),
+            "labels": [],
             "milestone": None,
-            "active_lock_reason": None, "created_at": p.created_at, "updated_at": p.created_at,
-            "closed_at": p.merged_at if p.state == "closed" else None, "merged_at": p.merged_at,
-            "merge_commit_sha": p.merge_commit_sha, "assignee": None, "assignees": [],
-            "requested_reviewers": [], "requested_teams": [],
-            "head": {"label": f"{head_owner}:{p.head_ref}", "ref": p.head_ref,
-                     "sha": p.head_sha, "user": self._user(head_owner),
-                     "repo": self._repo(p.head_repo)},
-            "base": {"label": f"{base_owner}:{p.base_ref}", "ref": p.base_ref,
-                     "sha": p.base_sha, "user": self._user(base_owner),
-                     "repo": self._repo(p.repo)},
+            "active_lock_reason": None,
+            "created_at": p.created_at,
+            "updated_at": p.created_at,
+            "closed_at": p.merged_at if p.state == "closed" else None,
+            "merged_at": p.merged_at,
+            "merge_commit_sha": p.merge_commit_sha,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "label": f"{head_owner}:{p.head_ref}",
+                "ref": p.head_ref,
+                "sha": p.head_sha,
+                "user": self._user(head_owner),
+                "repo": self._repo(p.head_repo),
+            },
+            "base": {
+                "label": f"{base_owner}:{p.base_ref}",
+                "ref": p.base_ref,
+                "sha": p.base_sha,
+                "user": self._user(base_owner),
+                "repo": self._repo(p.repo),
+            },
             "_links": {k: {"href": v} for k, v in links.items()},
-            "author_association": "CONTRIBUTOR", "auto_merge": None, "draft": p.draft,
-            "merged": p.merged, "mergeable": None if p.merged else True,
+            "author_association": "CONTRIBUTOR",
+            "auto_merge": None,
+            "draft": p.draft,
+            "merged": p.merged,
+            "mergeable": None if p.merged else True,
             "rebaseable": None if p.merged else True,
             "mergeable_state": "unknown" if p.merged else "clean",
             "merged_by": self._user(base_owner) if p.merged else None,
-            "comments": sum(1 for c in self._comments.values()
-                            if (c.repo, c.issue_number) == (p.repo, p.number)),
-            "review_comments": 0, "maintainer_can_modify": False, "commits": 1,
-            "additions": 1, "deletions": 0, "changed_files": 1,
+            "comments": sum(
+                1 for c in self._comments.values() if (c.repo, c.issue_number) == (p.repo, p.number)
+            ),
+            "review_comments": 0,
+            "maintainer_can_modify": False,
+            "commits": 1,
+            "additions": 1,
+            "deletions": 0,
+            "changed_files": 1,
         }
 
     def _review_json(self, r: Review, media: str = "raw") -> dict[str, Any]:
@@ -715,11 +943,16 @@ class FakeGitHub:
         pull_url = f"{base}/repos/{r.repo}/pulls/{r.number}"
         html = f"{base}/{r.repo}/pull/{r.number}#pullrequestreview-{r.id}"
         return {
-            "id": r.id, "node_id": _node_id("PRR", r.id), "user": self._user(r.user),
-            **_bodies(r.body, media), "state": r.state, "html_url": html,
+            "id": r.id,
+            "node_id": _node_id("PRR", r.id),
+            "user": self._user(r.user),
+            **_bodies(r.body, media),
+            "state": r.state,
+            "html_url": html,
             "pull_request_url": pull_url,
             "_links": {"html": {"href": html}, "pull_request": {"href": pull_url}},
-            "submitted_at": r.submitted_at, "commit_id": r.commit_id,
+            "submitted_at": r.submitted_at,
+            "commit_id": r.commit_id,
             "author_association": "COLLABORATOR",
         }
 
@@ -727,9 +960,15 @@ class FakeGitHub:
         creator = self._user(s.creator)
         out: dict[str, Any] = {
             "url": f"{self._base}/repos/{s.repo}/statuses/{s.sha}",
-            "avatar_url": creator["avatar_url"], "id": s.id, "node_id": _node_id("SC", s.id),
-            "state": s.state, "description": s.description, "target_url": s.target_url,
-            "context": s.context, "created_at": s.created_at, "updated_at": s.created_at,
+            "avatar_url": creator["avatar_url"],
+            "id": s.id,
+            "node_id": _node_id("SC", s.id),
+            "state": s.state,
+            "description": s.description,
+            "target_url": s.target_url,
+            "context": s.context,
+            "created_at": s.created_at,
+            "updated_at": s.created_at,
         }
         if not simple:
             out["creator"] = creator
@@ -740,17 +979,26 @@ class FakeGitHub:
         owner = _owner(DEFAULT_REPO)
         app = self._app_json(self._our_app())
         return {
-            "id": self.installation_id, "account": self._user(owner),
+            "id": self.installation_id,
+            "account": self._user(owner),
             "repository_selection": "selected",
             "access_tokens_url": f"{base}/app/installations/{self.installation_id}/access_tokens",
             "repositories_url": f"{base}/installation/repositories",
             "html_url": f"{base}/settings/installations/{self.installation_id}",
-            "app_id": self.app_id, "app_slug": self.app_slug, "client_id": app["client_id"],
-            "target_id": _user_id(owner), "target_type": "User",
-            "permissions": app["permissions"], "events": app["events"],
-            "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
-            "single_file_name": None, "has_multiple_single_files": False,
-            "single_file_paths": [], "suspended_by": None, "suspended_at": None,
+            "app_id": self.app_id,
+            "app_slug": self.app_slug,
+            "client_id": app["client_id"],
+            "target_id": _user_id(owner),
+            "target_type": "User",
+            "permissions": app["permissions"],
+            "events": app["events"],
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "single_file_name": None,
+            "has_multiple_single_files": False,
+            "single_file_paths": [],
+            "suspended_by": None,
+            "suspended_at": None,
         }
 
     # ---- routes
@@ -799,7 +1047,7 @@ class FakeGitHub:
         per_page = max(1, min(100, _int(call.q("per_page"), 30)))
         page = max(1, _int(call.q("page"), 1))
         last = max(1, -(-len(items) // per_page))
-        chunk = items[(page - 1) * per_page: page * per_page]
+        chunk = items[(page - 1) * per_page : page * per_page]
         links = []
         params = {k: v[-1] for k, v in call.query.items() if k not in ("page", "per_page")}
 
@@ -829,28 +1077,36 @@ class FakeGitHub:
             raise ApiError(422, "Invalid request.\n\nFor 'properties/output', is not an object.")
         annotations = output.get("annotations") or []
         if len(annotations) > MAX_ANNOTATIONS_PER_REQUEST:
-            raise ApiError(422, "Invalid request.\n\nOnly 50 annotations are allowed per "
-                                "request.", [{"resource": "CheckRun", "field": "annotations",
-                                             "code": "invalid"}])
+            raise ApiError(
+                422,
+                "Invalid request.\n\nOnly 50 annotations are allowed per request.",
+                [{"resource": "CheckRun", "field": "annotations", "code": "invalid"}],
+            )
         for key in ("summary", "text"):
             value = output.get(key)
             if isinstance(value, str) and len(value) > MAX_OUTPUT_CHARS:
-                raise ApiError(422, "Invalid request.\n\nOnly 65535 characters are allowed; "
-                                    f"{len(value)} were supplied.",
-                               [{"resource": "CheckRun", "field": f"output.{key}",
-                                 "code": "invalid"}])
+                raise ApiError(
+                    422,
+                    "Invalid request.\n\nOnly 65535 characters are allowed; "
+                    f"{len(value)} were supplied.",
+                    [{"resource": "CheckRun", "field": f"output.{key}", "code": "invalid"}],
+                )
         return output
 
-    def _apply_check_run(self, run: CheckRun, body: Mapping[str, Any],
-                         output: Mapping[str, Any] | None) -> None:
+    def _apply_check_run(
+        self, run: CheckRun, body: Mapping[str, Any], output: Mapping[str, Any] | None
+    ) -> None:
         for key in ("name", "external_id", "details_url", "started_at"):
             if key in body:
                 setattr(run, key, body[key])
         status = body.get("status")
         conclusion = body.get("conclusion")
         if status == "completed" and conclusion is None and run.conclusion is None:
-            raise ApiError(422, "Invalid request.\n\nNo subschema in \"anyOf\" matched.\n"
-                                "\"conclusion\" wasn't supplied.")
+            raise ApiError(
+                422,
+                'Invalid request.\n\nNo subschema in "anyOf" matched.\n'
+                '"conclusion" wasn\'t supplied.',
+            )
         if conclusion is not None:
             run.conclusion = conclusion
             run.status = "completed"
@@ -864,27 +1120,46 @@ class FakeGitHub:
             run.output_text = output.get("text", run.output_text)
             base = self._base
             for a in output.get("annotations") or []:
-                run.annotations.append({
-                    "path": a["path"], "start_line": a["start_line"],
-                    "end_line": a["end_line"], "start_column": a.get("start_column"),
-                    "end_column": a.get("end_column"),
-                    "annotation_level": a["annotation_level"], "title": a.get("title"),
-                    "message": a["message"], "raw_details": a.get("raw_details"),
-                    "blob_href": f"{base}/{run.repo}/blob/{run.head_sha}/{a['path']}",
-                })
+                run.annotations.append(
+                    {
+                        "path": a["path"],
+                        "start_line": a["start_line"],
+                        "end_line": a["end_line"],
+                        "start_column": a.get("start_column"),
+                        "end_column": a.get("end_column"),
+                        "annotation_level": a["annotation_level"],
+                        "title": a.get("title"),
+                        "message": a["message"],
+                        "raw_details": a.get("raw_details"),
+                        "blob_href": f"{base}/{run.repo}/blob/{run.head_sha}/{a['path']}",
+                    }
+                )
 
     def _create_check_run(self, call: _Call) -> tuple[int, Any]:
         full = self._repo_of(call)
         body = call.body if isinstance(call.body, dict) else {}
         if not body.get("name") or not body.get("head_sha"):
-            raise ApiError(422, "Invalid request.\n\n\"name\", \"head_sha\" weren't supplied.")
+            raise ApiError(422, 'Invalid request.\n\n"name", "head_sha" weren\'t supplied.')
         output = self._check_output(body)
         suite = self._suites.setdefault((full, body["head_sha"]), self._new_id())
         run = CheckRun(
-            id=self._new_id(), repo=full, name=body["name"], head_sha=body["head_sha"],
-            status="queued", conclusion=None, started_at=_now(), completed_at=None,
-            external_id=None, details_url=None, output_title=None, output_summary=None,
-            output_text=None, annotations=[], check_suite_id=suite, app=call.app)
+            id=self._new_id(),
+            repo=full,
+            name=body["name"],
+            head_sha=body["head_sha"],
+            status="queued",
+            conclusion=None,
+            started_at=_now(),
+            completed_at=None,
+            external_id=None,
+            details_url=None,
+            output_title=None,
+            output_summary=None,
+            output_text=None,
+            annotations=[],
+            check_suite_id=suite,
+            app=call.app,
+        )
         self._apply_check_run(run, body, output)
         self._check_runs[run.id] = run
         return 201, self._check_run_json(run)
@@ -910,8 +1185,9 @@ class FakeGitHub:
 
     def _list_annotations(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
         run = self._find_check_run(call)
-        items, headers = self._page(call, run.annotations,
-                                    f"/repos/{run.repo}/check-runs/{run.id}/annotations")
+        items, headers = self._page(
+            call, run.annotations, f"/repos/{run.repo}/check-runs/{run.id}/annotations"
+        )
         return 200, items, headers
 
     def _resolve_ref(self, full: str, ref: str) -> str:
@@ -925,8 +1201,10 @@ class FakeGitHub:
     def _list_check_runs(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
         full = self._repo_of(call)
         sha = self._resolve_ref(full, call.params["ref"])
-        runs = sorted((r for r in self._check_runs.values()
-                       if r.repo == full and r.head_sha == sha), key=lambda r: -r.id)
+        runs = sorted(
+            (r for r in self._check_runs.values() if r.repo == full and r.head_sha == sha),
+            key=lambda r: -r.id,
+        )
         name, status = call.q("check_name"), call.q("status")
         if name is not None:
             runs = [r for r in runs if r.name == name]
@@ -940,10 +1218,14 @@ class FakeGitHub:
                     seen.add(r.name)
                     latest.append(r)
             runs = latest
-        items, headers = self._page(call, runs, f"/repos/{full}/commits/{call.params['ref']}"
-                                                "/check-runs")
-        return 200, {"total_count": len(runs),
-                     "check_runs": [self._check_run_json(r) for r in items]}, headers
+        items, headers = self._page(
+            call, runs, f"/repos/{full}/commits/{call.params['ref']}/check-runs"
+        )
+        return (
+            200,
+            {"total_count": len(runs), "check_runs": [self._check_run_json(r) for r in items]},
+            headers,
+        )
 
     def _issue(self, call: _Call) -> tuple[str, int]:
         full = self._repo_of(call)
@@ -954,8 +1236,10 @@ class FakeGitHub:
 
     def _list_comments(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
         full, number = self._issue(call)
-        comments = sorted((c for c in self._comments.values()
-                           if (c.repo, c.issue_number) == (full, number)), key=lambda c: c.id)
+        comments = sorted(
+            (c for c in self._comments.values() if (c.repo, c.issue_number) == (full, number)),
+            key=lambda c: c.id,
+        )
         since = call.q("since")
         if since is not None:
             comments = [c for c in comments if c.updated_at >= since]
@@ -965,11 +1249,20 @@ class FakeGitHub:
     def _comment_body(self, call: _Call) -> str:
         body = call.body.get("body") if isinstance(call.body, dict) else None
         if not isinstance(body, str):
-            raise ApiError(422, "Invalid request.\n\n\"body\" wasn't supplied.")
+            raise ApiError(422, 'Invalid request.\n\n"body" wasn\'t supplied.')
         if len(body) > MAX_OUTPUT_CHARS:
-            raise ApiError(422, "Validation Failed", [{
-                "resource": "IssueComment", "code": "custom", "field": "body",
-                "message": "body is too long (maximum is 65536 characters)"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                [
+                    {
+                        "resource": "IssueComment",
+                        "code": "custom",
+                        "field": "body",
+                        "message": "body is too long (maximum is 65536 characters)",
+                    }
+                ],
+            )
         return body
 
     def _create_comment(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
@@ -1012,15 +1305,19 @@ class FakeGitHub:
     def _list_reviews(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
         pull = self._find_pull(call)
         reviews = [r for r in self._reviews if (r.repo, r.number) == (pull.repo, pull.number)]
-        items, headers = self._page(call, reviews,
-                                    f"/repos/{pull.repo}/pulls/{pull.number}/reviews")
+        items, headers = self._page(
+            call, reviews, f"/repos/{pull.repo}/pulls/{pull.number}/reviews"
+        )
         return 200, [self._review_json(r, call.media) for r in items], headers
 
     def _pulls_for_commit(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
         full = self._repo_of(call)
         sha = call.params["sha"]
-        pulls = [p for p in self._pulls.values() if p.repo == full and (
-            p.head_sha == sha or (p.merged and p.merge_commit_sha == sha))]
+        pulls = [
+            p
+            for p in self._pulls.values()
+            if p.repo == full and (p.head_sha == sha or (p.merged and p.merge_commit_sha == sha))
+        ]
         pulls.sort(key=lambda p: -p.number)
         items, headers = self._page(call, pulls, f"/repos/{full}/commits/{sha}/pulls")
         return 200, [self._pull_json(p, call.media) for p in items], headers
@@ -1029,11 +1326,22 @@ class FakeGitHub:
         full = self._repo_of(call)
         body = call.body if isinstance(call.body, dict) else {}
         if body.get("state") not in ("error", "failure", "pending", "success"):
-            raise ApiError(422, "Validation Failed", [{"resource": "Status", "field": "state",
-                                                      "code": "custom"}])
-        status = Status(self._new_id(), full, call.params["sha"], body["state"],
-                        body.get("context") or "default", body.get("description"),
-                        body.get("target_url"), call.login or "ghost", _now())
+            raise ApiError(
+                422,
+                "Validation Failed",
+                [{"resource": "Status", "field": "state", "code": "custom"}],
+            )
+        status = Status(
+            self._new_id(),
+            full,
+            call.params["sha"],
+            body["state"],
+            body.get("context") or "default",
+            body.get("description"),
+            body.get("target_url"),
+            call.login or "ghost",
+            _now(),
+        )
         self._statuses.append(status)
         out = self._status_json(status)
         return 201, out, {"Location": out["url"]}
@@ -1055,7 +1363,9 @@ class FakeGitHub:
         base = self._base
         minimal = self._repo(full)
         return 200, {
-            "state": state, "sha": sha, "total_count": len(latest),
+            "state": state,
+            "sha": sha,
+            "total_count": len(latest),
             "statuses": [self._status_json(s, simple=True) for s in latest.values()],
             "repository": minimal,
             "commit_url": f"{base}/repos/{full}/commits/{sha}",
@@ -1066,8 +1376,9 @@ class FakeGitHub:
         full = self._repo_of(call)
         sha = self._resolve_ref(full, call.params["ref"])
         statuses = [s for s in reversed(self._statuses) if s.repo == full and s.sha == sha]
-        items, headers = self._page(call, statuses,
-                                    f"/repos/{full}/commits/{call.params['ref']}/statuses")
+        items, headers = self._page(
+            call, statuses, f"/repos/{full}/commits/{call.params['ref']}/statuses"
+        )
         return 200, [self._status_json(s) for s in items], headers
 
     def _team_membership(self, call: _Call) -> tuple[int, Any]:
@@ -1076,9 +1387,12 @@ class FakeGitHub:
         if found is None:
             raise ApiError(404, "Not Found")
         role, state = found
-        return 200, {"url": f"{self._base}/organizations/{_user_id(p['org'])}/team/"
-                            f"{p['team']}/memberships/{p['username']}",
-                     "role": role, "state": state}
+        return 200, {
+            "url": f"{self._base}/organizations/{_user_id(p['org'])}/team/"
+            f"{p['team']}/memberships/{p['username']}",
+            "role": role,
+            "state": state,
+        }
 
     def _get_installation(self, call: _Call) -> tuple[int, Any]:
         full = self._repo_of(call)
@@ -1094,8 +1408,12 @@ class FakeGitHub:
         self._token_apps[token] = self._our_app()
         expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         app = self._app_json(self._our_app())
-        return 201, {"token": token, "expires_at": expires, "permissions": app["permissions"],
-                     "repository_selection": "selected"}
+        return 201, {
+            "token": token,
+            "expires_at": expires,
+            "permissions": app["permissions"],
+            "repository_selection": "selected",
+        }
 
     # ---- request handling
 
@@ -1122,8 +1440,13 @@ class FakeGitHub:
             if self.app_public_key is None:
                 jwt.get_unverified_header(token)
                 return
-            claims = jwt.decode(token, self.app_public_key, algorithms=["RS256"],
-                                options={"require": ["exp", "iat", "iss"]}, leeway=60)
+            claims = jwt.decode(
+                token,
+                self.app_public_key,
+                algorithms=["RS256"],
+                options={"require": ["exp", "iat", "iss"]},
+                leeway=60,
+            )
         except jwt.PyJWTError as exc:
             raise ApiError(401, f"A JSON web token could not be decoded ({exc})") from exc
         if str(claims["iss"]) not in (str(self.app_id), self.client_id):
@@ -1131,13 +1454,17 @@ class FakeGitHub:
 
     def _rate_headers(self) -> dict[str, str]:
         rate = self._rate
-        return {"X-RateLimit-Limit": str(rate["limit"]),
-                "X-RateLimit-Remaining": str(rate["remaining"]),
-                "X-RateLimit-Reset": str(rate["reset"]), "X-RateLimit-Used": str(rate["used"]),
-                "X-RateLimit-Resource": "core"}
+        return {
+            "X-RateLimit-Limit": str(rate["limit"]),
+            "X-RateLimit-Remaining": str(rate["remaining"]),
+            "X-RateLimit-Reset": str(rate["reset"]),
+            "X-RateLimit-Used": str(rate["used"]),
+            "X-RateLimit-Resource": "core",
+        }
 
-    def handle(self, method: str, target: str, headers: Mapping[str, str],
-               raw_body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, target: str, headers: Mapping[str, str], raw_body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         """One request in, one response out (status, headers, body)."""
         split = urlsplit(target)
         path = split.path.rstrip("/") or "/"
@@ -1156,19 +1483,30 @@ class FakeGitHub:
             self._log.append(entry)
             try:
                 status, out_headers, out_body = self._respond(
-                    method, path, query=query, headers=lowered, body=body,
-                    parse_error=parse_error)
+                    method, path, query=query, headers=lowered, body=body, parse_error=parse_error
+                )
             except Exception:  # noqa: BLE001 - a bug in the fake: kept for the fixture to report
                 self.internal_errors.append(f"{method} {target}\n{traceback.format_exc()}")
                 status, out_headers = 500, {"Content-Type": "application/json; charset=utf-8"}
-                out_body = json.dumps({"message": "fake GitHub failed; see internal_errors",
-                                       "documentation_url": DOCS}).encode()
+                out_body = json.dumps(
+                    {
+                        "message": "fake GitHub failed; see internal_errors",
+                        "documentation_url": DOCS,
+                    }
+                ).encode()
             entry.status = status
         return status, out_headers, out_body
 
-    def _respond(self, method: str, path: str, *, query: dict[str, list[str]],
-                 headers: Mapping[str, str], body: Any,
-                 parse_error: bool) -> tuple[int, dict[str, str], bytes]:
+    def _respond(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, list[str]],
+        headers: Mapping[str, str],
+        body: Any,
+        parse_error: bool,
+    ) -> tuple[int, dict[str, str], bytes]:
         base_headers = {"X-GitHub-Request-Id": secrets.token_hex(8).upper()}
         for fault in self._faults:
             if fault.method == method and fault.path.search(path):
@@ -1178,8 +1516,9 @@ class FakeGitHub:
                 return self._fault_response(fault, base_headers)
         counted = path != "/rate_limit"  # GitHub does not count /rate_limit against the quota
         try:
-            status, payload, extra = self._dispatch(method, path, query=query, headers=headers,
-                                                    body=body, parse_error=parse_error)
+            status, payload, extra = self._dispatch(
+                method, path, query=query, headers=headers, body=body, parse_error=parse_error
+            )
         except ApiError as err:
             status, payload, extra = err.status, err.body, err.headers
         data = json.dumps(payload).encode()
@@ -1197,9 +1536,16 @@ class FakeGitHub:
             self._rate["used"] = self._rate["limit"] - self._rate["remaining"]
         return status, {**self._rate_headers(), **out}, data
 
-    def _dispatch(self, method: str, path: str, *, query: dict[str, list[str]],
-                  headers: Mapping[str, str], body: Any,
-                  parse_error: bool) -> tuple[int, Any, dict[str, str]]:
+    def _dispatch(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, list[str]],
+        headers: Mapping[str, str],
+        body: Any,
+        parse_error: bool,
+    ) -> tuple[int, Any, dict[str, str]]:
         """Authenticate, check the quota, and run the route; GitHub's errors as ApiError."""
         route = None
         for m, pattern, handler in self._routes:
@@ -1210,19 +1556,24 @@ class FakeGitHub:
         app_endpoint = route is not None and route[0].__name__ in self.APP_ENDPOINTS
         login, app = self._authenticate(headers.get("authorization"), app_endpoint)
         if path != "/rate_limit" and self._rate["remaining"] <= 0 and not app_endpoint:
-            raise ApiError(403, "API rate limit exceeded for installation ID "
-                                f"{self.installation_id}.", docs=RATE_LIMIT_DOCS)
+            raise ApiError(
+                403,
+                f"API rate limit exceeded for installation ID {self.installation_id}.",
+                docs=RATE_LIMIT_DOCS,
+            )
         if parse_error:
             raise ApiError(400, "Problems parsing JSON")
         if route is None:
             raise ApiError(404, "Not Found")
-        result = route[0](_Call(method, route[1], query, body, login, app,
-                                  _media(headers.get("accept"))))
+        result = route[0](
+            _Call(method, route[1], query, body, login, app, _media(headers.get("accept")))
+        )
         extra: dict[str, str] = result[2] if len(result) > 2 else {}  # type: ignore[misc]
         return result[0], result[1], extra
 
-    def _fault_response(self, fault: Fault,
-                        base_headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def _fault_response(
+        self, fault: Fault, base_headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
         body = fault.body
         if body is None:
             body = {"message": HTTPStatus(fault.status).phrase, "documentation_url": DOCS}
@@ -1232,8 +1583,11 @@ class FakeGitHub:
         else:
             data = body if isinstance(body, bytes) else str(body).encode()
             content_type = "text/html; charset=utf-8"
-        return fault.status, {**self._rate_headers(), **base_headers,
-                              "Content-Type": content_type, **fault.headers}, data
+        return (
+            fault.status,
+            {**self._rate_headers(), **base_headers, "Content-Type": content_type, **fault.headers},
+            data,
+        )
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -1245,8 +1599,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        status, headers, body = self.owner.handle(self.command, self.path, dict(self.headers),
-                                                  raw)
+        status, headers, body = self.owner.handle(self.command, self.path, dict(self.headers), raw)
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)

@@ -99,10 +99,22 @@ class PrismProxy:
         began = time.monotonic()
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [str(PRISM), "proxy", "--errors", str(self.spec), self.upstream,
-                 "--port", str(self.port), "-h", "127.0.0.1"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)  # its own process group: stop() ends node's children
+                [
+                    str(PRISM),
+                    "proxy",
+                    "--errors",
+                    str(self.spec),
+                    self.upstream,
+                    "--port",
+                    str(self.port),
+                    "-h",
+                    "127.0.0.1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # its own process group: stop() ends node's children
         while time.monotonic() - began < timeout:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"prism exited with {self._proc.returncode}:\n{self.tail()}")
@@ -168,5 +180,6 @@ class GitHubRig:
         gh = github3.GitHub()
         gh.session.base_url = self.api_url
         gh.session.app_installation_token_auth(
-            {"token": token or self.token, "expires_at": "2099-01-01T00:00:00Z"})
+            {"token": token or self.token, "expires_at": "2099-01-01T00:00:00Z"}
+        )
         return gh

@@ -186,7 +186,11 @@ def test_a_fork_pull_request_gets_summary_and_annotations_and_writes_nothing(
     before = world.snapshot()
     job = Job(world, NOWHERE)
     payload = pull_request_payload(
-        "opened", repo="Codertocat/Hello-World", base=base, head=head, number=2,
+        "opened",
+        repo="Codertocat/Hello-World",
+        base=base,
+        head=head,
+        number=2,
         fork="someone/Hello-World",
     )
     code, out, err = job.run("pull_request", payload, repo="Codertocat/Hello-World")
@@ -367,7 +371,11 @@ def test_a_check_run_github_refused_is_kept_on_the_remote_and_delivered_by_the_n
     assert code == 0, err
     assert len(lines(mark)) == 1, "nothing ran again"
     [run] = github.fake.check_runs()
-    assert (run.name.split(" (")[0], run.conclusion, run.head_sha) == ("foundry: hello", "success", sha)
+    assert (run.name.split(" (")[0], run.conclusion, run.head_sha) == (
+        "foundry: hello",
+        "success",
+        sha,
+    )
     assert world.ref("refs/alloy/outbox") is None, "delivered, so nothing is kept"
 
 
@@ -404,7 +412,11 @@ def test_packages_in_the_pull_request_checkout_never_run(world: World) -> None:
         world.work.write({f"{package}/__init__.py": evil, f"{package}/__main__.py": evil})
     job = Job(world, NOWHERE)
     payload = pull_request_payload(
-        "opened", repo="Codertocat/Hello-World", base=base, head=head, number=2,
+        "opened",
+        repo="Codertocat/Hello-World",
+        base=base,
+        head=head,
+        number=2,
         fork="someone/Hello-World",
     )
     code, out, err = job.run("pull_request", payload, repo="Codertocat/Hello-World")

@@ -114,9 +114,13 @@ class ActRun:
     def step_result(self, *step_id: str) -> str | None:
         """`success`/`failure` of a step by its id path (("alloy",) the action, ("alloy", "run")
         its run step)."""
-        results = [e["stepResult"] for e in self.events
-                   if "stepResult" in e and tuple(e.get("stepID") or ()) == step_id
-                   and e.get("stage") == "Main"]
+        results = [
+            e["stepResult"]
+            for e in self.events
+            if "stepResult" in e
+            and tuple(e.get("stepID") or ()) == step_id
+            and e.get("stage") == "Main"
+        ]
         return results[-1] if results else None
 
     @property
@@ -165,9 +169,7 @@ class Runner:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / rel, target)
 
-    def run(
-        self, event: str, payload: dict[str, Any], workflow: str | Path, *extra: str
-    ) -> ActRun:
+    def run(self, event: str, payload: dict[str, Any], workflow: str | Path, *extra: str) -> ActRun:
         """`act EVENT` with `workflow` (a name in tests/fixtures/act, or a path)."""
         self.runs += 1
         run_dir = self.scratch / f"run-{self.runs}"
@@ -237,8 +239,14 @@ RISKY = (
     "        gates:\n"
     "          - approval: {from: [alice, bob], quorum: 1}\n"
 )
-RISKS = {"effects-stronger", "secret-new", "gate-removed", "gate-loosened", "run-changed",
-         "timeout-raised"}
+RISKS = {
+    "effects-stronger",
+    "secret-new",
+    "gate-removed",
+    "gate-loosened",
+    "run-changed",
+    "timeout-raised",
+}
 MARKER = "<!-- alloy:alloy-review -->"
 
 
@@ -341,8 +349,9 @@ def test_pull_request_review_check_run_and_one_comment_kept_up_to_date(
     assert "**WARN: " in comments[0].history[0]
     posts = fake.requests_to("POST", rf"^/repos/{github.repo}/issues/{PULL_NUMBER}/comments$")
     assert len(posts) == 1
-    assert all(r.headers.get("authorization", "").endswith(github.token)
-               for r in fake.requests), "every request used the job's token"
+    assert all(r.headers.get("authorization", "").endswith(github.token) for r in fake.requests), (
+        "every request used the job's token"
+    )
 
 
 # --- push ----------------------------------------------------------------------------------------
@@ -408,8 +417,9 @@ DOCS_WORKFLOWS = ROOT / "docs" / "workflows"
 def published_actions(workflow: Path) -> dict[str, str]:
     """`owner/name` -> `owner/name@ref` of every action a documented workflow uses."""
     data = yaml.safe_load(workflow.read_text(encoding="utf-8"))
-    uses = [step["uses"] for job in data["jobs"].values() for step in job["steps"]
-            if "uses" in step]
+    uses = [
+        step["uses"] for job in data["jobs"].values() for step in job["steps"] if "uses" in step
+    ]
     return {ref.split("@")[0]: ref for ref in uses}
 
 
@@ -425,8 +435,10 @@ def test_the_documented_workflows_run_as_published(
     for rel in ACTION_FILES:
         (action_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, action_dir / rel)
-    local = {"actions/setup-python": WORKFLOWS / "setup-python",
-             "alloy-foundry/alloy-foundry": action_dir}
+    local = {
+        "actions/setup-python": WORKFLOWS / "setup-python",
+        "alloy-foundry/alloy-foundry": action_dir,
+    }
     mapped: set[str] = set()
     for workflow in ("alloy-review.yml", "alloy-reconcile.yml"):
         used = published_actions(DOCS_WORKFLOWS / workflow)
@@ -445,16 +457,23 @@ def test_the_documented_workflows_run_as_published(
     runner = Runner(repo.path, tmp_path / "act", github, copy_action=False)
 
     # alloy-reconcile.yml on the push: the execution runs once, is traced and gets a check run.
-    pushed = runner.run("push", push_event(repo=github.repo, before=before, after=main),
-                        DOCS_WORKFLOWS / "alloy-reconcile.yml", *maps)
+    pushed = runner.run(
+        "push",
+        push_event(repo=github.repo, before=before, after=main),
+        DOCS_WORKFLOWS / "alloy-reconcile.yml",
+        *maps,
+    )
     assert pushed.code == 0, pushed.log()
     assert pushed.job_result == "success"
     execution = next(line.split()[0] for line in lines(mark))
     assert len(lines(mark)) == 1
-    assert f"traces/hello/{execution}.json" in git(
-        bare, "ls-tree", "-r", "--name-only", "alloy/traces").split()
+    assert (
+        f"traces/hello/{execution}.json"
+        in git(bare, "ls-tree", "-r", "--name-only", "alloy/traces").split()
+    )
     assert [(r.head_sha, r.external_id) for r in fake.check_runs(github.repo)] == [
-        (main, execution)]
+        (main, execution)
+    ]
     assert pushed.outputs["executions-started"] == execution
     assert execution in pushed.raw_output()  # the workflow's last step printed it
 

@@ -17,7 +17,9 @@ WORKFLOWS = sorted((ROOT / "docs" / "workflows").glob("*.yml"))
 
 
 def _check_jsonschema() -> str:
-    found = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    found = shutil.which("check-jsonschema") or str(
+        Path(sys.executable).parent / "check-jsonschema"
+    )
     if not Path(found).exists():
         pytest.fail("check-jsonschema is missing: scripts/test installs it", pytrace=False)
     return found

@@ -26,7 +26,8 @@ def test_every_alloy_core_module_is_under_the_core_contract() -> None:
     contract = next(c for c in _contracts() if str(c["name"]).startswith("The Alloy core"))
     listed = set(contract["source_modules"])  # type: ignore[arg-type]
     top = {
-        f"alloy.{m.name}" for m in pkgutil.iter_modules(alloy.__path__)
+        f"alloy.{m.name}"
+        for m in pkgutil.iter_modules(alloy.__path__)
         if m.name not in ("cli", "__main__")
     }
     missing = sorted(top - listed)
@@ -39,7 +40,8 @@ def test_every_foundry_core_module_is_under_the_core_contract() -> None:
     contract = next(c for c in _contracts() if str(c["name"]).startswith("The Foundry core"))
     listed = set(contract["source_modules"])  # type: ignore[arg-type]
     top = {
-        f"foundry.{m.name}" for m in pkgutil.iter_modules(foundry.__path__)
+        f"foundry.{m.name}"
+        for m in pkgutil.iter_modules(foundry.__path__)
         if m.name not in ("cli", "__main__")
     }
     missing = sorted(top - listed)
@@ -49,7 +51,10 @@ def test_every_foundry_core_module_is_under_the_core_contract() -> None:
 def test_import_contracts_hold() -> None:
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 broken" in proc.stdout

@@ -38,8 +38,11 @@ def _compiled(name: str) -> bytes:
     project, _ = load_project({".alloy/alloy.yaml": Entry((GOLDEN / "project.yaml").read_bytes())})
     source = GOLDEN / f"intent-{name}.yaml"
     result = load_document(
-        f".alloy/intents/{name}.yaml", Entry(source.read_bytes()), project,
-        expected="Intent", max_bytes=1 << 20,
+        f".alloy/intents/{name}.yaml",
+        Entry(source.read_bytes()),
+        project,
+        expected="Intent",
+        max_bytes=1 << 20,
     )
     assert result.ok, [d.text() for d in result.diagnostics]
     assert result.artifact is not None
@@ -65,7 +68,10 @@ def test_golden_artifact_is_valid_and_self_consistent() -> None:
     assert document_digest(tampered) != tampered["digest"], "a hand edit must be detectable"
     # The project's shared lane is resolved into the artifact, its rate normalized.
     assert document["spec"]["lane"] == {
-        "name": "bench", "limit": 1, "queue": "latest", "cancelRunning": False,
+        "name": "bench",
+        "limit": 1,
+        "queue": "latest",
+        "cancelRunning": False,
         "rate": {"count": 4, "periodSeconds": 3600},
     }
 

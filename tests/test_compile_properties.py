@@ -39,7 +39,14 @@ def gates(draw: st.DrawFn, effects: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "approval": {
-                    "from": draw(st.lists(st.sampled_from(["alice", "bob", "team:ops"]), min_size=1, max_size=3, unique=True)),
+                    "from": draw(
+                        st.lists(
+                            st.sampled_from(["alice", "bob", "team:ops"]),
+                            min_size=1,
+                            max_size=3,
+                            unique=True,
+                        )
+                    ),
                     "quorum": 1,
                     "forbidSelf": draw(st.booleans()),
                     "expires": draw(durations),
@@ -47,7 +54,14 @@ def gates(draw: st.DrawFn, effects: str) -> list[dict[str, Any]]:
             }
         )
     if draw(st.booleans()):
-        out.append({"window": {"cron": draw(st.sampled_from(["* 8-18 * * 1-5", "0 2 * * *"])), "timezone": "UTC"}})
+        out.append(
+            {
+                "window": {
+                    "cron": draw(st.sampled_from(["* 8-18 * * 1-5", "0 2 * * *"])),
+                    "timezone": "UTC",
+                }
+            }
+        )
     if draw(st.booleans()):
         out.append({"check": {"names": draw(st.lists(words, min_size=1, max_size=2, unique=True))}})
     return out
@@ -69,7 +83,11 @@ def intents(draw: st.DrawFn) -> dict[str, Any]:
         if i:
             block["needs"] = draw(st.lists(st.sampled_from(block_ids[:i]), max_size=i, unique=True))
         if draw(st.booleans()):
-            block["retry"] = {"max": draw(st.integers(1, 3)), "backoff": draw(durations), "onExitCodes": [75]}
+            block["retry"] = {
+                "max": draw(st.integers(1, 3)),
+                "backoff": draw(durations),
+                "onExitCodes": [75],
+            }
         gs = draw(gates(effects))
         if gs:
             block["gates"] = gs
@@ -101,7 +119,9 @@ def intents(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def digest_of(text: str) -> str:
-    result = load_document(PATH, Entry(data=text.encode()), PROJECT, expected="Intent", max_bytes=1 << 20)
+    result = load_document(
+        PATH, Entry(data=text.encode()), PROJECT, expected="Intent", max_bytes=1 << 20
+    )
     assert result.ok, [d.text() for d in result.diagnostics]
     assert result.artifact is not None
     return str(result.artifact["digest"])
@@ -125,8 +145,9 @@ def render(doc: dict[str, Any], rng: random.Random) -> str:
     blocks = data["spec"]["automation"]["blocks"]
     rng.shuffle(blocks)  # blocks are a set: their order is not meaning
     style = rng.choice([False, None])
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=style, width=10**6,
-                          indent=rng.choice([2, 4]))
+    text = yaml.safe_dump(
+        data, sort_keys=False, default_flow_style=style, width=10**6, indent=rng.choice([2, 4])
+    )
     if style is False:
         lines = text.splitlines()
         out = []
@@ -159,12 +180,27 @@ def _mutations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     mutate("goal", lambda d: d["spec"].__setitem__("goal", d["spec"]["goal"] + " more"))
     mutate("title", lambda d: d["metadata"].__setitem__("title", d["metadata"]["title"] + "!"))
     mutate("run argument", lambda d: d[block[0]][block[1]][block[2]][0]["run"].append("--flag"))
-    mutate("timeout", lambda d: d["spec"]["automation"]["blocks"][0].__setitem__("timeout", "7777s"))
-    mutate("state", lambda d: d["spec"].__setitem__("state", "active" if d["spec"]["state"] == "accepted" else "accepted"))
-    mutate("trigger", lambda d: d["spec"]["automation"]["on"].__setitem__("apply", not d["spec"]["automation"]["on"]["apply"]))
+    mutate(
+        "timeout", lambda d: d["spec"]["automation"]["blocks"][0].__setitem__("timeout", "7777s")
+    )
+    mutate(
+        "state",
+        lambda d: d["spec"].__setitem__(
+            "state", "active" if d["spec"]["state"] == "accepted" else "accepted"
+        ),
+    )
+    mutate(
+        "trigger",
+        lambda d: d["spec"]["automation"]["on"].__setitem__(
+            "apply", not d["spec"]["automation"]["on"]["apply"]
+        ),
+    )
     mutate("owner", lambda d: d["metadata"]["owners"].append("carol"))
     mutate("acceptance", lambda d: d["spec"]["acceptance"][0].__setitem__("statement", "changed"))
-    mutate("new output", lambda d: d["spec"]["automation"]["blocks"][0]["outputs"].append("new/file.txt"))
+    mutate(
+        "new output",
+        lambda d: d["spec"]["automation"]["blocks"][0]["outputs"].append("new/file.txt"),
+    )
     mutate("env", lambda d: d["spec"]["automation"]["blocks"][0].__setitem__("env", {"OTHER": "1"}))
     return out
 
@@ -184,14 +220,26 @@ def test_every_change_of_meaning_changes_the_digest(doc: dict[str, Any]) -> None
 def test_equivalent_spellings_of_a_value_give_one_digest() -> None:
     """`60s` and `1m` mean the same; so do needs/outputs in another order."""
     doc = {
-        "apiVersion": "alloy.dev/v1", "kind": "Intent",
+        "apiVersion": "alloy.dev/v1",
+        "kind": "Intent",
         "metadata": {"name": "subject", "owners": ["alice"]},
-        "spec": {"state": "active", "goal": "g", "automation": {
-            "on": {"apply": True},
-            "blocks": [
-                {"id": "a", "run": ["x"], "effects": "none", "timeout": "60s", "outputs": ["b.txt", "a.txt"]},
-                {"id": "b", "run": ["y"], "effects": "none", "needs": ["a"]},
-            ]}},
+        "spec": {
+            "state": "active",
+            "goal": "g",
+            "automation": {
+                "on": {"apply": True},
+                "blocks": [
+                    {
+                        "id": "a",
+                        "run": ["x"],
+                        "effects": "none",
+                        "timeout": "60s",
+                        "outputs": ["b.txt", "a.txt"],
+                    },
+                    {"id": "b", "run": ["y"], "effects": "none", "needs": ["a"]},
+                ],
+            },
+        },
     }
     other = copy.deepcopy(doc)
     other["spec"]["automation"]["blocks"][0]["timeout"] = "1m"

@@ -34,7 +34,9 @@ class _Front(BaseHTTPRequestHandler):
         skip = {"host", "content-length", "connection"}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
         request = urllib.request.Request(  # noqa: S310 - the upstream is the test's own Prism
-            self.upstream + self.path.removeprefix(PREFIX), data=body, headers=headers,
+            self.upstream + self.path.removeprefix(PREFIX),
+            data=body,
+            headers=headers,
             method=self.command,
         )
         try:
@@ -88,7 +90,9 @@ def test_an_enterprise_base_url_keeps_its_prefix(
          "annotation_level": "notice", "message": f"note {i}"}
         for i in range(60)
     )  # fmt: skip
-    run = CheckRun(commit, "foundry: x", "completed", "success", "ok", "all good", annotations=notes)
+    run = CheckRun(
+        commit, "foundry: x", "completed", "success", "ok", "all good", annotations=notes
+    )
     assert forge.publish_check(run) is True
     assert forge.publish_check(run) is False, "found again through the prefix: not re-sent"
     github.fake.add_pull(3, commit)

@@ -286,9 +286,7 @@ def test_check_run_with_120_annotations_is_one_run_filled_in_batches_of_50(site:
     assert (stored_run.name, stored_run.head_sha) == (NAME, SHA)
     assert (stored_run.status, stored_run.conclusion) == ("completed", "failure")
     assert stored_run.external_id == "review-1f2e3d4c"
-    assert [stored(a) for a in stored_run.annotations] == [
-        stored(a) for a in run.annotations
-    ]
+    assert [stored(a) for a in stored_run.annotations] == [stored(a) for a in run.annotations]
     assert {r.path for r in patches} == {f"/repos/{site.github.repo}/check-runs/{stored_run.id}"}
     assert site.transports[0].waits.taken == []
 
@@ -834,8 +832,10 @@ def test_a_cached_first_page_learns_of_a_new_page_from_the_304(site: Site) -> No
 
     assert forge.publish_check(more) is False
 
-    assert [(r.path.rsplit("/", 1)[-1], r.query.get("page"), r.status)
-            for r in site.fake.requests[before:]] == [
+    assert [
+        (r.path.rsplit("/", 1)[-1], r.query.get("page"), r.status)
+        for r in site.fake.requests[before:]
+    ] == [
         ("check-runs", None, 200),  # the run changed (120 annotations): fetched
         ("annotations", None, 304),  # page 1 is the same: from the cache, with the new Link
         ("annotations", ["2"], 200),
@@ -981,10 +981,14 @@ def test_a_github_app_logs_in_as_the_installation_of_the_repository(site: Site) 
 
     lookup, token = site.fake.requests
     assert (lookup.method, lookup.path, lookup.status) == (
-        "GET", f"/repos/{site.github.repo}/installation", 200
+        "GET",
+        f"/repos/{site.github.repo}/installation",
+        200,
     )
     assert (token.method, token.path, token.status) == (
-        "POST", f"/app/installations/{site.fake.installation_id}/access_tokens", 201
+        "POST",
+        f"/app/installations/{site.fake.installation_id}/access_tokens",
+        201,
     )
     for request in (lookup, token):
         scheme, _, signed = request.headers["authorization"].partition(" ")

@@ -91,8 +91,10 @@ def test_a_hand_edit_is_found_even_when_the_cache_is_warm(repo: GitRepo) -> None
     with pytest.raises(workspace.StaleArtifacts) as caught:
         workspace.compile_repository(repo.path, check_only=True)
     assert caught.value.problems == [
-        (".alloy/artifacts/i-1.json: was edited by hand: its digest does not match its content "
-        "(.alloy/intents/i-1.yaml)")
+        (
+            ".alloy/artifacts/i-1.json: was edited by hand: its digest does not match its content "
+            "(.alloy/intents/i-1.yaml)"
+        )
     ]
 
 

@@ -42,7 +42,10 @@ def test_the_main_job_runs_end_to_end(tmp_path: Path) -> None:
     assert "AC-1  produced" in status  # evidence for the acceptance criterion, from the branch
     again = subprocess.run(
         [sys.executable, "-m", "foundry", "reconcile", "--repo", "alloy-demo", "--once"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert again.returncode == 0, again.stderr
     assert "nothing new" in again.stdout

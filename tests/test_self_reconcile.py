@@ -24,8 +24,16 @@ def test_the_projects_own_intent_reconciles_green(tmp_path: Path) -> None:
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     state = tmp_path / "state"
     result = run_cli(
-        "foundry", "reconcile", "--repo", str(remote), "--once", "--state", str(state),
-        "--json", cwd=tmp_path, env=env,
+        "foundry",
+        "reconcile",
+        "--repo",
+        str(remote),
+        "--once",
+        "--state",
+        str(state),
+        "--json",
+        cwd=tmp_path,
+        env=env,
     )
     assert result.code == 0, result.out + result.err
     report = json.loads(result.out.splitlines()[-1])
@@ -49,8 +57,16 @@ def test_the_projects_own_intent_reconciles_green(tmp_path: Path) -> None:
 
     tip = git(remote, "rev-parse", "refs/heads/alloy/traces")
     again = run_cli(
-        "foundry", "reconcile", "--repo", str(remote), "--once", "--state", str(state),
-        "--json", cwd=tmp_path, env=env,
+        "foundry",
+        "reconcile",
+        "--repo",
+        str(remote),
+        "--once",
+        "--state",
+        str(state),
+        "--json",
+        cwd=tmp_path,
+        env=env,
     )
     assert again.code == 0, again.err
     assert json.loads(again.out.splitlines()[-1])["finished"] == {}

@@ -327,7 +327,10 @@ def test_acquire_is_idempotent(lanes: Lanes, clock: FakeClock) -> None:
     clock.advance(5)
     again = ask(lanes, lane, "exe-a")
     assert again.outcome == "granted"
-    assert again.reason == "exe-a already holds a slot of lane bench (lease until 2025-11-24T16:05:00Z)"
+    assert (
+        again.reason
+        == "exe-a already holds a slot of lane bench (lease until 2025-11-24T16:05:00Z)"
+    )
     assert [(s.execution, s.acquired_at, s.expires_at) for s in lanes.status("bench").holders] == [
         ("exe-a", t0, t0 + 300)
     ]
@@ -399,12 +402,23 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, clock: FakeClo
 
 def test_lane_spec_from_an_artifact_lane() -> None:
     lane = ArtifactLane.model_validate(
-        {"name": "deploy", "limit": 2, "queue": "latest", "maxQueued": 3,
-         "cancelRunning": True, "rate": {"count": 10, "periodSeconds": 3600}}
+        {
+            "name": "deploy",
+            "limit": 2,
+            "queue": "latest",
+            "maxQueued": 3,
+            "cancelRunning": True,
+            "rate": {"count": 10, "periodSeconds": 3600},
+        }
     )
     assert LaneSpec.from_artifact(lane) == LaneSpec(
-        "deploy", limit=2, queue="latest", max_queued=3, cancel_running=True,
-        rate_count=10, rate_period=3600,
+        "deploy",
+        limit=2,
+        queue="latest",
+        max_queued=3,
+        cancel_running=True,
+        rate_count=10,
+        rate_period=3600,
     )
 
 
@@ -438,8 +452,13 @@ _OPS = st.lists(
 )
 _SPECS = st.builds(
     lambda limit, queue, max_queued, cancel, rate: LaneSpec(
-        "lane", limit=limit, queue=queue, max_queued=max_queued, cancel_running=cancel,
-        rate_count=rate[0] if rate else None, rate_period=rate[1] if rate else None,
+        "lane",
+        limit=limit,
+        queue=queue,
+        max_queued=max_queued,
+        cancel_running=cancel,
+        rate_count=rate[0] if rate else None,
+        rate_period=rate[1] if rate else None,
     ),
     st.integers(1, 3),
     st.sampled_from(["fifo", "latest", "reject"]),
@@ -451,13 +470,16 @@ _SPECS = st.builds(
 
 @settings(max_examples=100, deadline=None)
 @given(spec=_SPECS, ops=_OPS)
-def test_no_sequence_of_calls_breaks_the_lane(spec: LaneSpec, ops: list[tuple[str, object]]) -> None:
+def test_no_sequence_of_calls_breaks_the_lane(
+    spec: LaneSpec, ops: list[tuple[str, object]]
+) -> None:
     """Whatever happens, no more than `limit` hold a slot, the queue respects its policy, and a
     grant goes only to an execution whose place is within the free slots."""
     clock = FakeClock()
-    with tempfile.TemporaryDirectory() as tmp, Lanes(
-        Path(tmp) / "lanes.db", clock, lease_seconds=60, queue_seconds=30
-    ) as lanes:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Lanes(Path(tmp) / "lanes.db", clock, lease_seconds=60, queue_seconds=30) as lanes,
+    ):
         granted_at: list[float] = []
         for op, arg in ops:
             before = lanes.status("lane")
@@ -556,9 +578,20 @@ def test_engine_processes_sharing_one_file_never_exceed_the_limit(tmp_path: Path
     processes, rounds = 8, 15
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, str(db), str(log_path), f"p{n}", str(rounds),
-             str(processes)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                _WORKER,
+                str(db),
+                str(log_path),
+                f"p{n}",
+                str(rounds),
+                str(processes),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for n in range(processes)
     ]

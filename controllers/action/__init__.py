@@ -226,7 +226,9 @@ def run_action(
         if event != "pull_request" and "pull_request" not in job.payload:
             raise UserError(f"mode review needs a pull_request event, not {event}")
         if mode == "auto" and action not in REVIEWED_ACTIONS:
-            out.write(f"pull_request {action}: nothing to review (only {', '.join(REVIEWED_ACTIONS)})\n")
+            out.write(
+                f"pull_request {action}: nothing to review (only {', '.join(REVIEWED_ACTIONS)})\n"
+            )
             return ActionResult(0, "nothing")
         review = review_pull_request(job, forge or _forge_factory(job, token), out)
         for problem in review.problems:

@@ -82,9 +82,7 @@ def run_review(root: Path, base: str, head: str) -> tuple[dict[str, Any], bool]:
     return body, done.returncode == 1
 
 
-def review_pull_request(
-    job: Job, forge: Callable[[], Forge], out: TextIO
-) -> ReviewOutcome:
+def review_pull_request(job: Job, forge: Callable[[], Forge], out: TextIO) -> ReviewOutcome:
     pull = job.payload.get("pull_request") or {}
     try:
         base, head, number = pull["base"]["sha"], pull["head"]["sha"], int(pull["number"])

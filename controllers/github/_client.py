@@ -135,13 +135,13 @@ class Client:
                 self.gh.login_as_app(creds.private_key, app_id, expire_in=60)
                 found = self.gh.app_installation_for_repository(self.owner, self.name)
                 installation = int(found.id)
-            self.gh.login_as_app_installation(
-                creds.private_key, app_id, installation, expire_in=60
-            )
+            self.gh.login_as_app_installation(creds.private_key, app_id, installation, expire_in=60)
         except github3.exceptions.GitHubException as exc:
             raise ForgeError(f"GitHub App {creds.app_id}: cannot log in: {_reason(exc)}") from None
         except jwt.PyJWTError as exc:  # a private key that is not an RSA key in PEM
-            raise ForgeError(f"GitHub App {creds.app_id}: cannot sign in with its key: {exc}") from None
+            raise ForgeError(
+                f"GitHub App {creds.app_id}: cannot sign in with its key: {exc}"
+            ) from None
         auth = self.session.auth
         self._expires = getattr(auth, "expires_at", None)
 
@@ -155,7 +155,12 @@ class Client:
     # -- requests ---------------------------------------------------------------------------
 
     def request(
-        self, method: str, url: str, *, ok: tuple[int, ...] = (200,), repeat: bool = True,
+        self,
+        method: str,
+        url: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        repeat: bool = True,
         **kwargs: Any,
     ) -> Any:
         """One API call; its JSON (None for 204/404 when 404 is in `ok`), else a ForgeError.

@@ -221,9 +221,9 @@ class GitHubForge:
         description = run.title or run.name
         if len(description) > STATUS_DESCRIPTION_LIMIT:
             description = description[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
-        current = self.client.request(
-            "GET", self.client.repo_url("commits", run.commit, "status")
-        ) or {}
+        current = (
+            self.client.request("GET", self.client.repo_url("commits", run.commit, "status")) or {}
+        )
         for status in current.get("statuses", []):
             if status.get("context") == context:
                 if status.get("state") == state and status.get("description") == description:
@@ -295,7 +295,9 @@ class GitHubForge:
             if current.get("body") == text:
                 return False
             self.client.request(
-                "PATCH", self.client.repo_url("issues", "comments", current["id"]), json={"body": text}
+                "PATCH",
+                self.client.repo_url("issues", "comments", current["id"]),
+                json={"body": text},
             )
             return True
         self.client.request(
@@ -340,9 +342,7 @@ class GitHubForge:
     def is_member(self, user: str, team: str) -> bool:
         key = (user, team)
         if key not in self._teams:
-            url = self.client.url(
-                "orgs", self.client.owner, "teams", team, "memberships", user
-            )
+            url = self.client.url("orgs", self.client.owner, "teams", team, "memberships", user)
             try:
                 data = self.client.request("GET", url, ok=(200, 404))
             except ForgeError:

@@ -47,7 +47,9 @@ REPEATABLE = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: How many entries the conditional-request cache keeps (oldest dropped first).
 CACHE_SIZE = 512
 #: Headers of a 304 that describe its (empty) body, not the cached one.
-_BODY_HEADERS = frozenset({"content-length", "content-type", "content-encoding", "transfer-encoding"})
+_BODY_HEADERS = frozenset(
+    {"content-length", "content-type", "content-encoding", "transfer-encoding"}
+)
 
 
 @dataclass
