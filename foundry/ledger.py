@@ -1,6 +1,7 @@
 """The append-only ledger of one execution (JSON Lines), which recovery reads.
 
-Every record is one line `{"seq": n, "at": "<RFC 3339>", "type": ..., ...}`, written with one
+Every record is one line `{"seq": n, "at": "<RFC 3339>", "type": ..., ...}` (plus `gen`, the
+claim generation of its writer, when it was written under a claim), written with one
 `os.write` on an `O_APPEND` descriptor, so a crash of the engine process never loses a record it
 wrote (the page cache survives the process). `fsync` makes records survive a machine crash; it
 is done where the effects require it (before a reversible or irreversible attempt starts, and
@@ -21,7 +22,10 @@ indeterminate          block, attempt, reason (an unfinished reversible/irrevers
 resolved               block, decision (approve|reject) (how an indeterminate ended)
 lane                   lane, decision (granted|queued|rejected|superseded|rate-limited),
                        reason, cancel (executions the lane asked to cancel)
-execution-finished     status (succeeded|failed|cancelled)
+execution-finished     status (succeeded|failed|cancelled), reason (why, when it failed
+                       before any block could run)
+merged                 holder, orphans, kept (records of an earlier holder that never
+                       reached the remote, and what was kept of them; see `merge_ledgers`)
 =====================  ==============================================================
 """
 
@@ -64,8 +68,11 @@ def parse_rfc3339(text: str) -> float:
 class Ledger:
     """One execution's ledger file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, generation: int | None = None) -> None:
         self.path = path
+        #: The claim generation of the writer (DESIGN section 9), stamped on every record as
+        #: `gen`; None writes no stamp (a run outside any claim).
+        self.generation = generation
         path.parent.mkdir(parents=True, exist_ok=True)
         self.records: list[dict[str, Any]] = list(self._read())
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -86,6 +93,8 @@ class Ledger:
 
     def append(self, record: dict[str, Any], *, at: float, sync: bool = False) -> dict[str, Any]:
         full = {"seq": len(self.records) + 1, "at": rfc3339(at), **record}
+        if self.generation is not None:
+            full["gen"] = self.generation
         os.write(self._fd, (_ENCODE(full) + "\n").encode())
         self.records.append(full)
         self._dirty = True

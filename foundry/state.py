@@ -33,6 +33,7 @@ def status_of(records: Sequence[dict[str, Any]]) -> str:
             gates[(r["block"], r["index"])] = r["decision"]
         elif kind == "block-finished":
             finished_blocks.add(r["block"])
+            open_indeterminate.discard(r["block"])
     if open_indeterminate:
         return "indeterminate"
     if any(d == "waiting" and b not in finished_blocks for (b, _), d in gates.items()):

@@ -1,11 +1,5 @@
-"""The executor: an artifact's block DAG for one event, as processes, recorded in the ledger.
-
-A run is resumable: everything it does is in the execution's ledger first, and a later run (a
-new process) replays the ledger, applies the recovery rules (DESIGN section 5), and goes on.
-Completed blocks never run again. An attempt that started and never finished is retried only
-when its effects are `none` or `idempotent`; otherwise the execution becomes `indeterminate`
-and runs nothing more until that block is resolved by an approval.
-"""
+"""One execution run: replay the ledger, recover, pass gates and lanes, run blocks as
+processes, and record everything in the ledger first."""
 
 from __future__ import annotations
 
@@ -15,169 +9,36 @@ import os
 import select
 import selectors
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from foundry._process import Capture, Proc, Redactor, kill_group, redact_text, spawn
 from foundry.boundary import Artifact, Block
 from foundry.errors import UserError
+from foundry.executor._dag import NOT_SUCCEEDED, _Dag
+from foundry.executor._inputs import DECLARE_IT, PASS_IT, resolve_inputs
+from foundry.executor._replay import Replay, replay
+from foundry.executor._types import (
+    ENV_ALLOWLIST,
+    HOLDER,
+    RENEW_EVERY,
+    RETRY_AFTER_CRASH,
+    SYNC_EFFECTS,
+    ExecutionResult,
+    GateOutcome,
+    Gates,
+    RunOptions,
+    Status,
+)
+from foundry.faults import LIVE_GROUPS, crash_point
 from foundry.ids import Event, execution_id
-from foundry.ledger import Ledger, parse_rfc3339
+from foundry.ledger import Ledger
 from foundry.ports import Clock
-from foundry.throttle import Lanes, LaneSpec
-
-ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
-SYNC_EFFECTS = ("reversible", "irreversible")
-RETRY_AFTER_CRASH = ("none", "idempotent")
-NOT_SUCCEEDED = ("failed", "skipped", "cancelled")
-Status = Literal[
-    "succeeded", "failed", "waiting", "indeterminate", "cancelled", "queued", "skipped", "stopped"
-]
-HOLDER = f"{socket.gethostname()}:{os.getpid()}"
-#: Seconds between lease renewals while blocks run (at most a third of the lease).
-RENEW_EVERY = 1.0
-
-
-@dataclass(frozen=True)
-class GateOutcome:
-    """What a gate says now."""
-
-    decision: Literal["passed", "waiting", "failed"]
-    reason: str
-
-
-class Gates(Protocol):
-    """Evaluates gates and resolves indeterminate blocks (filled by `foundry.gates`)."""
-
-    def evaluate(
-        self,
-        execution: str,
-        artifact: Artifact,
-        block: Block,
-        index: int,
-        *,
-        now: float,
-        waiting_since: float | None = None,
-    ) -> GateOutcome:
-        """The gate's decision now; `waiting_since` is when it first waited (for expiry)."""
-        ...
-
-    def resolve_indeterminate(
-        self, execution: str, artifact: Artifact, block: Block
-    ) -> Literal["approve", "reject"] | None: ...
-
-
-@dataclass
-class RunOptions:
-    """How to run: where, with what, how wide."""
-
-    workdir: Path
-    state_dir: Path
-    inputs: Mapping[str, str | int | bool] = field(default_factory=dict)
-    secrets: Mapping[str, str] = field(default_factory=dict)
-    workers: int = max(1, os.cpu_count() or 1)
-    dry_run: bool = False
-    kill_grace: float = 5.0
-    #: When stopped (not cancelled), how long running attempts may go on before they are killed.
-    stop_grace: float = 30.0
-    base_env: Mapping[str, str] | None = None
-    #: Throttle lanes shared by engine processes; None runs without a lane.
-    lanes: Lanes | None = None
-    #: Called after the ledger is synced and before attempts with reversible or irreversible
-    #: effects start (a controller publishes the ledger there); if it raises, nothing starts.
-    before_effects: Callable[[], None] | None = None
-
-
-@dataclass
-class ExecutionResult:
-    """How far an execution got."""
-
-    execution: str
-    status: Status
-    blocks: dict[str, str]
-    ledger: Path
-    reason: str = ""
-
-
-def resolve_inputs(artifact: Artifact, given: Mapping[str, str | int | bool]) -> dict[str, str]:
-    """Input values as the strings blocks receive (`ALLOY_INPUT_<NAME>`), checked against the
-    artifact's declared inputs."""
-    declared = artifact.spec.inputs
-    out: dict[str, str] = {}
-    for name, value in given.items():
-        spec = declared.get(name)
-        if spec is None:
-            known = ", ".join(sorted(declared)) or "none"
-            raise UserError(f"unknown input {name!r}; {artifact.metadata.name} declares: {known}")
-        out[name] = _typed(name, spec.type, value)
-    for name, spec in declared.items():
-        if name in out:
-            continue
-        if spec.default is not None:
-            out[name] = _typed(name, spec.type, spec.default)
-        elif spec.required:
-            raise UserError(f"input {name!r} is required; pass --input {name}=VALUE")
-    return out
-
-
-def _typed(name: str, kind: str, value: str | int | bool) -> str:
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower()
-        raise UserError(f"input {name!r} must be true or false, not {value!r}")
-    if kind == "integer":
-        if isinstance(value, bool):
-            raise UserError(f"input {name!r} must be an integer, not {value!r}")
-        try:
-            return str(int(value))
-        except ValueError:
-            raise UserError(f"input {name!r} must be an integer, not {value!r}") from None
-    return str(value)
-
-
-@dataclass
-class _Replay:
-    planned: bool = False
-    finished: str | None = None
-    status: dict[str, str] = field(default_factory=dict)
-    attempts: dict[str, int] = field(default_factory=dict)
-    open_attempts: dict[str, int] = field(default_factory=dict)
-    indeterminate: set[str] = field(default_factory=set)
-    gates: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
-    waiting_since: dict[tuple[str, int], float] = field(default_factory=dict)
-
-
-def _replay(records: list[dict[str, Any]]) -> _Replay:
-    state = _Replay()
-    for r in records:
-        kind = r["type"]
-        if kind == "planned":
-            state.planned = True
-        elif kind == "attempt-started":
-            state.attempts[r["block"]] = r["attempt"]
-            state.open_attempts[r["block"]] = r["attempt"]
-        elif kind == "attempt-finished":
-            state.open_attempts.pop(r["block"], None)
-        elif kind == "block-finished":
-            state.status[r["block"]] = r["status"]
-            state.indeterminate.discard(r["block"])
-        elif kind == "indeterminate":
-            state.indeterminate.add(r["block"])
-            state.open_attempts.pop(r["block"], None)
-        elif kind == "gate":
-            state.gates[(r["block"], r["index"])] = (r["decision"], r["reason"])
-            if r["decision"] == "waiting":
-                state.waiting_since.setdefault((r["block"], r["index"]), parse_rfc3339(r["at"]))
-        elif kind == "execution-finished":
-            state.finished = r["status"]
-    return state
+from foundry.throttle import LaneSpec
 
 
 @dataclass
@@ -194,64 +55,6 @@ class _Attempt:
     stopped: bool = False
     exit_code: int | None = None
     out_open: bool = True
-
-
-class _Dag:
-    """What can start, kept up to date as blocks finish.
-
-    A finished block touches only its dependents, and the next block to start comes off a heap,
-    so one scheduling step costs O(ready + dependents), not O(all blocks). The heap yields ready
-    blocks in block-id order, the order a scan of the sorted ids would find them in.
-    """
-
-    def __init__(self, blocks: Mapping[str, Block], status: Mapping[str, str], *, dry_run: bool):
-        self.blocks = blocks
-        self.dry_run = dry_run
-        #: Not finished yet (running ones included).
-        self.pending: set[str] = {b for b in blocks if b not in status}
-        self.dependents: dict[str, list[str]] = {}
-        self.missing: dict[str, int] = {}
-        #: Needs all succeeded: may start (a heap of ids).
-        self.ready: list[str] = []
-        #: To skip: a need did not succeed, or a dry run must not run it (a heap of ids).
-        self.doomed: list[str] = []
-        for block_id in sorted(self.pending):
-            block = blocks[block_id]
-            needs = [status.get(n) for n in block.needs]
-            for need in block.needs:
-                self.dependents.setdefault(need, []).append(block_id)
-            self.missing[block_id] = sum(1 for s in needs if s != "succeeded")
-            if any(s in NOT_SUCCEEDED for s in needs):
-                self.doomed.append(block_id)
-            elif self.missing[block_id] == 0:
-                self._ready(block_id)
-        heapq.heapify(self.ready)
-        heapq.heapify(self.doomed)
-
-    def _ready(self, block_id: str) -> None:
-        if self.dry_run and self.blocks[block_id].effects != "none":
-            heapq.heappush(self.doomed, block_id)
-        else:
-            heapq.heappush(self.ready, block_id)
-
-    def finished(self, block_id: str, status: str) -> None:
-        if block_id not in self.pending:
-            return
-        self.pending.discard(block_id)
-        for dependent in self.dependents.get(block_id, ()):
-            if dependent not in self.pending:
-                continue
-            if status != "succeeded":
-                heapq.heappush(self.doomed, dependent)
-                continue
-            self.missing[dependent] -= 1
-            if self.missing[dependent] == 0:
-                self._ready(dependent)
-
-    def again(self, block_id: str) -> None:
-        """An attempt ended and the block will be retried."""
-        if block_id in self.pending:
-            heapq.heappush(self.ready, block_id)
 
 
 class Executor:
@@ -284,7 +87,7 @@ class Executor:
         self.dir = base / self.execution
         if options.dry_run:  # a dry run never stands in for the real execution
             self.dir = self.dir / f"{time.time_ns()}"
-        self.ledger = Ledger(self.dir / "ledger.jsonl")
+        self.ledger = Ledger(self.dir / "ledger.jsonl", generation=options.generation)
         self._logs = self.dir / "logs"
         self.blocks = {b.id: b for b in artifact.spec.blocks}
         self.secret_values = [v for v in options.secrets.values() if v]
@@ -302,7 +105,7 @@ class Executor:
         self.ledger.append(record, at=self.clock.now(), sync=sync)
 
     def _interrupt(
-        self, state: _Replay, block: Block, attempt: int, *, seen: _Attempt | None = None
+        self, state: Replay, block: Block, attempt: int, *, seen: _Attempt | None = None
     ) -> None:
         """An attempt that never ended on its own (the engine crashed, or was stopped): it runs
         again if its effects allow; otherwise the execution becomes indeterminate. `seen` is the
@@ -343,7 +146,7 @@ class Executor:
             "logTail": att.capture.tail_text(),
         }
 
-    def _finish_block(self, state: _Replay, block: str, status: str, reason: str = "") -> None:
+    def _finish_block(self, state: Replay, block: str, status: str, reason: str = "") -> None:
         self._record({"type": "block-finished", "block": block, "status": status, "reason": reason})
         state.status[block] = status
         if self._dag is not None:
@@ -357,14 +160,21 @@ class Executor:
         finally:
             self.ledger.close()
 
-    def _result(self, state: _Replay, status: Status, reason: str = "") -> ExecutionResult:
+    def _result(self, state: Replay, status: Status, reason: str = "") -> ExecutionResult:
         return ExecutionResult(self.execution, status, dict(state.status), self.ledger.path, reason)
 
     def _run(self) -> ExecutionResult:
-        state = _replay(self.ledger.records)
+        state = replay(self.ledger.records)
         if state.finished is not None:
             return self._result(state, state.finished, "already finished")  # type: ignore[arg-type]
-        inputs = resolve_inputs(self.artifact, self.opts.inputs)
+        try:
+            inputs = resolve_inputs(
+                self.artifact, self.opts.inputs, fix=DECLARE_IT if self.opts.unattended else PASS_IT
+            )
+        except UserError as exc:
+            if not self.opts.unattended:
+                raise
+            return self._refuse(state, f"{self.artifact.metadata.name} cannot start: {exc}")
         if not state.planned:
             self._record(
                 {
@@ -411,12 +221,46 @@ class Executor:
             self._lane = None
             self.opts.lanes.release(spec.name, self.execution)
 
-    def _recover(self, state: _Replay) -> None:
-        for block_id, attempt in sorted(state.open_attempts.items()):
+    def _refuse(self, state: Replay, reason: str) -> ExecutionResult:
+        """The execution cannot start: it fails, and its ledger (so its trace) says why."""
+        if not state.planned:
+            self._record(
+                {
+                    "type": "planned",
+                    "execution": self.execution,
+                    "artifact": {
+                        "name": self.artifact.metadata.name,
+                        "digest": self.artifact.digest,
+                    },
+                    "event": {"type": self.event.type, "key": self.event.key},
+                    "inputs": {k: str(v) for k, v in self.opts.inputs.items()},
+                    "dryRun": self.opts.dry_run,
+                }
+            )
+        self._record(
+            {"type": "execution-finished", "status": "failed", "reason": reason}, sync=True
+        )
+        state.finished = "failed"
+        return self._result(state, "failed", reason)
+
+    def _recover(self, state: Replay) -> None:
+        for block_id, attempt in sorted(state.open_attempts):
+            if block_id in state.status:  # ended otherwise (a later attempt, an approval)
+                self._record(
+                    {
+                        "type": "attempt-finished",
+                        "block": block_id,
+                        "attempt": attempt,
+                        "outcome": "interrupted",
+                        "reason": "the engine stopped during this attempt; the block "
+                        f"ended {state.status[block_id]} otherwise",
+                    }
+                )
+                continue
             self._interrupt(state, self.blocks[block_id], attempt)
         state.open_attempts.clear()
 
-    def _resolve_indeterminate(self, state: _Replay) -> ExecutionResult | None:
+    def _resolve_indeterminate(self, state: Replay) -> ExecutionResult | None:
         for block_id in sorted(state.indeterminate):
             block = self.blocks[block_id]
             decision = (
@@ -469,7 +313,7 @@ class Executor:
             raise UserError(f"block {block.id}: workdir {block.workdir!r} leaves the worktree")
         return cwd
 
-    def _gates_pass(self, state: _Replay, block: Block) -> str:
+    def _gates_pass(self, state: Replay, block: Block) -> str:
         """'passed', 'waiting' or 'failed' for all of a block's gates, in order."""
         for index, gate in enumerate(block.gates):
             if self.gates is None:
@@ -511,7 +355,7 @@ class Executor:
 
     def _start(
         self,
-        state: _Replay,
+        state: Replay,
         blocks: list[Block],
         inputs: Mapping[str, str],
         running: dict[str, _Attempt],
@@ -534,10 +378,15 @@ class Executor:
                     "effects": block.effects,
                 }
             )
+        crash_point("attempt-recorded")
         if any(block.effects in SYNC_EFFECTS for block in blocks):
             self.ledger.sync()
             if self.opts.before_effects is not None:
-                self.opts.before_effects()
+                try:
+                    self.opts.before_effects()
+                except BaseException as exc:
+                    self._not_started(blocks, numbers, exc)
+                    raise
         for block, number, cwd in zip(blocks, numbers, cwds, strict=True):
             capture = Capture(Redactor(self.secret_values), self._logs / f"{block.id}.{number}.log")
             now = time.monotonic()
@@ -561,11 +410,34 @@ class Executor:
                 )
                 self._finish_block(state, block.id, "failed", f"cannot start {block.run[0]!r}")
                 continue
+            LIVE_GROUPS.add(proc.pid)
             att = _Attempt(block, number, proc, capture, now, now + block.timeout_seconds)
             running[block.id] = att
             selector.register(proc.out_fd, selectors.EVENT_READ, ("out", att))
             if proc.pidfd >= 0:
                 selector.register(proc.pidfd, selectors.EVENT_READ, ("exit", att))
+        if running:
+            crash_point("mid-block")
+
+    def _not_started(self, blocks: list[Block], numbers: list[int], exc: BaseException) -> None:
+        """The ledger could not be published before attempts with effects: none of them
+        starts, and the ledger says so (a holder that merges this ledger later knows they never
+        ran, even if the remote got their start records)."""
+        for block, number in zip(blocks, numbers, strict=True):
+            self._record(
+                {
+                    "type": "attempt-finished",
+                    "block": block.id,
+                    "attempt": number,
+                    "outcome": "interrupted",
+                    "exitCode": None,
+                    "durationMs": 0,
+                    "outputs": [],
+                    "started": False,
+                    "reason": f"not started: the ledger could not be published first ({exc})",
+                },
+                sync=True,
+            )
 
     def _outputs(self, block: Block) -> tuple[list[dict[str, Any]], list[str]]:
         found: list[dict[str, Any]] = []
@@ -587,8 +459,16 @@ class Executor:
             )
         return found, missing
 
-    def _finish_attempt(self, state: _Replay, att: _Attempt, not_before: dict[str, float]) -> None:
+    def _finish_attempt(self, state: Replay, att: _Attempt, not_before: dict[str, float]) -> None:
+        crash_point("process-exited")
+        LIVE_GROUPS.discard(att.proc.pid)
         att.capture.close()
+        block = att.block
+        self._end_attempt(state, att, not_before)
+        if block.effects in SYNC_EFFECTS and self.opts.after_effects is not None:
+            self.opts.after_effects()
+
+    def _end_attempt(self, state: Replay, att: _Attempt, not_before: dict[str, float]) -> None:
         block = att.block
         code = att.exit_code
         if att.stopped and code != 0:
@@ -635,7 +515,7 @@ class Executor:
             why = reason or (f"exit code {code}" if code is not None else outcome)
             self._finish_block(state, block.id, "failed", why)
 
-    def _loop(self, state: _Replay, inputs: Mapping[str, str]) -> ExecutionResult:
+    def _loop(self, state: Replay, inputs: Mapping[str, str]) -> ExecutionResult:
         dag = self._dag = _Dag(self.blocks, state.status, dry_run=self.opts.dry_run)
         running: dict[str, _Attempt] = {}
         not_before: dict[str, float] = {}
@@ -675,6 +555,7 @@ class Executor:
             self._dag = None
             for att in running.values():  # an exception left processes behind: stop them
                 kill_group(att.proc.pid)
+                LIVE_GROUPS.discard(att.proc.pid)
             selector.close()
         if self.cancel.is_set() and any(s == "cancelled" for s in state.status.values()):
             final: Status = "cancelled"
@@ -688,7 +569,7 @@ class Executor:
 
     def _schedule(
         self,
-        state: _Replay,
+        state: Replay,
         dag: _Dag,
         *,
         running: dict[str, _Attempt],
@@ -734,7 +615,7 @@ class Executor:
             for block_id in aside:
                 heapq.heappush(dag.ready, block_id)
 
-    def _skip_doomed(self, state: _Replay, dag: _Dag, running: dict[str, _Attempt]) -> None:
+    def _skip_doomed(self, state: Replay, dag: _Dag, running: dict[str, _Attempt]) -> None:
         """Finish as skipped the blocks a failed need (or a dry run) keeps from running."""
         while dag.doomed:
             block_id = heapq.heappop(dag.doomed)
@@ -763,7 +644,7 @@ class Executor:
 
     def _wait(
         self,
-        state: _Replay,
+        state: Replay,
         dag: _Dag,
         running: dict[str, _Attempt],
         not_before: dict[str, float],
@@ -861,17 +742,3 @@ class Executor:
                 selector.unregister(proc.out_fd)
                 proc.close_output()
                 att.out_open = False
-
-
-def run_execution(
-    artifact: Artifact,
-    event: Event,
-    options: RunOptions,
-    clock: Clock,
-    *,
-    gates: Gates | None = None,
-    cancel: threading.Event | None = None,
-    stop: threading.Event | None = None,
-) -> ExecutionResult:
-    """Run (or resume) the execution of `artifact` for `event`."""
-    return Executor(artifact, event, options, clock, gates=gates, cancel=cancel, stop=stop).run()

@@ -1,0 +1,96 @@
+"""What the executor is given and what it answers: options, results, the gate port."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from foundry.boundary import Artifact, Block
+from foundry.throttle import Lanes
+
+ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
+SYNC_EFFECTS = ("reversible", "irreversible")
+RETRY_AFTER_CRASH = ("none", "idempotent")
+NOT_SUCCEEDED = ("failed", "skipped", "cancelled")
+Status = Literal[
+    "succeeded", "failed", "waiting", "indeterminate", "cancelled", "queued", "skipped", "stopped"
+]
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+#: Seconds between lease renewals while blocks run (at most a third of the lease).
+RENEW_EVERY = 1.0
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What a gate says now."""
+
+    decision: Literal["passed", "waiting", "failed"]
+    reason: str
+
+
+class Gates(Protocol):
+    """Evaluates gates and resolves indeterminate blocks (filled by `foundry.gates`)."""
+
+    def evaluate(
+        self,
+        execution: str,
+        artifact: Artifact,
+        block: Block,
+        index: int,
+        *,
+        now: float,
+        waiting_since: float | None = None,
+    ) -> GateOutcome:
+        """The gate's decision now; `waiting_since` is when it first waited (for expiry)."""
+        ...
+
+    def resolve_indeterminate(
+        self, execution: str, artifact: Artifact, block: Block
+    ) -> Literal["approve", "reject"] | None: ...
+
+
+@dataclass
+class RunOptions:
+    """How to run: where, with what, how wide."""
+
+    workdir: Path
+    state_dir: Path
+    inputs: Mapping[str, str | int | bool] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    workers: int = max(1, os.cpu_count() or 1)
+    dry_run: bool = False
+    kill_grace: float = 5.0
+    #: When stopped (not cancelled), how long running attempts may go on before they are killed.
+    stop_grace: float = 30.0
+    base_env: Mapping[str, str] | None = None
+    #: Throttle lanes shared by engine processes; None runs without a lane.
+    lanes: Lanes | None = None
+    #: Called after the ledger is synced and before attempts with reversible or irreversible
+    #: effects start (a controller publishes the ledger there); if it raises, nothing starts.
+    before_effects: Callable[[], None] | None = None
+    #: Called after the end of such an attempt is in the ledger (a controller publishes the
+    #: ledger there, so whoever takes over knows the attempt ended); failures are the
+    #: controller's to handle, the run goes on.
+    after_effects: Callable[[], None] | None = None
+    #: The claim generation this run holds (a fencing number, DESIGN section 9): stamped on
+    #: every ledger record it writes. None outside a claim (`foundry run`).
+    generation: int | None = None
+    #: Nobody is at a terminal to correct a bad input (reconcile, the daemon, the Action): an
+    #: execution whose inputs are wrong is recorded as failed with the reason, instead of the
+    #: run raising for a person to fix and retry.
+    unattended: bool = False
+
+
+@dataclass
+class ExecutionResult:
+    """How far an execution got."""
+
+    execution: str
+    status: Status
+    blocks: dict[str, str]
+    ledger: Path
+    reason: str = ""
