@@ -1,55 +1,90 @@
-"""An outbox kept on the remote, for hosts that keep nothing between runs (a GitHub Actions job
-starts with an empty state directory and loses it at the end).
+"""The outbox kept on the remote: what one host could not deliver, any host delivers.
 
-Before a pass, the entries on `refs/alloy/outbox` are copied into the local outbox, which the
-pass delivers first; after it, what is still undelivered is written back to the ref (and the
-ref deleted when nothing is left), with compare-and-swap pushes. Two jobs that restore the same
-entry both deliver it; delivering is idempotent (an unchanged check run is not re-sent).
+Entries live on `refs/alloy/outbox` as `entries/<name>.json` (the local outbox's own files).
+Every pass that finds the ref copies its entries into its local outbox before delivering it
+(`restore`), and afterwards makes the ref lose what it delivered and gain what it could not
+(`update`), with compare-and-swap pushes rebuilt on whatever another host pushed meanwhile — so
+two hosts never drop each other's entries. Two hosts that restore the same entry both deliver
+it; delivering is idempotent (an unchanged check run is not re-sent, a trace already on the
+branch is not committed again, a claim release is a compare-and-swap).
 """
 
 from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Mapping
 
 from controllers.gitops import GitError, Mirror
 from controllers.outbox import Outbox
 
 REF = "refs/alloy/outbox"
 PREFIX = "entries/"
-MAX_TRIES = 8
+MAX_TRIES = 12
 
 
-def restore(mirror: Mirror, outbox: Outbox) -> int:
-    """Copy the remote's undelivered entries into `outbox`; how many there were."""
+def restore(mirror: Mirror, outbox: Outbox, *, url: str | None = None) -> set[str]:
+    """Copy the remote's undelivered entries into `outbox`; the names the remote holds. With
+    `url`, each restored entry is addressed to it (the remote it was restored from)."""
     tip = mirror.heads([REF]).get(REF)
     if tip is None:
-        return 0
+        return set()
     mirror.fetch([REF])
     entries = mirror.tree(tip, PREFIX)
     outbox.root.mkdir(parents=True, exist_ok=True)
+    names = set()
     for path, sha in entries.items():
-        target = outbox.root / path.removeprefix(PREFIX)
-        if not target.exists():
-            tmp = target.with_suffix(".restore")
-            tmp.write_bytes(mirror.blob(sha))
-            tmp.replace(target)
-    return len(entries)
+        name = path.removeprefix(PREFIX)
+        names.add(name)
+        target = outbox.root / name
+        if target.exists():
+            continue
+        data = mirror.blob(sha)
+        if url is not None:
+            try:
+                body = json.loads(data)
+                body["payload"]["repo"] = url
+                data = json.dumps(body, sort_keys=True).encode()
+            except (ValueError, KeyError, TypeError):
+                continue  # not an entry this version wrote: left on the remote
+        tmp = target.with_suffix(".restore")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return names
 
 
-def keep(mirror: Mirror, outbox: Outbox) -> int:
-    """Make the remote hold exactly the entries still in `outbox`; how many that is."""
-    pending = {f"{PREFIX}{e.path.name}": e.path.read_bytes() for e in outbox.entries()}
-    for _ in range(MAX_TRIES):
+def update(mirror: Mirror, *, remove: set[str], add: Mapping[str, bytes]) -> None:
+    """Remove `remove` from the remote's entries and add `add`, keeping whatever else is
+    there (another host's entries)."""
+    if not remove and not add:
+        return
+    for attempt in range(MAX_TRIES):
         tip = mirror.heads([REF]).get(REF)
-        if tip is not None:
+        if tip is not None and mirror.rev(REF) != tip:
             mirror.fetch([REF])
         held = mirror.tree(tip, PREFIX) if tip is not None else {}
-        stale = sorted(p for p in held if p not in pending)
-        fresh = {p: d for p, d in pending.items() if p not in held}
+        stale = sorted(p for p in held if p.removeprefix(PREFIX) in remove)
+        fresh = {f"{PREFIX}{n}": d for n, d in add.items() if f"{PREFIX}{n}" not in held}
         if not stale and not fresh:
-            return len(pending)
-        if not pending:
-            new = None
-        else:
-            new = mirror.commit(tip, fresh, f"outbox: {len(pending)} undelivered", remove=stale)
+            return
+        left = len(held) - len(stale) + len(fresh)
+        new = (
+            None
+            if left == 0
+            else mirror.commit(tip, fresh, f"outbox: {left} undelivered", remove=stale)
+        )
+        if tip is None and new is None:
+            return
         if mirror.push([(new, REF, tip)]).ok:
-            return len(pending)
+            return
+        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
     raise GitError(f"{mirror.url}: {REF} kept moving; gave up after {MAX_TRIES} tries")
+
+
+def keep(mirror: Mirror, outbox: Outbox, restored: set[str] | None = None) -> int:
+    """Make the remote hold what is still in `outbox` and drop what was delivered of the
+    `restored` names; how many entries are pending here."""
+    pending = {e.path.name: e.path.read_bytes() for e in outbox.entries()}
+    update(mirror, remove=(restored or set()) - set(pending), add=pending)
+    return len(pending)

@@ -1,31 +1,43 @@
 """Claims: each execution runs exactly once among all reconcilers of a remote, without a shared
-database (DESIGN section 8).
+database (DESIGN sections 8 and 9).
 
-A claim is the ref `refs/alloy/claims/<execution>` on the remote. It points at a commit (empty
-of files except `claim.json` and, once there is one, `ledger.jsonl`) that says who holds it, in
-which state, and until when:
+A claim is the ref `refs/alloy/claims/<execution>` on the remote. It points at a commit (no
+parent) holding `claim.json` — who holds it, in which state, until when, its **generation** and
+the commit the execution runs at — the execution's `artifact.json`, and, once there is one, its
+`ledger.jsonl`:
 
 * `running` — held by `holder` until `expires`; the holder renews the lease while it works and
-  pushes its ledger with each renewal (and before any attempt with reversible or irreversible
-  effects starts), so whoever takes over a dead holder's claim recovers from that ledger by the
-  engine's rules;
-* `parked` — the execution waits (a gate, an indeterminate block, its lane); anyone may take it
-  to re-evaluate it;
-* `finished` — done; nobody runs it again.
+  publishes its ledger with each renewal, before any attempt with reversible or irreversible
+  effects starts, and after such an attempt ends;
+* `parked` — the execution waits (a gate, an indeterminate block, its lane, a stop); anyone may
+  take it to re-evaluate it;
+* `finished` — done; nobody runs it again. The claim carries everything its trace and check run
+  are made of (ledger, artifact, commit), so any host can publish them if its holder could not.
+
+**Generations** fence holders: taking a claim (creating it, or taking it over once it is
+parked or its lease expired) writes generation `n + 1`; renewals and releases keep it. Every
+ledger record a holder writes carries its generation. A holder writes only by compare-and-swap
+from the commit it last wrote, so a holder whose claim was taken over can never write again.
 
 Taking a claim is a push with `--force-with-lease`: creation succeeds only if the ref does not
-exist, a takeover (a parked claim, or an expired lease) only if the ref still points at the
-commit that was read. Of several claimers racing, git's ref lock on the remote lets exactly one
-win.
+exist, a takeover only if the ref still points at the commit that was read. Of several claimers
+racing, git's ref lock on the remote lets exactly one win.
+
+**One writer per claim in a process**: renewals (a thread) and publications (the engine) go
+through the claim's lock, one at a time. A compare-and-swap that fails because our own earlier
+push landed although we never heard back (the connection broke) is recognised — the remote
+names our holder and generation — and is not a lost lease.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controllers.gitops import Mirror
+from foundry.faults import crash_point
 from foundry.ports import Clock
 
 PREFIX = "refs/alloy/claims/"
@@ -43,9 +55,18 @@ class Claim:
     execution: str
     sha: str
     holder: str
-    #: The ledger left by the previous holder (None for a fresh claim).
+    generation: int
+    #: The ledger the remote held when the claim was taken (None for a fresh claim).
     ledger: bytes | None
+    #: The artifact the execution runs (carried by every commit of the claim).
+    artifact: bytes | None = None
+    #: The commit the execution runs at (its worktree, its check run).
+    commit: str | None = None
+    #: The execution's event and inputs, so that any host can resume or report it from the
+    #: claim alone (`{"event": {"type", "key"}, "inputs": {...}}`).
+    facts: dict[str, Any] = field(default_factory=dict)
     taken_over: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def ref(self) -> str:
@@ -60,6 +81,19 @@ class Holding:
     holder: str
     expires: float
     sha: str
+    generation: int = 0
+    execution: str = ""
+    commit: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """Everything a claim commit holds (for repairing a finished execution's publications)."""
+
+    holding: Holding
+    ledger: bytes | None
+    artifact: bytes | None
 
 
 class Claims:
@@ -74,19 +108,29 @@ class Claims:
         #: runs out (a reconciler looks again then: a dead holder never renews it).
         self.held_until: dict[str, float] = {}
 
-    def _commit(self, execution: str, state: State, ledger: bytes | None) -> str:
-        body = {
-            "execution": execution,
+    def _commit(self, claim: Claim, state: State, ledger: bytes | None) -> str:
+        body: dict[str, Any] = {
+            "execution": claim.execution,
             "holder": self.holder,
             "state": state,
+            "generation": claim.generation,
             "expires": round(self.clock.now() + self.lease, 3) if state == "running" else 0,
         }
+        if claim.commit is not None:
+            body["commit"] = claim.commit
+        body.update(claim.facts)
         files = {"claim.json": (json.dumps(body, sort_keys=True) + "\n").encode()}
         if ledger is not None:
             files["ledger.jsonl"] = ledger
+        if claim.artifact is not None:
+            files["artifact.json"] = claim.artifact
         # Each claim commit stands alone (no parent): the ref's history is not needed, and a
         # compare-and-swap push does not need a fast-forward.
-        return self.mirror.commit(None, files, f"{state} {execution} by {self.holder}")
+        return self.mirror.commit(
+            None,
+            files,
+            f"{state} {claim.execution} by {self.holder} (generation {claim.generation})",
+        )
 
     def read(self, execution: str) -> Holding | None:
         """The claim as the remote has it now (fetched into the mirror), or None."""
@@ -98,51 +142,88 @@ class Claims:
         # The ref may have moved again between `ls-remote` and the fetch (a renewal, a release):
         # read what was fetched, which is at least as new and is in the mirror.
         sha = self.mirror.rev(ref) or heads[ref]
-        return self._holding(sha)
+        return self.holding(sha)
 
-    def _holding(self, sha: str) -> Holding:
-        body: dict[str, Any] = json.loads(self.mirror.blob(self._file(sha, "claim.json")))
-        return Holding(body["state"], body["holder"], float(body["expires"]), sha)
+    def record(self, holding: Holding) -> Record:
+        """The ledger and artifact of the claim commit `holding` was read from."""
+        return Record(
+            holding,
+            self._file(holding.sha, "ledger.jsonl"),
+            self._file(holding.sha, "artifact.json"),
+        )
 
-    def _file(self, commit: str, name: str) -> str:
-        entries = self.mirror.tree(commit, name)
-        return entries[name]
+    def holding(self, sha: str) -> Holding:
+        data = self._file(sha, "claim.json")
+        body: dict[str, Any] = json.loads(data or b"{}")
+        return Holding(
+            body["state"],
+            body["holder"],
+            float(body["expires"]),
+            sha,
+            int(body.get("generation", 0)),
+            str(body.get("execution", "")),
+            body.get("commit"),
+            {k: body[k] for k in ("event", "inputs") if k in body},
+        )
 
-    def _ledger(self, commit: str) -> bytes | None:
-        entries = self.mirror.tree(commit, "ledger.jsonl")
-        sha = entries.get("ledger.jsonl")
+    def _file(self, commit: str, name: str) -> bytes | None:
+        sha = self.mirror.tree(commit, name).get(name)
         return self.mirror.blob(sha) if sha else None
 
-    def acquire(self, execution: str) -> tuple[Claim | None, str]:
-        """Claim `execution`; (None, why) when someone else has it or it is finished."""
+    def acquire(
+        self,
+        execution: str,
+        *,
+        artifact: bytes | None = None,
+        commit: str | None = None,
+        facts: dict[str, Any] | None = None,
+    ) -> tuple[Claim | None, str, Holding | None]:
+        """Claim `execution`: (the claim, why, None), or (None, why, what the remote has) when
+        someone else holds it or it is finished."""
         ref = PREFIX + execution
-        fresh = self._commit(execution, "running", None)
+        claim = Claim(execution, "", self.holder, 1, None, artifact, commit, dict(facts or {}))
+        fresh = self._commit(claim, "running", None)
         result = self.mirror.push([(fresh, ref, None)])
         if result.ok:
-            return Claim(execution, fresh, self.holder, None), "claimed"
+            claim.sha = fresh
+            crash_point("claim-taken")
+            return claim, "claimed", None
         held = self.read(execution)
-        if held is None:  # released and deleted between our push and our read: try once more
-            result = self.mirror.push([(fresh, ref, None)])
-            if result.ok:
-                return Claim(execution, fresh, self.holder, None), "claimed"
-            return None, "claimed by someone else just now"
+        if held is None:  # deleted between our push and our read: try once more
+            if self.mirror.push([(fresh, ref, None)]).ok:
+                claim.sha = fresh
+                crash_point("claim-taken")
+                return claim, "claimed", None
+            return None, "claimed by someone else just now", None
         if held.state == "finished":
-            return None, f"finished by {held.holder}"
+            return None, f"finished by {held.holder}", held
         now = self.clock.now()
         if held.state == "running" and held.expires > now:
             self.held_until[execution] = held.expires
-            return None, f"held by {held.holder} for {held.expires - now:.0f}s more"
-        ledger = self._ledger(held.sha)
-        taken = self._commit(execution, "running", ledger)
-        result = self.mirror.push([(taken, ref, held.sha)])
-        if not result.ok:
-            return None, "taken by someone else just now"
-        why = (
-            f"took over from {held.holder} (lease expired)"
-            if held.state == "running"
-            else f"resumed (parked by {held.holder})"
+            return None, f"held by {held.holder} for {held.expires - now:.0f}s more", held
+        record = self.record(held)
+        claim = Claim(
+            execution,
+            "",
+            self.holder,
+            held.generation + 1,
+            record.ledger,
+            record.artifact or artifact,
+            held.commit or commit,
+            held.facts or dict(facts or {}),
+            taken_over=held.holder,
         )
-        return Claim(execution, taken, self.holder, ledger, taken_over=held.holder), why
+        taken = self._commit(claim, "running", record.ledger)
+        if not self.mirror.push([(taken, ref, held.sha)]).ok:
+            return None, "taken by someone else just now", None
+        claim.sha = taken
+        crash_point("claim-taken")
+        why = (
+            f"took over from {held.holder} (lease expired; generation {claim.generation})"
+            if held.state == "running"
+            else f"resumed (parked by {held.holder}; generation {claim.generation})"
+        )
+        return claim, why, None
 
     def renew(self, claim: Claim, ledger: bytes | None) -> None:
         """Extend the lease and publish the ledger so far; LeaseLost if the claim was taken."""
@@ -153,8 +234,25 @@ class Claims:
         self._move(claim, state, ledger)
 
     def _move(self, claim: Claim, state: State, ledger: bytes | None) -> None:
-        new = self._commit(claim.execution, state, ledger)
-        result = self.mirror.push([(new, claim.ref, claim.sha)])
-        if not result.ok:
-            raise LeaseLost(f"{claim.execution}: the claim was taken over ({result.detail})")
-        claim.sha = new
+        with claim.lock:
+            new = self._commit(claim, state, ledger)
+            result = self.mirror.push([(new, claim.ref, claim.sha)])
+            if result.ok:
+                claim.sha = new
+                return
+            # Rejected: someone else moved the ref — or our own earlier push landed although we
+            # never heard back. The remote tells which: its claim names holder and generation.
+            held = self.read(claim.execution)
+            if held is None or (held.holder, held.generation) != (self.holder, claim.generation):
+                who = "nobody" if held is None else f"{held.holder} (generation {held.generation})"
+                raise LeaseLost(
+                    f"{claim.execution}: the claim was taken over; {who} holds it now "
+                    f"({result.detail})"
+                )
+            if held.state != "running":
+                raise LeaseLost(f"{claim.execution}: the claim was already released ({held.state})")
+            claim.sha = held.sha
+            new = self._commit(claim, state, ledger)
+            if not self.mirror.push([(new, claim.ref, claim.sha)]).ok:
+                raise LeaseLost(f"{claim.execution}: the claim was taken over just now")
+            claim.sha = new

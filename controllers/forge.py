@@ -15,7 +15,9 @@ the local forge are the Approval documents merged to the default branch (read by
 from __future__ import annotations
 
 import json
+import random
 import re
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
@@ -26,7 +28,7 @@ REF = "refs/alloy/forge"
 Conclusion = Literal[
     "success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"
 ]
-MAX_TRIES = 8
+MAX_TRIES = 16
 
 
 @dataclass(frozen=True)
@@ -138,26 +140,45 @@ class LocalForge:
         sha = self.mirror.tree(tip, path).get(path)
         return self.mirror.blob(sha) if sha else None
 
-    def _write(self, path: str, data: bytes, what: str) -> bool:
-        for _ in range(MAX_TRIES):
+    def _write(self, files: dict[str, bytes], what: str) -> set[str]:
+        """Commit `files` on the forge ref (compare-and-swap, rebuilt on another host's new
+        tip with a growing, jittered pause); the paths that changed."""
+        for attempt in range(MAX_TRIES):
             tip = self._tip()
-            if self._read(tip, path) == data:
-                return False
-            commit = self.mirror.commit(tip, {path: data}, what)
+            changed = {p: d for p, d in files.items() if self._read(tip, p) != d}
+            if not changed:
+                return set()
+            commit = self.mirror.commit(tip, changed, what)
             if self.mirror.push([(commit, REF, tip)]).ok:
                 self.mirror.set_ref(REF, commit)
-                return True
+                return set(changed)
+            time.sleep(random.uniform(0.01, 0.04) * (attempt + 1))  # noqa: S311 - jitter
         raise GitError(f"{self.mirror.url}: {REF} kept moving; gave up after {MAX_TRIES} tries")
 
     def publish_check(self, run: CheckRun) -> bool:
-        data = (json.dumps(run.to_json(), indent=2, sort_keys=True) + "\n").encode()
-        path = f"checks/{run.commit}/{check_slug(run.name)}.json"
-        return self._write(path, data, f"check {run.name} on {run.commit[:12]}: {run.status}")
+        return bool(self.publish_checks([run]))
+
+    def publish_checks(self, runs: list[CheckRun]) -> int:
+        """Publish several check runs in one commit; how many changed."""
+        files = {
+            f"checks/{run.commit}/{check_slug(run.name)}.json": (
+                json.dumps(run.to_json(), indent=2, sort_keys=True) + "\n"
+            ).encode()
+            for run in runs
+        }
+        if not files:
+            return 0
+        what = (
+            f"check {runs[0].name} on {runs[0].commit[:12]}: {runs[0].status}"
+            if len(runs) == 1
+            else f"{len(runs)} check runs"
+        )
+        return len(self._write(files, what))
 
     def comment(self, key: str, body: str, *, pull: int | None = None) -> bool:
         where = f"pull-{pull}/" if pull is not None else ""
         path = f"comments/{where}{check_slug(key)}.md"
-        return self._write(path, body.encode(), f"comment {key}")
+        return bool(self._write({path: body.encode()}, f"comment {key}"))
 
     def identity(self, commit: str) -> Identity | None:
         """The local forge has no pull requests: Approval documents speak for themselves."""

@@ -65,6 +65,20 @@ class Commit:
     paths: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Change:
+    """A first-parent commit, its first parent, and each changed path's new blob (None:
+    deleted)."""
+
+    sha: str
+    parent: str | None
+    blobs: Mapping[str, str | None]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(self.blobs)
+
+
 def remote_url(repo: str) -> str:
     """A remote as git understands it: URLs stay, a local path becomes an absolute path (and
     must exist)."""
@@ -127,6 +141,19 @@ class Mirror:
         for line in out.splitlines():
             sha, _, ref = line.partition("\t")
             if ref in refs:
+                found[ref] = sha
+        return found
+
+    def refs_under(self, prefix: str) -> dict[str, str]:
+        """Every remote ref under `prefix` (a path ending in `/`) and its value."""
+        try:
+            out = str(self.repo.git.ls_remote(self.url, f"{prefix}*"))
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot reach {self.url}: {_stderr(exc)}") from None
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref.startswith(prefix):
                 found[ref] = sha
         return found
 
@@ -200,6 +227,37 @@ class Mirror:
             lines = [line for line in chunk.splitlines() if line]
             if lines:
                 found.append(Commit(lines[0], tuple(lines[1:])))
+        return list(reversed(found))
+
+    def history(self, head: str, *, limit: int = 200) -> list[Change]:
+        """The last `limit` first-parent commits up to `head` (oldest first), each with the
+        blob every changed path has after it (None: deleted) — one `git log`."""
+        out = self.repo.git.log(
+            "--first-parent",
+            "-m",
+            "--root",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+            "-z",
+            f"--max-count={limit}",
+            "--format=%x01%H %P",
+            head,
+        )
+        found = []
+        for chunk in str(out).split("\x01")[1:]:
+            header, _, rest = chunk.partition("\0")
+            sha, _, parents = header.strip().partition(" ")
+            fields = rest.lstrip("\n").split("\0")
+            changes: dict[str, str | None] = {}
+            for meta, path in zip(fields[::2], fields[1::2], strict=False):
+                if not meta.startswith(":"):
+                    continue
+                parts = meta[1:].split(" ")
+                blob = parts[3] if len(parts) >= 5 and parts[4] != "D" else None
+                changes[path] = None if blob in (None, ZERO) else blob
+            parent = parents.split(" ")[0] if parents.strip() else None
+            found.append(Change(sha, parent, changes))
         return list(reversed(found))
 
     def _is_ancestor(self, old: str, new: str) -> bool:

@@ -3,8 +3,10 @@ which of them are new (level-triggered: what is already in the ledger is subtrac
 
 Events, per artifact:
 * apply — one execution per artifact digest (`triggers.apply`);
-* push — one per new commit on the default branch that touches `triggers.push.paths` (the
-  commits come from the caller: git is not the planner's business);
+* push — one per commit on the default branch that touches the push trigger's paths, with the
+  artifact as it was at that commit when the caller gives it (the commits and their artifacts
+  come from the caller: git is not the planner's business); the current artifact must still
+  have a push trigger;
 * schedule — the cron slots due now: every slot in the catch-up window, or only the latest slot
   when it is at most `grace` seconds old (so a new schedule never fires for a slot long past);
   `overlap: skip` skips a slot while an earlier scheduled execution is unfinished;
@@ -14,7 +16,7 @@ Events, per artifact:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -51,10 +53,12 @@ class Known(Protocol):
 
 @dataclass(frozen=True)
 class Push:
-    """A commit on the default branch and the paths it changed."""
+    """A commit on the default branch and the paths it changed; `artifacts` are the artifacts
+    as they were at that commit (None: the caller knows only the current ones)."""
 
     commit: str
     paths: tuple[str, ...]
+    artifacts: Mapping[str, Artifact] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,13 +185,16 @@ def plan(
                     )
                 )
             for push in pushes or ():
-                if touches(push.paths, triggers.push.paths):
+                # The intent as it was at the pushed commit decides, and runs.
+                then = artifact if push.artifacts is None else push.artifacts.get(name)
+                trigger = then.spec.triggers.push if then is not None else None
+                if then is not None and trigger is not None and touches(push.paths, trigger.paths):
                     _consider(
                         out,
                         known,
-                        artifact,
+                        then,
                         Event("push", push.commit),
-                        f"push: {push.commit[:12]} touches {', '.join(triggers.push.paths)}",
+                        f"push: {push.commit[:12]} touches {', '.join(trigger.paths)}",
                     )
         if triggers.schedule is not None:
             s = triggers.schedule

@@ -1,0 +1,393 @@
+"""Running one execution under its claim, and publishing a finished one from its claim.
+
+The order that makes every crash safe (docs/reconcile.md, "The protocol"):
+
+1. take the claim (a new generation); merge the remote's ledger with ours (`merge_ledgers`:
+   by record identity, never by size — an old local ledger never hides a later holder's work);
+2. run: renewals and ledger publications are one writer (the claim's lock); the ledger is
+   published before an attempt with reversible or irreversible effects starts (if that fails,
+   nothing starts) and after it ends;
+3. release the claim `finished` (or `parked`) with the final ledger, the artifact and the
+   commit: from then on any host can publish the execution's trace and check run;
+4. publish the check run, then the trace. The trace on the traces branch is the last step: a
+   finished claim without a finished trace is repaired by whichever host sees it first.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controllers.claims import Claim, Claims, Holding, LeaseLost
+from controllers.forge import CheckRun, Conclusion, Forge
+from controllers.gitops import GitError, Mirror
+from controllers.outbox import Outbox
+from controllers.reconcile._model import FINISHED, PassReport, Settings, TraceInfo
+from foundry.faults import crash_point
+from foundry.ports import Clock
+
+if TYPE_CHECKING:
+    from foundry.boundary import Artifact
+    from foundry.gates import StaticApprovals
+    from foundry.ids import Event
+
+
+@dataclass
+class Work:
+    """One execution a pass means to start or resume, with everything it runs with."""
+
+    execution: str
+    event: Event
+    artifact: Artifact
+    artifact_bytes: bytes
+    #: The commit it runs at: its worktree, and where its check run goes.
+    commit: str
+    inputs: dict[str, str | int | bool] = field(default_factory=dict)
+    new: bool = True
+    initiator: str | None = None
+
+
+@dataclass
+class Done:
+    """What an execution leaves to publish: its status, trace files and check run."""
+
+    execution: str
+    status: str
+    files: dict[str, bytes]
+    check: CheckRun
+
+
+class Running:
+    """The running half of a `Reconciler` (its state lives there)."""
+
+    settings: Settings
+    mirror: Mirror
+    claims: Claims
+    clock: Clock
+    stop: threading.Event
+    state: Path
+    forge: Forge
+    outbox: Outbox
+    _traces: dict[str, TraceInfo]
+
+    def _execute(
+        self, work: Work, *, approvals: StaticApprovals, report: PassReport
+    ) -> Done | None:
+        """Claim and run one execution; what to publish, or None. Never raises for one
+        execution's sake: what goes wrong is that execution's report line."""
+        execution = work.execution
+        facts = {
+            "event": {"type": work.event.type, "key": work.event.key},
+            "inputs": dict(work.inputs),
+        }
+        claim, why, held = self.claims.acquire(
+            execution, artifact=work.artifact_bytes, commit=work.commit, facts=facts
+        )
+        if claim is None:
+            if held is not None and held.state == "finished":
+                return self._repair(held, report)
+            report.not_claimed[execution] = why
+            return None
+        (report.started if work.new else report.resumed).append(execution)
+        try:
+            return self._run_claimed(claim, work, approvals=approvals, report=report)
+        except LeaseLost as exc:
+            report.parked[execution] = f"lost its claim: {exc}"
+        except GitError as exc:
+            report.parked[execution] = f"the remote failed while it ran: {exc}"
+            report.errors.append(f"{execution}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one execution never takes the pass down
+            reason = f"{type(exc).__name__}: {exc}"
+            report.parked[execution] = reason
+            report.errors.append(f"{execution}: could not run: {reason}")
+            self._let_go(claim, report)
+        return None
+
+    def _let_go(self, claim: Claim, report: PassReport) -> None:
+        """Park a claim after an unexpected error, so any host may take it up again."""
+        try:
+            self.claims.release(claim, "parked", _read(self._ledger_path(claim.execution)))
+        except (LeaseLost, GitError) as exc:
+            report.errors.append(f"{claim.execution}: could not park its claim: {exc}")
+
+    def _ledger_path(self, execution: str) -> Path:
+        return self.state / "executions" / execution / "ledger.jsonl"
+
+    def _run_claimed(
+        self, claim: Claim, work: Work, *, approvals: StaticApprovals, report: PassReport
+    ) -> Done | None:
+        from foundry.executor import RunOptions, run_execution
+        from foundry.gates import Context, GateEvaluator
+        from foundry.merge import merge_ledgers
+        from foundry.state import LedgerIndex
+        from foundry.throttle import Lanes
+        from foundry.workspace import declared_secrets, keep_artifact
+
+        execution = work.execution
+        ledger_path = self._ledger_path(execution)
+        local = _read(ledger_path)
+        merged = merge_ledgers(
+            claim.ledger,
+            local,
+            generation=claim.generation,
+            holder=self.claims.holder,
+            at=self.clock.now(),
+        )
+        if merged != (local or b""):
+            _write(ledger_path, merged)
+        worktree = self.state / "worktrees" / execution
+        if self.mirror.worktree_head(worktree) != work.commit:
+            self.mirror.add_worktree(worktree, work.commit)
+        keep_artifact(self.state, execution, work.artifact_bytes)
+        secrets = declared_secrets(work.artifact)
+        lost = threading.Event()
+        stop = threading.Event()
+
+        def publish() -> None:
+            crash_point("ledger-push-before")
+            self.claims.renew(claim, _read(ledger_path))
+            crash_point("ledger-push-after")
+
+        def publish_after() -> None:
+            try:
+                publish()
+            except LeaseLost:
+                lost.set()
+                stop.set()
+            except GitError:
+                pass  # the next renewal carries it
+
+        lanes = Lanes(
+            self.state / "lanes.db",
+            self.clock,
+            queue_seconds=max(300.0, 10 * self.settings.recheck),
+        )
+        options = RunOptions(
+            workdir=worktree,
+            state_dir=self.state,
+            lanes=lanes,
+            inputs=dict(work.inputs),
+            secrets=secrets,
+            stop_grace=self.settings.grace,
+            before_effects=publish,
+            after_effects=publish_after,
+            generation=claim.generation,
+            unattended=True,
+        )
+        if self.settings.workers:
+            options.workers = self.settings.workers
+        context = Context(
+            initiator=work.initiator,
+            approvals=approvals,
+            teams=self.forge,
+            checks=_Checks(self.forge, work.commit),
+            history=_History(self._traces),
+        )
+        renewer = threading.Thread(
+            target=self._renew,
+            args=(claim, ledger_path, stop, lost),
+            name=f"lease-{execution}",
+            daemon=True,
+        )
+        relay = threading.Thread(target=_relay, args=(self.stop, stop), daemon=True)
+        renewer.start()
+        relay.start()
+        try:
+            result = run_execution(
+                work.artifact,
+                work.event,
+                options,
+                self.clock,
+                gates=GateEvaluator(context),
+                stop=stop,
+            )
+        finally:
+            stop.set()
+            renewer.join()
+            lanes.close()
+        if lost.is_set():
+            report.parked[execution] = "lost its claim while running; another host has it"
+            return None
+        status = result.status
+        records = LedgerIndex(self.state).records(execution)
+        final = status in FINISHED
+        if not self._release(claim, "finished" if final else "parked", _read(ledger_path), report):
+            return None
+        report.finished[execution] = status
+        if status == "stopped":
+            report.parked[execution] = "stopped before it finished"
+        if final:
+            self.mirror.remove_worktree(worktree)
+        return self._done(
+            execution, records, work.artifact, work.commit, secrets=list(secrets.values())
+        )
+
+    def _renew(
+        self, claim: Claim, ledger_path: Path, stop: threading.Event, lost: threading.Event
+    ) -> None:
+        every = max(0.2, self.settings.lease / 3)
+        while not stop.wait(every):
+            try:
+                self.claims.renew(claim, _read(ledger_path))
+            except LeaseLost:
+                lost.set()
+                stop.set()
+                return
+            except GitError:
+                continue  # the remote is away; the lease may still hold when it is back
+            crash_point("renewal")
+
+    def _release(self, claim: Claim, state: str, ledger: bytes | None, report: PassReport) -> bool:
+        """Release the claim; False when it is not ours any more (nothing to publish then)."""
+        crash_point("release-before")
+        try:
+            self.claims.release(claim, state, ledger)  # type: ignore[arg-type]
+        except LeaseLost as exc:
+            report.parked[claim.execution] = f"lost its claim before its end was recorded: {exc}"
+            return False
+        except GitError as exc:
+            import base64
+
+            self.outbox.put(
+                "claim",
+                {
+                    "repo": self.mirror.url,
+                    "execution": claim.execution,
+                    "sha": claim.sha,
+                    "generation": claim.generation,
+                    "state": state,
+                    "ledger": base64.b64encode(ledger).decode() if ledger is not None else None,
+                    "artifact": base64.b64encode(claim.artifact).decode()
+                    if claim.artifact is not None
+                    else None,
+                    "commit": claim.commit,
+                    "facts": claim.facts,
+                },
+                str(exc),
+            )
+            report.errors.append(f"{claim.execution}: its claim release waits in the outbox: {exc}")
+        crash_point("release-after")
+        return True
+
+    # -- publishing a finished execution from its claim ------------------------------------
+
+    def _repair(self, held: Holding, report: PassReport) -> Done | None:
+        """A finished claim: publish its trace and check run unless the traces branch has
+        the finished trace already (its holder got that far)."""
+        from foundry.boundary import read_artifact
+        from foundry.errors import BoundaryError
+
+        execution = held.execution
+        info = self._traces.get(execution)
+        if info is not None and info.status in FINISHED:
+            report.not_claimed[execution] = f"finished by {held.holder}"
+            return None
+        record = self.claims.record(held)
+        if record.artifact is None or record.ledger is None:
+            report.errors.append(
+                f"{execution}: finished by {held.holder}, but its claim holds no ledger or "
+                "artifact to publish its trace from (a claim from an older version)"
+            )
+            return None
+        try:
+            artifact = read_artifact(f"{held.sha[:12]}:artifact.json", record.artifact)
+        except BoundaryError as exc:
+            report.errors.append(f"{execution}: cannot read the artifact of its claim: {exc}")
+            return None
+        records = [json.loads(line) for line in record.ledger.splitlines() if line.strip()]
+        commit = held.commit or ""
+        report.repaired.append(execution)
+        return self._done(execution, records, artifact, commit, secrets=[])
+
+    def _done(
+        self,
+        execution: str,
+        records: list[dict[str, Any]],
+        artifact: Artifact,
+        commit: str,
+        *,
+        secrets: list[str],
+    ) -> Done:
+        from foundry.traces import SUMMARY_LIMIT, trace_bundle
+
+        bundle = trace_bundle(records, artifact, secrets=secrets)
+        status = str(bundle.trace["spec"]["status"])
+        planned = records[0] if records and records[0].get("type") == "planned" else {}
+        event = planned.get("event") or {"type": "?", "key": "?"}
+        reason = next(
+            (r.get("reason") for r in reversed(records) if r.get("type") == "execution-finished"),
+            None,
+        )
+        markdown_path = bundle.path.removesuffix(".json") + ".md"
+        files = {
+            bundle.path: (json.dumps(bundle.trace, indent=2, sort_keys=True) + "\n").encode(),
+            markdown_path: bundle.markdown.encode(),
+        }
+        check = CheckRun(
+            commit=commit,
+            name=f"foundry: {artifact.metadata.name} ({event['type']} {_short(event['key'])})",
+            status="completed" if status in FINISHED else "in_progress",
+            conclusion=_conclusion(status),
+            title=f"{artifact.metadata.name}: {status}" + (f" ({reason})" if reason else ""),
+            summary=bundle.markdown[:SUMMARY_LIMIT],
+            external_id=execution,
+        )
+        return Done(execution, status, files, check)
+
+
+class _History:
+    def __init__(self, traces: dict[str, TraceInfo]) -> None:
+        self.last: dict[str, float] = {}
+        for info in traces.values():
+            if info.status == "succeeded" and info.finished_at is not None:
+                self.last[info.intent] = max(self.last.get(info.intent, 0.0), info.finished_at)
+
+    def last_success(self, intent: str) -> float | None:
+        return self.last.get(intent)
+
+
+class _Checks:
+    def __init__(self, forge: Forge, commit: str) -> None:
+        self.forge, self.commit = forge, commit
+
+    def state(self, name: str) -> Any:
+        return self.forge.check_state(self.commit, name)
+
+
+def _relay(source: threading.Event, target: threading.Event) -> None:
+    """Pass the reconciler's stop on to one execution (until the execution is over)."""
+    while not target.is_set():
+        if source.wait(0.2):
+            target.set()
+            return
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".merge")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _short(key: str) -> str:
+    return key[:19] if key.startswith("sha256:") else key[:40]
+
+
+def _conclusion(status: str) -> Conclusion | None:
+    return {
+        "succeeded": "success",
+        "failed": "failure",
+        "cancelled": "cancelled",
+        "skipped": "skipped",
+        "indeterminate": "action_required",
+    }.get(status)  # type: ignore[return-value]

@@ -1,0 +1,117 @@
+"""Claims that no plan covers any more, looked after (DESIGN section 9: nothing lost).
+
+The planner proposes what the default branch asks for now. A claim can outlive that: an apply
+of a digest that was replaced, a push out of the window, a dispatched run — whose holder died,
+or finished and crashed before its trace was published. Every pass that reads the remote lists
+the claims (one `git ls-remote`) and looks at those whose execution has no finished trace:
+
+* `finished` — its trace and check run are published from the claim (repair);
+* `running` with its lease run out, or `parked` with no trace at all — it is taken over and
+  resumed from what the claim holds (artifact, event, inputs, commit, ledger);
+* `running` under a live lease — looked at again when the lease runs out (a dead holder never
+  renews it), even if nothing else moves;
+* `parked` with a trace — it waits for its gate or a person, as the trace says; looked at
+  again only when the claim moves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controllers.claims import PREFIX, Claims, Holding
+from controllers.gitops import Mirror
+from controllers.reconcile._model import FINISHED, PassReport, TraceInfo
+from controllers.reconcile._running import Work
+
+if TYPE_CHECKING:
+    from foundry.ids import Event
+
+
+class Scanning:
+    """The claims-scanning part of a `Reconciler` (its state lives there)."""
+
+    mirror: Mirror
+    claims: Claims
+    state: Path
+    _traces: dict[str, TraceInfo]
+    _memory: dict[str, Any]
+
+    def _claims_due(self, now: float) -> bool:
+        wake = self._memory.get("claimsWake")
+        return wake is not None and now >= wake
+
+    def _scan(self, *, planned: set[str], now: float, report: PassReport) -> list[Work]:
+        listing = {
+            ref.removeprefix(PREFIX): sha for ref, sha in self.mirror.refs_under(PREFIX).items()
+        }
+        memo: dict[str, list[Any]] = {
+            e: m for e, m in self._memory.get("claims", {}).items() if e in listing
+        }
+        candidates = []
+        for execution, sha in sorted(listing.items()):
+            info = self._traces.get(execution)
+            if execution in planned or (info is not None and info.status in FINISHED):
+                memo.pop(execution, None)
+                continue
+            seen = memo.get(execution)
+            if seen is not None and seen[0] == sha and (seen[1] is None or now < seen[1]):
+                continue
+            candidates.append(execution)
+        if candidates:
+            self.mirror.fetch([PREFIX + e for e in candidates])
+        work = []
+        for execution in candidates:
+            sha = self.mirror.rev(PREFIX + execution) or listing[execution]
+            held = self.claims.holding(sha)
+            info = self._traces.get(execution)
+            if held.state == "running" and held.expires > now:
+                memo[execution] = [sha, held.expires]
+            elif held.state == "parked" and info is not None:
+                memo[execution] = [sha, None]
+            else:  # finished (repair), expired (its holder died) or parked with no trace
+                item = self._from_claim(held, report)
+                if item is None:
+                    memo[execution] = [sha, None]
+                else:
+                    work.append(item)
+        self._memory["claims"] = memo
+        wakes = [m[1] for m in memo.values() if m[1] is not None]
+        self._memory["claimsWake"] = min(wakes) if wakes else None
+        return work
+
+    def _from_claim(self, held: Holding, report: PassReport) -> Work | None:
+        """What resuming (or repairing) an execution takes, read from its claim alone."""
+        from foundry.boundary import read_artifact
+        from foundry.errors import BoundaryError
+        from foundry.ids import Event
+
+        record = self.claims.record(held)
+        execution = held.execution
+        facts = dict(held.facts)
+        if "event" not in facts and record.ledger:
+            first = json.loads(record.ledger.splitlines()[0])
+            facts = {"event": first.get("event"), "inputs": first.get("inputs") or {}}
+        event_data = facts.get("event")
+        if record.artifact is None or not isinstance(event_data, dict) or not held.commit:
+            report.errors.append(
+                f"{execution}: its claim ({held.state}, by {held.holder}) does not say what it "
+                "runs (a claim from an older version); it is left as it is"
+            )
+            return None
+        try:
+            artifact = read_artifact(f"{PREFIX}{execution}:artifact.json", record.artifact)
+            event: Event = Event(event_data["type"], str(event_data["key"]))
+        except (BoundaryError, KeyError, TypeError) as exc:
+            report.errors.append(f"{execution}: cannot resume from its claim: {exc}")
+            return None
+        return Work(
+            execution=execution,
+            event=event,
+            artifact=artifact,
+            artifact_bytes=record.artifact,
+            commit=held.commit,
+            inputs=dict(facts.get("inputs") or {}),
+            new=False,
+        )
