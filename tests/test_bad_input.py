@@ -99,6 +99,22 @@ def outside_dir(root: Path) -> str:
     return str(path)
 
 
+def with_input(on: str, spec: str = "{type: string, required: true}") -> str:
+    """A valid active intent `x` started by the triggers `on` that declares the input `version`
+    as `spec`."""
+    return intent_yaml("x", on=on).replace(
+        "    blocks:\n", f"    inputs:\n      version: {spec}\n    blocks:\n"
+    )
+
+
+#: Triggers that start executions with no one to supply inputs.
+UNATTENDED = {
+    "apply": "{apply: true}",
+    "push": "{push: {paths: ['src/**']}}",
+    "schedule": "{schedule: {cron: '0 2 * * *'}}",
+}
+
+
 POLICY_EXECUTABLES = PROJECT + "  policy:\n    allowedExecutables: [python, bash]\n"
 
 
@@ -537,6 +553,38 @@ CASES = [
         "ALLOY_TOKEN",
         "names starting with ALLOY_ are reserved",
     ),
+    Case(
+        "required-input-on-apply",
+        {X: with_input(UNATTENDED["apply"])},
+        "|version:",
+        "input 'version' is required and has no default, but on.apply starts executions with no "
+        "one to supply it; give it a default, make it required: false, or start this automation "
+        "only by request: true",
+    ),
+    Case(
+        "required-input-on-push",
+        {X: with_input(UNATTENDED["push"])},
+        "|version:",
+        "input 'version' is required and has no default, but on.push starts executions with no "
+        "one to supply it; give it a default, make it required: false, or start this automation "
+        "only by request: true",
+    ),
+    Case(
+        "required-input-on-schedule",
+        {X: with_input(UNATTENDED["schedule"])},
+        "|version:",
+        "input 'version' is required and has no default, but on.schedule starts executions with no "
+        "one to supply it; give it a default, make it required: false, or start this automation "
+        "only by request: true",
+    ),
+    Case(
+        "required-input-on-several-triggers",
+        # `request: true` as well does not help: the other triggers still start executions.
+        {X: with_input("{apply: true, schedule: {cron: '0 2 * * *'}, request: true}")},
+        "|version:",
+        "input 'version' is required and has no default, but on.apply and on.schedule start "
+        "executions with no one to supply it",
+    ),
     # --- references between documents -------------------------------------------------------
     Case(
         "depends-on-unknown-intent",
@@ -694,6 +742,32 @@ def test_bad_input_is_reported_and_nothing_is_written(
         assert_reported(result, case.path, line, col, case.says)
         assert repo.tree(".alloy/artifacts") == before, f"`alloy {args[0]}` changed the artifacts"
     assert not marker.exists(), "a YAML tag ran a command"
+
+
+@pytest.mark.parametrize(
+    ("on", "spec"),
+    [
+        *[(on, "{type: string, required: true, default: '1.0'}") for on in UNATTENDED.values()],
+        *[(on, "{type: string, required: false}") for on in UNATTENDED.values()],
+        ("{request: true}", "{type: string, required: true}"),
+    ],
+    ids=[
+        *[f"{t}-with-default" for t in UNATTENDED],
+        *[f"{t}-not-required" for t in UNATTENDED],
+        "request-only",
+    ],
+)
+def test_an_input_that_can_always_be_supplied_is_accepted(
+    repo: GitRepo, alloy: Callable[..., Result], on: str, spec: str
+) -> None:
+    """The counterpart of the `required-input-on-*` cases: a default, `required: false`, or
+    only Requests (which supply inputs) starting the automation."""
+    repo.write({X: with_input(on, spec)})
+    for args in (("compile",), ("check",)):
+        result = alloy(*args)
+        assert result.code == 0, result
+        assert "version" not in result.out + result.err, result
+    assert (repo.path / ".alloy/artifacts/x.json").is_file()
 
 
 def test_the_suite_covers_at_least_30_distinct_inputs() -> None:

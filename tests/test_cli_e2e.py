@@ -890,7 +890,8 @@ def test_request_for_a_stale_or_missing_artifact_writes_nothing(
 def test_a_required_input_must_be_given(repo: GitRepo, alloy: Alloy) -> None:
     repo.write(
         {
-            ".alloy/intents/deploy.yaml": intent_yaml("deploy").replace(
+            # Only Requests start it: they are what supplies a required input.
+            ".alloy/intents/deploy.yaml": intent_yaml("deploy", on="{request: true}").replace(
                 "    blocks:\n",
                 "    inputs:\n      target: {type: string, required: true}\n    blocks:\n",
             )

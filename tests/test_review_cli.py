@@ -534,6 +534,33 @@ def test_push_triggers_see_the_paths_the_pull_request_changes(repo: GitRepo, all
     assert [s["artifact"] for s in with_src["starts"] if s["event"] == "push"] == ["bench"]
 
 
+def test_a_required_input_no_trigger_can_supply_blocks_the_pull_request(
+    repo: GitRepo, alloy: Alloy
+) -> None:
+    """The review reports what `alloy check` reports about the head: an intent whose `apply`
+    trigger would start it without its required input (so it cannot be compiled either)."""
+    branch(repo, "pr")
+    repo.write(
+        {
+            ".alloy/intents/deploy.yaml": intent_yaml("deploy").replace(
+                "    blocks:\n", "    inputs:\n      version: {required: true}\n    blocks:\n"
+            )
+        }
+    )
+    repo.commit("deploy, asking for a version")
+    code, data = review_json(alloy, "--base", "main", "--head", "pr")
+    assert code == 1
+    [finding] = [f for f in data["findings"] if f["kind"] == "invalid-document"]
+    assert (finding["path"], finding["line"], finding["details"]["column"]) == (
+        ".alloy/intents/deploy.yaml",
+        12,
+        7,
+    )
+    assert finding["severity"] == "blocking"
+    assert "but on.apply starts executions with no one to supply it" in finding["message"]
+    assert not [s for s in data["starts"] if s["artifact"] == "deploy"]
+
+
 # --- as a pre-commit hook -------------------------------------------------------------------------
 
 

@@ -144,6 +144,33 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                 )
             )
         lowered[name.upper()] = name
+    trig = auto.on
+    unattended = [
+        f"on.{kind}"
+        for kind, enabled in (
+            ("apply", trig.apply),
+            ("push", trig.push is not None),
+            ("schedule", trig.schedule is not None),
+        )
+        if enabled
+    ]
+    if unattended:
+        starts = (
+            unattended[0] + " starts"
+            if len(unattended) == 1
+            else ", ".join(unattended[:-1]) + " and " + unattended[-1] + " start"
+        )
+        for name, inp in auto.inputs.items():
+            if inp.required and inp.default is None:
+                out.append(
+                    Finding(
+                        ("spec", "automation", "inputs", name),
+                        f"input {name!r} is required and has no default, but {starts} "
+                        "executions with no one to supply it; give it a default, make it "
+                        "required: false, or start this automation only by request: true",
+                        on_value=False,
+                    )
+                )
     lane = auto.lane
     if lane is not None and lane.name in project.spec.lanes:
         inline = [
@@ -159,7 +186,6 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                     "(remove limit/queue/maxQueued/cancelRunning/rate here)",
                 )
             )
-    trig = auto.on
     if spec.state in ("accepted", "active") and not (
         trig.apply or trig.push or trig.schedule or trig.request
     ):
