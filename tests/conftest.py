@@ -15,6 +15,9 @@ import pytest
 from tests.github_fake import FakeGitHub
 from tests.github_prism import GitHubRig, PrismProxy, cleaned_spec
 
+#: The `world` and `daemon_world` fixtures (real remotes for reconcile tests).
+pytest_plugins = ["tests.reconcile_support"]
+
 PROJECT = """\
 apiVersion: alloy.dev/v1
 kind: Project

@@ -321,6 +321,9 @@ def trace_document(
             "evidence": _evidence(artifact, blocks),
         },
     }
+    if state.finished is not None and isinstance(state.finished.get("reason"), str):
+        spec: dict[str, Any] = document["spec"]  # type: ignore[assignment]
+        spec["reason"] = state.finished["reason"]
     return redact(document, secrets)
 
 

@@ -1,0 +1,398 @@
+"""The failures reported against exactly-once and nothing-lost (issue 10), each reproduced on real
+remotes with real processes: hosts are killed at named crash points (`FOUNDRY_CRASH_AT`, see
+foundry/faults.py), come back with old state directories, or race each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controllers.claims import Claims
+from controllers.forge import ForgeError, LocalForge
+from controllers.gitops import GitError, Mirror, PushResult
+from controllers.reconcile import Reconciler, Settings
+from foundry.ports import SystemClock
+from tests.conftest import git
+from tests.foundry_support import artifact_document, block, write_artifact
+from tests.reconcile_support import World, lines, wait_for
+from tests.test_fault_points import PROJECT
+
+
+def run(
+    world: World, host: str, *extra: str, crash: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    env = {**os.environ, **world.env}
+    env.pop("FOUNDRY_CRASH_AT", None)
+    if crash is not None:
+        env["FOUNDRY_CRASH_AT"] = crash
+    proc = subprocess.run(
+        world.command(*extra, host=host),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    report: dict[str, Any] = {}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            report = json.loads(line)
+            break
+    return proc.returncode, report
+
+
+def wait_expired(world: World) -> None:
+    def expired() -> bool:
+        claims = world.refs("refs/alloy/claims/")
+        return all(
+            (c := world.claim(r.removeprefix("refs/alloy/claims/")))["state"] != "running"
+            or c["expires"] < time.time() - 0.2
+            for r in claims
+        )
+
+    wait_for("every lease to run out", expired, deadline=30)
+
+
+def steps_intent(mark: Path, blocks: list[tuple[str, str, str, list[str]]]) -> str:
+    """An intent whose blocks (id, effects, shell body, needs) each log start and end."""
+    out = [
+        "apiVersion: alloy.dev/v1",
+        "kind: Intent",
+        "metadata:",
+        "  name: steps",
+        "  owners: [alice]",
+        "spec:",
+        "  state: active",
+        "  goal: Each step runs as its effects allow.",
+        "  automation:",
+        "    on: {apply: true}",
+        "    blocks:",
+    ]
+    for name, effects, body, needs in blocks:
+        script = (
+            f'echo "{name} $ALLOY_ATTEMPT start" >> "$MARK"\n{body}\n'
+            f'echo "{name} $ALLOY_ATTEMPT end" >> "$MARK"\n'
+        )
+        out += [
+            f"      - id: {name}",
+            f"        run: [sh, -c, {json.dumps(script)}]",
+            f"        env: {{MARK: {json.dumps(str(mark))}}}",
+            f"        effects: {effects}",
+            "        timeout: 1m",
+        ]
+        if needs:
+            out.append(f"        needs: [{', '.join(needs)}]")
+    return "\n".join(out) + "\n"
+
+
+def starts(mark: Path, name: str) -> int:
+    return len([x for x in lines(mark) if x.startswith(f"{name} ") and x.endswith(" start")])
+
+
+# --- 1: an old local ledger never hides what a later holder did --------------------------
+
+
+def test_an_old_local_ledger_never_hides_a_later_holders_irreversible_start(world: World) -> None:
+    mark = world.mark("steps")
+    # The first attempt of `first` prints a large tail; later attempts print little: host A's
+    # local ledger ends up longer in bytes than what host B publishes.
+    big = 'if [ "$ALLOY_ATTEMPT" = 1 ]; then head -c 16000 /dev/zero | tr "\\\\0" x; fi'
+    world.work.write(
+        {
+            ".alloy/alloy.yaml": PROJECT,
+            ".alloy/intents/steps.yaml": steps_intent(
+                mark,
+                [
+                    ("first", "none", big, []),
+                    ("second", "irreversible", "echo running; sleep 0.2", ["first"]),
+                ],
+            ),
+        }
+    )
+    world.merge("add steps")
+    # A: `first` ran (its large tail only in A's ledger); A dies before `second` is published.
+    code, _ = run(world, "a", "--lease", "2", crash="ledger-push-before:second")
+    assert code in (-9, 137)
+    wait_expired(world)
+    # B: takes over, runs `first` again, publishes and starts `second`, and dies mid-block.
+    code, _ = run(world, "b", "--lease", "2", crash="mid-block:second")
+    assert code in (-9, 137)
+    assert starts(mark, "second") == 1
+    wait_expired(world)
+    # A comes back with its old state directory: it must know `second` may have run.
+    code, report = run(world, "a", "--lease", "2")
+    assert code == 4, report  # indeterminate
+    assert starts(mark, "second") == 1, lines(mark)
+    [execution] = world.traces()
+    trace = world.trace(execution)
+    assert trace["status"] == "indeterminate"
+    blocks = {b["id"]: b for b in trace["blocks"]}
+    assert blocks["second"]["status"] == "indeterminate"
+    # Every process that started is in the trace: both runs of `first`, the one of `second`.
+    assert len(blocks["first"]["attempts"]) == starts(mark, "first") == 2
+    assert len(blocks["second"]["attempts"]) == 1
+    # A fresh host agrees, and starts nothing.
+    code, report = run(world, "c", "--lease", "2")
+    assert report["started"] == []
+    assert starts(mark, "second") == 1
+
+
+# --- 2: a finished execution whose holder died before publishing is repaired ------------
+
+
+@pytest.mark.parametrize("point", ["release-after", "check-publish", "trace-push-before"])
+def test_a_finished_claim_without_its_trace_is_repaired_by_any_host(
+    world: World, point: str
+) -> None:
+    mark = world.add_intent("hello")
+    world.merge("add hello")
+    code, _ = run(world, "a", crash=point)
+    assert code in (-9, 137)
+    [ref] = world.refs("refs/alloy/claims/")
+    execution = ref.removeprefix("refs/alloy/claims/")
+    assert world.claim(execution)["state"] == "finished"
+    assert world.traces() == {}
+    # A host that never ran it publishes the trace and the check run from the claim.
+    code, report = run(world, "b")
+    assert code == 0, report
+    assert report["repaired"] == [execution]
+    assert world.trace(execution)["status"] == "succeeded"
+    checks = run_checks(world)
+    assert [c["external_id"] for c in checks] == [execution]
+    assert checks[0]["conclusion"] == "success"
+    assert len(lines(mark)) == 1  # it ran once; the repair ran nothing
+    before = world.snapshot()
+    code, report = run(world, "a")
+    assert code == 0
+    assert report["started"] == []
+    assert report["repaired"] == []
+    assert world.snapshot() == before
+
+
+def run_checks(world: World) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "refs/alloy/forge", "checks/"],
+        cwd=world.bare,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [
+        json.loads(world.remote("show", f"refs/alloy/forge:{path}")) for path in proc.stdout.split()
+    ]
+
+
+# --- 3: a holder never loses its own claim to itself --------------------------------------
+
+
+def test_a_push_that_landed_unheard_is_not_a_lost_lease(world: World) -> None:
+    mirror = Mirror(world.url, world.tmp / "m")
+    claims = Claims(mirror, "host-a", SystemClock(), lease=30)
+    try:
+        claim, why, _ = claims.acquire("exe-00000000000000aa", artifact=b"{}", commit="0" * 40)
+        assert claim is not None, why
+        real_push = mirror.push
+
+        def landed_but_unheard(updates: Any) -> PushResult:
+            real_push(updates)  # the remote takes it ...
+            raise GitError("connection reset")  # ... and the answer never comes back
+
+        mirror.push = landed_but_unheard  # type: ignore[method-assign]
+        with pytest.raises(GitError):
+            claims.renew(claim, b'{"seq":1}\n')
+        mirror.push = real_push  # type: ignore[method-assign]
+        claims.renew(claim, b'{"seq":1}\n{"seq":2}\n')  # no LeaseLost: that write was ours
+        held = claims.read(claim.execution)
+        assert held is not None
+        assert (held.holder, held.generation, held.state) == ("host-a", 1, "running")
+        # Someone else taking it over is still a lost lease.
+        other = Claims(Mirror(world.url, world.tmp / "m2"), "host-b", SystemClock(), lease=30)
+        ref = f"refs/alloy/claims/{claim.execution}"
+        git(world.bare, "update-ref", "-d", ref)
+        taken, _, _ = other.acquire(claim.execution)
+        assert taken is not None
+        from controllers.claims import LeaseLost
+
+        with pytest.raises(LeaseLost):
+            claims.renew(claim, None)
+    finally:
+        mirror.close()
+
+
+def test_renewals_and_ledger_publications_never_collide(world: World) -> None:
+    """A short lease (renewals every third of a second) and twenty irreversible steps, each
+    published before it starts and after it ends, on one claim: nothing is lost to ourselves."""
+    mark = world.mark("steps")
+    chain = [("s00", "irreversible", "sleep 0.05", [])]
+    chain += [(f"s{i:02d}", "irreversible", "sleep 0.05", [f"s{i - 1:02d}"]) for i in range(1, 20)]
+    world.work.write(
+        {".alloy/alloy.yaml": PROJECT, ".alloy/intents/steps.yaml": steps_intent(mark, chain)}
+    )
+    world.merge("add steps")
+    code, report = run(world, "a", "--lease", "1")
+    assert code == 0, report
+    assert report["parked"] == {}, report
+    assert report["errors"] == [], report
+    [execution] = report["finished"]
+    assert report["finished"][execution] == "succeeded"
+    assert world.claim(execution)["state"] == "finished"
+    assert all(starts(mark, name) == 1 for name, *_ in chain)
+
+
+# --- 4: an execution that cannot start is its own failure, never the pass's ---------------
+
+
+def test_an_execution_that_cannot_start_gets_a_trace_and_the_others_theirs(world: World) -> None:
+    mark = world.add_intent("fine")
+    world.alloy("compile")
+    # An artifact that no check let through today (a required input and an automatic
+    # trigger), as an older Alloy could have compiled it.
+    document = artifact_document(
+        "needs-input",
+        [block("work", ["sh", "-c", "echo ran >> ran.txt"])],
+        inputs={"version": {"type": "string", "required": True}},
+        triggers={"apply": True, "request": False},
+    )
+    write_artifact(world.work.path, document)
+    world.merge("add two intents", compile_=False)
+    code, report = run(world, "a")
+    assert code == 4, report  # an execution failed; the pass did not
+    assert report["errors"] == [], report
+    traces = {world.trace(e)["artifact"]["name"]: world.trace(e) for e in world.traces()}
+    assert traces["fine"]["status"] == "succeeded"
+    assert len(lines(mark)) == 1
+    bad = traces["needs-input"]
+    assert bad["status"] == "failed"
+    assert "needs-input cannot start" in bad["reason"]
+    assert "input 'version' is required" in bad["reason"]
+    assert "--input" not in bad["reason"]  # no CLI flag to pass here
+    assert len(run_checks(world)) == 2
+    code, report = run(world, "a")
+    assert code == 0, report
+    assert report["started"] == [], report
+
+
+# --- 5: a push runs once, with the intent of its commit, at its commit --------------------
+
+
+def test_a_push_runs_once_with_the_artifact_and_tree_of_its_commit(world: World) -> None:
+    mark = world.mark("on-src")
+    body = 'echo "$ALLOY_EXECUTION $(git rev-parse HEAD) $(cat src/app.py)" >> "$MARK"'
+
+    def push_intent(goal: str) -> str:
+        return (
+            "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata:\n  name: on-src\n"
+            "  owners: [alice]\nspec:\n  state: active\n"
+            f"  goal: {goal}\n  automation:\n    on: {{push: {{paths: ['src/**']}}}}\n"
+            "    blocks:\n      - id: work\n"
+            f"        run: [sh, -c, {json.dumps(body)}]\n"
+            f"        env: {{MARK: {json.dumps(str(mark))}}}\n"
+            "        effects: idempotent\n        timeout: 1m\n"
+        )
+
+    world.work.write({".alloy/intents/on-src.yaml": push_intent("Runs on each change of src.")})
+    world.merge("c0: add the push intent")
+    assert run(world, "b")[1]["started"] == []  # host B passes at c0
+    world.work.write({"src/app.py": "v1"})
+    c1 = world.merge("c1: change src", compile_=False)
+    code, report = run(world, "a")  # host A runs the push of c1
+    assert code == 0, report
+    assert len(report["started"]) == 1, report
+    world.work.write({".alloy/intents/on-src.yaml": push_intent("Runs on every change of src.")})
+    world.merge("c2: reword the intent only")
+    code, report = run(world, "b")  # host B remembers c0: it must not run c1 again
+    assert code == 0, report
+    assert report["started"] == [], report
+    [line] = lines(mark)
+    execution, head, content = line.split()
+    assert (head, content) == (c1, "v1")  # a worktree of the pushed commit
+    trace = world.trace(execution)
+    assert trace["event"] == {"type": "push", "key": c1}
+    # ... with the artifact the intent compiled to at c1.
+    at_c1 = json.loads(world.remote("show", f"{c1}:.alloy/artifacts/on-src.json"))
+    assert trace["artifact"]["digest"] == at_c1["digest"]
+    # A host with no memory at all computes the same set: nothing to run.
+    assert run(world, "c")[1]["started"] == []
+
+
+def test_push_events_missed_by_every_host_still_run_once_each(world: World) -> None:
+    mark = world.add_intent("on-src", on="{push: {paths: ['src/**']}}")
+    world.merge("add a push intent")
+    shas = []
+    for i in range(3):
+        world.work.write({"src/app.py": f"v{i}"})
+        shas.append(world.merge(f"change {i}", compile_=False))
+    code, report = run(world, "a")  # the first pass of any host: every pushed commit once
+    assert code == 0, report
+    assert len(report["started"]) == 3, report
+    events = sorted(world.trace(e)["event"]["key"] for e in world.traces())
+    assert events == sorted(shas)
+    assert len(lines(mark)) == 3
+    assert run(world, "b")[1]["started"] == []
+
+
+# --- 7: check runs under contention are never stranded ----------------------------------
+
+
+class _DownForge(LocalForge):
+    def publish_checks(self, runs: list[Any]) -> int:
+        raise ForgeError("the forge is down")
+
+    def publish_check(self, run: Any) -> bool:
+        raise ForgeError("the forge is down")
+
+
+def test_a_check_run_one_host_could_not_publish_is_delivered_by_another(world: World) -> None:
+    world.add_intent("hello")
+    world.merge("add hello")
+    settings = Settings(repo=world.url, state_dir=world.state("a"))
+    reconciler = Reconciler(settings)
+    reconciler.forge = _DownForge(reconciler.mirror)
+    try:
+        report = reconciler.pass_once()
+    finally:
+        reconciler.close()
+    assert any("check run" in e and "outbox" in e for e in report.errors), report.errors
+    [execution] = report.finished
+    assert world.trace(execution)["status"] == "succeeded"  # the outbox is on the remote
+    assert world.ref("refs/alloy/outbox") is not None
+    assert run_checks(world) == []
+    code, fresh = run(world, "b")  # another host, with nothing of A's
+    assert code == 0, fresh
+    assert fresh["delivered"] == 1
+    assert [c["external_id"] for c in run_checks(world)] == [execution]
+    assert world.ref("refs/alloy/outbox") is None
+
+
+def test_eight_racing_passes_strand_no_check_run(world: World) -> None:
+    names = [f"race-{i:02d}" for i in range(16)]
+    for name in names:
+        world.add_intent(name)
+    world.merge("sixteen intents")
+    procs = [
+        subprocess.Popen(
+            world.command(host=f"h{n}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for n in range(8)
+    ]
+    results = [(p, *p.communicate(timeout=180)) for p in procs]
+    for proc, out, err in results:
+        report = json.loads(out.splitlines()[-1])
+        # Exit 1 exactly when something waits in the outbox (on the remote, for any host).
+        assert proc.returncode == (1 if report["outbox"] else 0), (err, report)
+    executions = set(world.traces())
+    assert len(executions) == 16
+    published = {c["external_id"] for c in run_checks(world)}
+    if published != executions:
+        assert world.ref("refs/alloy/outbox") is not None
+        code, report = run(world, "late")
+        assert code == 0, report
+        published = {c["external_id"] for c in run_checks(world)}
+    assert published == executions
+    assert world.ref("refs/alloy/outbox") is None
