@@ -186,13 +186,13 @@ class Claims:
         result = self.mirror.push([(fresh, ref, None)])
         if result.ok:
             claim.sha = fresh
-            crash_point("claim-taken")
+            crash_point("claim-taken", execution)
             return claim, "claimed", None
         held = self.read(execution)
         if held is None:  # deleted between our push and our read: try once more
             if self.mirror.push([(fresh, ref, None)]).ok:
                 claim.sha = fresh
-                crash_point("claim-taken")
+                crash_point("claim-taken", execution)
                 return claim, "claimed", None
             return None, "claimed by someone else just now", None
         if held.state == "finished":
@@ -217,7 +217,7 @@ class Claims:
         if not self.mirror.push([(taken, ref, held.sha)]).ok:
             return None, "taken by someone else just now", None
         claim.sha = taken
-        crash_point("claim-taken")
+        crash_point("claim-taken", execution)
         why = (
             f"took over from {held.holder} (lease expired; generation {claim.generation})"
             if held.state == "running"
@@ -225,18 +225,24 @@ class Claims:
         )
         return claim, why, None
 
-    def renew(self, claim: Claim, ledger: bytes | None) -> None:
-        """Extend the lease and publish the ledger so far; LeaseLost if the claim was taken."""
-        self._move(claim, "running", ledger)
+    def renew(self, claim: Claim, ledger: bytes | None, *, renewal: bool = False) -> None:
+        """Extend the lease and publish the ledger so far; LeaseLost if the claim was taken.
+        `renewal`: this is the periodic renewal (a crash point sits between its push and our
+        noting it)."""
+        self._move(claim, "running", ledger, renewal=renewal)
 
     def release(self, claim: Claim, state: State, ledger: bytes | None) -> None:
         """Give the claim up as `parked` (anyone may resume it) or `finished`."""
         self._move(claim, state, ledger)
 
-    def _move(self, claim: Claim, state: State, ledger: bytes | None) -> None:
+    def _move(
+        self, claim: Claim, state: State, ledger: bytes | None, *, renewal: bool = False
+    ) -> None:
         with claim.lock:
             new = self._commit(claim, state, ledger)
             result = self.mirror.push([(new, claim.ref, claim.sha)])
+            if renewal:
+                crash_point("renewal", claim.execution)
             if result.ok:
                 claim.sha = new
                 return

@@ -1,7 +1,9 @@
 """Named crash points, for tests that prove recovery (DESIGN section 9).
 
-`crash_point(name)` does nothing unless the variable `FOUNDRY_CRASH_AT` names that point, as
-`NAME` (its first arrival) or `NAME@N` (its N-th arrival in this process). Then the process
+`crash_point(name, detail)` does nothing unless the variable `FOUNDRY_CRASH_AT` names that
+point, as `NAME` (its first arrival), `NAME@N` (its N-th arrival in this process), `NAME:DETAIL`
+or `NAME:DETAIL@N` (only arrivals with that detail count: for the engine's points, the block;
+for ledger pushes, the blocks about to start, or `renewal`). Then the process
 dies the way a host does: every block process it started is killed with its process group,
 then the process itself, with SIGKILL, so no `finally`, no flush and no atexit runs.
 
@@ -35,13 +37,14 @@ POINTS = (
 )
 
 
-def _parse(value: str) -> tuple[str, int] | None:
+def _parse(value: str) -> tuple[str, str | None, int] | None:
     if not value:
         return None
-    name, _, nth = value.partition("@")
+    where, _, nth = value.partition("@")
+    name, sep, detail = where.partition(":")
     if name not in POINTS:
         raise SystemExit(f"{VARIABLE}={value}: unknown crash point; known: {', '.join(POINTS)}")
-    return name, int(nth) if nth.isdigit() and int(nth) > 0 else 1
+    return name, detail if sep else None, int(nth) if nth.isdigit() and int(nth) > 0 else 1
 
 
 _TARGET = _parse(os.environ.get(VARIABLE, ""))
@@ -56,13 +59,15 @@ def armed() -> bool:
     return _TARGET is not None
 
 
-def crash_point(name: str) -> None:
+def crash_point(name: str, detail: str = "") -> None:
     """Die here, like a host losing power, when `FOUNDRY_CRASH_AT` names this point."""
     if _TARGET is None or _TARGET[0] != name:
         return
+    if _TARGET[1] is not None and _TARGET[1] != detail:
+        return
     with _LOCK:
         _SEEN[name] = _SEEN.get(name, 0) + 1
-        if _SEEN[name] != _TARGET[1]:
+        if _SEEN[name] != _TARGET[2]:
             return
         for group in list(LIVE_GROUPS):
             with contextlib.suppress(OSError):

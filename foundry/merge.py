@@ -9,11 +9,13 @@ writer did not publish before it crashed or lost the claim. Those are **orphans*
 `merge_ledgers` keeps the remote's records as they are, in their order, and adds what the
 orphans prove, without ever letting them hide or contradict a later holder's records:
 
-* An orphan attempt of a block is added (renumbered after the block's known attempts when a
-  later holder used its number), with its end when the orphans have it, else as `interrupted`.
-  Exception: an orphan attempt with `reversible` or `irreversible` effects and no end never
-  started — a holder starts such a process only after its start record reached the remote —
-  so it is not an attempt at all (the `merged` record counts it).
+* An orphan start of an attempt with no end never started a process: a holder starts a
+  process only after its start record reached the remote (the executor's `before_start`), so
+  it is not an attempt at all (the `merged` record counts it). Ledgers written before
+  generations existed (records without `gen`) made that promise only for `reversible` and
+  `irreversible` effects; their other orphan attempts are added as `interrupted`.
+* An orphan attempt with its end is added (renumbered after the block's known attempts when a
+  later holder used its number).
 * An orphan end of an attempt whose start the remote has (same generation) is added: it
   closes that attempt, and settles an `indeterminate` verdict on it with the fact.
 * An orphan `block-finished` is added when no later generation started an attempt of that
@@ -174,7 +176,7 @@ class _Adder:
 
     def _started(self, r: dict[str, Any], *, ended: bool) -> None:
         block, number, gen = r["block"], r["attempt"], _gen(r)
-        if r.get("effects") in SYNC_EFFECTS and not ended:
+        if not ended and ("gen" in r or r.get("effects") in SYNC_EFFECTS):
             return  # never started: its start record never reached the remote
         owner = self.known.attempts.get((block, number))
         if owner == gen:

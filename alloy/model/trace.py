@@ -112,6 +112,8 @@ class TraceSpec(Model):
     blocks: list[TraceBlock] = Field(default_factory=list)
     gates: list[TraceGate] = Field(default_factory=list)
     evidence: list[TraceEvidence] = Field(default_factory=list)
+    #: Why the execution ended as it did, when no block says it (it could not start).
+    reason: str | None = None
 
 
 class Trace(Model):

@@ -147,9 +147,7 @@ class Running:
         stop = threading.Event()
 
         def publish() -> None:
-            crash_point("ledger-push-before")
             self.claims.renew(claim, _read(ledger_path))
-            crash_point("ledger-push-after")
 
         def publish_after() -> None:
             try:
@@ -172,7 +170,7 @@ class Running:
             inputs=dict(work.inputs),
             secrets=secrets,
             stop_grace=self.settings.grace,
-            before_effects=publish,
+            before_start=publish,
             after_effects=publish_after,
             generation=claim.generation,
             unattended=True,
@@ -231,14 +229,15 @@ class Running:
         every = max(0.2, self.settings.lease / 3)
         while not stop.wait(every):
             try:
-                self.claims.renew(claim, _read(ledger_path))
+                crash_point("ledger-push-before", "renewal")
+                self.claims.renew(claim, _read(ledger_path), renewal=True)
+                crash_point("ledger-push-after", "renewal")
             except LeaseLost:
                 lost.set()
                 stop.set()
                 return
             except GitError:
                 continue  # the remote is away; the lease may still hold when it is back
-            crash_point("renewal")
 
     def _release(self, claim: Claim, state: str, ledger: bytes | None, report: PassReport) -> bool:
         """Release the claim; False when it is not ours any more (nothing to publish then)."""

@@ -378,15 +378,18 @@ class Executor:
                     "effects": block.effects,
                 }
             )
-        crash_point("attempt-recorded")
+        which = ",".join(block.id for block in blocks)
+        crash_point("attempt-recorded", which)
         if any(block.effects in SYNC_EFFECTS for block in blocks):
             self.ledger.sync()
-            if self.opts.before_effects is not None:
-                try:
-                    self.opts.before_effects()
-                except BaseException as exc:
-                    self._not_started(blocks, numbers, exc)
-                    raise
+        if self.opts.before_start is not None:
+            crash_point("ledger-push-before", which)
+            try:
+                self.opts.before_start()
+            except BaseException as exc:
+                self._not_started(blocks, numbers, exc)
+                raise
+            crash_point("ledger-push-after", which)
         for block, number, cwd in zip(blocks, numbers, cwds, strict=True):
             capture = Capture(Redactor(self.secret_values), self._logs / f"{block.id}.{number}.log")
             now = time.monotonic()
@@ -416,8 +419,6 @@ class Executor:
             selector.register(proc.out_fd, selectors.EVENT_READ, ("out", att))
             if proc.pidfd >= 0:
                 selector.register(proc.pidfd, selectors.EVENT_READ, ("exit", att))
-        if running:
-            crash_point("mid-block")
 
     def _not_started(self, blocks: list[Block], numbers: list[int], exc: BaseException) -> None:
         """The ledger could not be published before attempts with effects: none of them
@@ -460,7 +461,7 @@ class Executor:
         return found, missing
 
     def _finish_attempt(self, state: Replay, att: _Attempt, not_before: dict[str, float]) -> None:
-        crash_point("process-exited")
+        crash_point("process-exited", att.block.id)
         LIVE_GROUPS.discard(att.proc.pid)
         att.capture.close()
         block = att.block
@@ -709,6 +710,7 @@ class Executor:
             return
         if chunk:
             att.capture.feed(chunk)
+            crash_point("mid-block", att.block.id)  # the block runs and has said something
             return
         selector.unregister(proc.out_fd)
         proc.close_output()

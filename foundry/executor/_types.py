@@ -69,9 +69,10 @@ class RunOptions:
     base_env: Mapping[str, str] | None = None
     #: Throttle lanes shared by engine processes; None runs without a lane.
     lanes: Lanes | None = None
-    #: Called after the ledger is synced and before attempts with reversible or irreversible
-    #: effects start (a controller publishes the ledger there); if it raises, nothing starts.
-    before_effects: Callable[[], None] | None = None
+    #: Called after attempt records are written (and synced, where their effects ask for it)
+    #: and before their processes start; a controller publishes the ledger there, so that every
+    #: process that starts is on the remote first. If it raises, none of them starts.
+    before_start: Callable[[], None] | None = None
     #: Called after the end of such an attempt is in the ledger (a controller publishes the
     #: ledger there, so whoever takes over knows the attempt ended); failures are the
     #: controller's to handle, the run goes on.
