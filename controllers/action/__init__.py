@@ -135,15 +135,14 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
     )
     reconciler = Reconciler(settings, forge=_LazyForge(_forge_factory(job, token)))
     try:
-        # The job keeps nothing: what an earlier job could not publish waits on the remote.
-        remote_outbox.restore(reconciler.mirror, reconciler.outbox)
+        # The job keeps nothing: what an earlier job (or any host) could not publish waits on
+        # the remote, and every pass takes it in and shares what it could not deliver itself.
         report = reconciler.pass_once()
         if report.outbox:  # one more try within the job (a pass delivers its outbox first)
             retry = reconciler.pass_once()
             report.delivered += retry.delivered
             report.outbox = retry.outbox
             report.errors += retry.errors
-        remote_outbox.keep(reconciler.mirror, reconciler.outbox)
     finally:
         reconciler.close()
     if report.outbox:
