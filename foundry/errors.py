@@ -7,6 +7,7 @@ One root, split by meaning (permanent vs temporary, as an execution needs to kno
     ├── TraceError                  a ledger cannot be read as a trace (foundry.traces)
     ├── UserError                   the user's input is wrong; exit 1, no traceback
     ├── PermanentError              retrying cannot help (a block's exit code not listed)
+    │   └── LaneStateError          a lane's recorded state is unreadable (foundry.throttle)
     └── TemporaryError              retrying later may help; carries the delay
 """
 
