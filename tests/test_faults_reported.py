@@ -337,6 +337,57 @@ def test_push_events_missed_by_every_host_still_run_once_each(world: World) -> N
     assert run(world, "b")[1]["started"] == []
 
 
+# --- 6: a lane's limit holds across hosts ------------------------------------------------
+
+
+def lane_intent(name: str, log: Path) -> str:
+    body = f'echo "enter {name}" >> {json.dumps(str(log))}; sleep 1.5; echo "exit {name}" >> {json.dumps(str(log))}'
+    return (
+        "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata:\n"
+        f"  name: {name}\n  owners: [alice]\nspec:\n  state: active\n"
+        "  goal: Deploys one at a time.\n  automation:\n    on: {apply: true}\n"
+        "    lane: {name: deploy, limit: 1, queue: fifo}\n"
+        "    blocks:\n      - id: work\n"
+        f"        run: [sh, -c, {json.dumps(body)}]\n"
+        "        effects: idempotent\n        timeout: 1m\n"
+    )
+
+
+def test_a_lane_limit_of_one_holds_across_two_hosts(world: World) -> None:
+    log = world.tmp / "lane.log"
+    names = ["deploy-a", "deploy-b", "deploy-c"]
+    world.work.write({f".alloy/intents/{n}.yaml": lane_intent(n, log) for n in names})
+    world.merge("three deploys in one lane")
+    for _ in range(6):  # rounds of two hosts reconciling at once, until every deploy ran
+        procs = [
+            subprocess.Popen(
+                world.command(host=h), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for h in ("a", "b")
+        ]
+        for proc in procs:
+            _out, err = proc.communicate(timeout=180)
+            assert proc.returncode in (0, 5), err  # 5: one waits in its lane
+        traces = {
+            world.trace(e)["artifact"]["name"]: world.trace(e)["status"] for e in world.traces()
+        }
+        if all(traces.get(n) == "succeeded" for n in names):
+            break
+    else:
+        raise AssertionError(f"the lane never let every deploy run: {traces}")
+    inside: list[str] = []
+    for line in lines(log):
+        verb, name = line.split()
+        if verb == "enter":
+            assert not inside, f"{name} entered while {inside} ran: {lines(log)}"
+            inside.append(name)
+        else:
+            assert inside == [name], lines(log)
+            inside.clear()
+    assert sorted(line.split()[1] for line in lines(log) if line.startswith("enter")) == names
+    assert world.refs("refs/alloy/lanes/")  # the lane lives on the remote
+
+
 # --- 7: check runs under contention are never stranded ----------------------------------
 
 

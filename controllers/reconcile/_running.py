@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from controllers.claims import Claim, Claims, Holding, LeaseLost
 from controllers.forge import CheckRun, Conclusion, Forge
 from controllers.gitops import GitError, Mirror
+from controllers.lanes import RemoteLanes
 from controllers.outbox import Outbox
 from controllers.reconcile._model import FINISHED, PassReport, Settings, TraceInfo
 from foundry.faults import crash_point
@@ -88,7 +89,11 @@ class Running:
         )
         if claim is None:
             if held is not None and held.state == "finished":
-                return self._repair(held, report)
+                try:
+                    return self._repair(held, report)
+                except Exception as exc:  # noqa: BLE001 - a bad claim is its own report line
+                    report.errors.append(f"{execution}: cannot publish it from its claim: {exc}")
+                    return None
             report.not_claimed[execution] = why
             return None
         (report.started if work.new else report.resumed).append(execution)
@@ -123,7 +128,6 @@ class Running:
         from foundry.gates import Context, GateEvaluator
         from foundry.merge import merge_ledgers
         from foundry.state import LedgerIndex
-        from foundry.throttle import Lanes
         from foundry.workspace import declared_secrets, keep_artifact
 
         execution = work.execution
@@ -158,10 +162,9 @@ class Running:
             except GitError:
                 pass  # the next renewal carries it
 
-        lanes = Lanes(
-            self.state / "lanes.db",
-            self.clock,
-            queue_seconds=max(300.0, 10 * self.settings.recheck),
+        # Lanes are kept on the remote, so a lane's limit holds across every host.
+        lanes = RemoteLanes(
+            self.mirror, self.clock, queue_seconds=max(300.0, 10 * self.settings.recheck)
         )
         options = RunOptions(
             workdir=worktree,

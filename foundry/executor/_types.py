@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from foundry.boundary import Artifact, Block
-from foundry.throttle import Lanes
+from foundry.throttle import LanePort
 
 ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 SYNC_EFFECTS = ("reversible", "irreversible")
@@ -68,7 +68,7 @@ class RunOptions:
     stop_grace: float = 30.0
     base_env: Mapping[str, str] | None = None
     #: Throttle lanes shared by engine processes; None runs without a lane.
-    lanes: Lanes | None = None
+    lanes: LanePort | None = None
     #: Called after attempt records are written (and synced, where their effects ask for it)
     #: and before their processes start; a controller publishes the ledger there, so that every
     #: process that starts is on the remote first. If it raises, none of them starts.
