@@ -337,6 +337,29 @@ def test_push_events_missed_by_every_host_still_run_once_each(world: World) -> N
     assert run(world, "b")[1]["started"] == []
 
 
+def test_a_schedule_slot_runs_once_even_when_the_intent_changes_within_it(world: World) -> None:
+    from foundry.ports import FakeClock
+
+    mark = world.add_intent("hourly", on="{schedule: {cron: '0 * * * *'}}")
+    world.merge("an hourly intent")
+    hour = 1_764_000_000.0  # an hour boundary
+    a = world.reconciler("a", clock=FakeClock(hour + 30))
+    try:
+        assert len(a.pass_once().started) == 1
+    finally:
+        a.close()
+    world.add_intent("hourly", on="{schedule: {cron: '0 * * * *'}}", script="true")  # a new digest
+    world.merge("reword the hourly intent")
+    b = world.reconciler("b", clock=FakeClock(hour + 90))
+    try:
+        report = b.pass_once()
+    finally:
+        b.close()
+    assert report.started == [], report
+    assert any("ran as" in line for line in report.skipped), report.skipped
+    assert len(lines(mark)) == 1
+
+
 # --- 6: a lane's limit holds across hosts ------------------------------------------------
 
 

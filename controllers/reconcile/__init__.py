@@ -202,6 +202,7 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         history = pushed_commits(self.mirror, head, self._parse_historical)
         pushes = self._pushes(history)
         result = plan(boundary, _Known(self._traces), now=now, pushes=pushes)
+        result.start = self._one_run_per_slot(result.start, report)
         report.skipped += [f"{i.artifact}: {i.reason}" for i in result.skip]
         work = [self._work(i, head, boundary, history, new=True) for i in result.start]
         work += [self._work(i, head, boundary, history, new=False) for i in result.resume]
@@ -276,6 +277,27 @@ class Reconciler(Reading, Running, Scanning, Publishing):
             new=new,
             initiator=initiator,
         )
+
+    def _one_run_per_slot(self, items: list[Item], report: PassReport) -> list[Item]:
+        """A schedule slot runs once per intent: a slot that already has a trace under another
+        digest of the same artifact (the intent changed since) does not start again."""
+        ran = {
+            (info.artifact, info.key): execution
+            for execution, info in self._traces.items()
+            if info.event == "schedule"
+        }
+        keep = []
+        for item in items:
+            event = item.event
+            if event is not None and event.type == "schedule":
+                other = ran.get((item.artifact, event.key))
+                if other is not None:
+                    report.skipped.append(
+                        f"{item.artifact}: schedule slot {event.key} ran as {other}"
+                    )
+                    continue
+            keep.append(item)
+        return keep
 
     def _pushes(self, history: list[Any]) -> list[Any]:
         from foundry.planner import Push
