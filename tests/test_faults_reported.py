@@ -175,6 +175,10 @@ def test_a_finished_claim_without_its_trace_is_repaired_by_any_host(
     assert world.snapshot() == before
 
 
+def bad_execution(world: World) -> str:
+    return next(e for e in world.traces() if world.trace(e)["artifact"]["name"] == "needs-input")
+
+
 def run_checks(world: World) -> list[dict[str, Any]]:
     proc = subprocess.run(
         ["git", "ls-tree", "-r", "--name-only", "refs/alloy/forge", "checks/"],
@@ -272,6 +276,14 @@ def test_an_execution_that_cannot_start_gets_a_trace_and_the_others_theirs(world
     assert "needs-input cannot start" in bad["reason"]
     assert "input 'version' is required" in bad["reason"]
     assert "--input" not in bad["reason"]  # no CLI flag to pass here
+    shown = subprocess.run(
+        ["git", "show", f"alloy/traces:traces/needs-input/{bad_execution(world)}.md"],
+        cwd=world.bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Why: needs-input cannot start: input 'version' is required" in shown
     assert len(run_checks(world)) == 2
     code, report = run(world, "a")
     assert code == 0, report

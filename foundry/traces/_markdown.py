@@ -214,6 +214,9 @@ def _logs(spec: dict[str, Any]) -> list[str]:
 def _render(trace: dict[str, Any]) -> str:
     spec = trace["spec"]
     sections = [[_headline(trace), "", _context(trace)]]
+    reason = trace["spec"].get("reason")
+    if reason:
+        sections[0] += ["", f"Why: {_cell(reason)}"]
     sections += [s for s in (_blocks(spec), _gates(spec), _evidence(spec), _logs(spec)) if s]
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
