@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from controllers.gitops import GitError, Mirror
 from controllers.outbox import Outbox
@@ -22,36 +24,62 @@ from controllers.outbox import Outbox
 REF = "refs/alloy/outbox"
 PREFIX = "entries/"
 MAX_TRIES = 12
+#: The name of an entry file (`Outbox.put` writes them; nothing else is taken in).
+_NAME = re.compile(r"^[0-9]{20}-[0-9]+-[a-z]+\.json$")
 
 
-def restore(mirror: Mirror, outbox: Outbox, *, url: str | None = None) -> set[str]:
-    """Copy the remote's undelivered entries into `outbox`; the names the remote holds. With
-    `url`, each restored entry is addressed to it (the remote it was restored from)."""
+def restore(mirror: Mirror, outbox: Outbox, *, url: str | None = None) -> tuple[set[str], int]:
+    """Copy the remote's undelivered entries into `outbox`: the names of the entries the remote
+    holds, and how many of its files are not entries this version wrote (they are left on the
+    remote, untouched). With `url`, each restored entry is addressed to it (the remote it was
+    restored from)."""
     tip = mirror.heads([REF]).get(REF)
     if tip is None:
-        return set()
-    mirror.fetch([REF])
-    entries = mirror.tree(tip, PREFIX)
+        return set(), 0
+    try:
+        mirror.fetch([REF])
+        entries = mirror.tree(tip, PREFIX)
+    except GitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - GitPython's own errors: not a commit, no tree
+        raise GitError(f"{REF} is not an outbox ({exc})") from None
     outbox.root.mkdir(parents=True, exist_ok=True)
-    names = set()
+    names: set[str] = set()
+    junk = 0
     for path, sha in entries.items():
         name = path.removeprefix(PREFIX)
+        body = _entry(mirror.blob(sha)) if _NAME.match(name) else None
+        if body is None:
+            junk += 1
+            continue
         names.add(name)
         target = outbox.root / name
         if target.exists():
             continue
-        data = mirror.blob(sha)
         if url is not None:
-            try:
-                body = json.loads(data)
-                body["payload"]["repo"] = url
-                data = json.dumps(body, sort_keys=True).encode()
-            except (ValueError, KeyError, TypeError):
-                continue  # not an entry this version wrote: left on the remote
+            body["payload"]["repo"] = url
         tmp = target.with_suffix(".restore")
-        tmp.write_bytes(data)
+        tmp.write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
         tmp.replace(target)
-    return names
+    return names, junk
+
+
+def _entry(data: bytes) -> dict[str, Any] | None:
+    """An outbox entry as this version writes it, or None."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return None
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("kind"), str)
+        or not isinstance(body.get("payload"), dict)
+        or not isinstance(body.get("attempts", 0), int)
+    ):
+        return None
+    body.setdefault("attempts", 0)
+    body.setdefault("error", "")
+    return body
 
 
 def update(mirror: Mirror, *, remove: set[str], add: Mapping[str, bytes]) -> None:

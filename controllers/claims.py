@@ -36,7 +36,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from controllers.gitops import Mirror
+from controllers.gitops import GitError, Mirror
 from foundry.faults import crash_point
 from foundry.ports import Clock
 
@@ -46,6 +46,11 @@ State = Literal["running", "parked", "finished"]
 
 class LeaseLost(Exception):
     """Someone else holds the claim now (our lease expired and was taken over)."""
+
+
+class NotAClaim(Exception):
+    """A ref under `refs/alloy/claims/` that is not a claim this version wrote (edited by hand,
+    or by something else): reported for its execution, never run over."""
 
 
 @dataclass
@@ -153,21 +158,20 @@ class Claims:
         )
 
     def holding(self, sha: str) -> Holding:
-        data = self._file(sha, "claim.json")
-        body: dict[str, Any] = json.loads(data or b"{}")
-        return Holding(
-            body["state"],
-            body["holder"],
-            float(body["expires"]),
-            sha,
-            int(body.get("generation", 0)),
-            str(body.get("execution", "")),
-            body.get("commit"),
-            {k: body[k] for k in ("event", "inputs") if k in body},
-        )
+        """What the claim commit `sha` says; NotAClaim when it is not a claim."""
+        try:
+            return _holding(sha, self._file(sha, "claim.json"))
+        except (ValueError, KeyError, TypeError, GitError) as exc:
+            raise NotAClaim(
+                f"claim commit {sha[:12]} is not a claim ({exc}); delete the ref or restore "
+                "it from the remote's history"
+            ) from None
 
     def _file(self, commit: str, name: str) -> bytes | None:
-        sha = self.mirror.tree(commit, name).get(name)
+        try:
+            sha = self.mirror.tree(commit, name).get(name)
+        except Exception as exc:  # noqa: BLE001 - GitPython's own errors: not a tree, missing
+            raise GitError(f"cannot read {name} of {commit[:12]}: {exc}") from None
         return self.mirror.blob(sha) if sha else None
 
     def acquire(
@@ -188,7 +192,10 @@ class Claims:
             claim.sha = fresh
             crash_point("claim-taken", execution)
             return claim, "claimed", None
-        held = self.read(execution)
+        try:
+            held = self.read(execution)
+        except NotAClaim as exc:
+            return None, str(exc), None
         if held is None:  # deleted between our push and our read: try once more
             if self.mirror.push([(fresh, ref, None)]).ok:
                 claim.sha = fresh
@@ -248,7 +255,10 @@ class Claims:
                 return
             # Rejected: someone else moved the ref — or our own earlier push landed although we
             # never heard back. The remote tells which: its claim names holder and generation.
-            held = self.read(claim.execution)
+            try:
+                held = self.read(claim.execution)
+            except NotAClaim:
+                held = None
             if held is None or (held.holder, held.generation) != (self.holder, claim.generation):
                 who = "nobody" if held is None else f"{held.holder} (generation {held.generation})"
                 raise LeaseLost(
@@ -262,3 +272,24 @@ class Claims:
             if not self.mirror.push([(new, claim.ref, claim.sha)]).ok:
                 raise LeaseLost(f"{claim.execution}: the claim was taken over just now")
             claim.sha = new
+
+
+def _holding(sha: str, data: bytes | None) -> Holding:
+    """A claim.json read strictly (ValueError, KeyError or TypeError when it is not one)."""
+    body: Any = json.loads(data) if data is not None else None
+    if not isinstance(body, dict):
+        raise TypeError("no claim.json object")
+    state = body["state"]
+    if state not in ("running", "parked", "finished"):
+        raise ValueError(f"state {state!r}")
+    commit = body.get("commit")
+    return Holding(
+        state,
+        str(body["holder"]),
+        float(body["expires"]),
+        sha,
+        int(body.get("generation", 0)),
+        str(body.get("execution", "")),
+        commit if isinstance(commit, str) else None,
+        {k: body[k] for k in ("event", "inputs") if isinstance(body.get(k), dict)},
+    )

@@ -168,6 +168,14 @@ class LocalForge:
         }
         if not files:
             return 0
+        # A completed check run is final: an update that is not (a stale copy) never replaces it.
+        tip = self._tip()
+        for run in runs:
+            if run.status != "completed":
+                path = f"checks/{run.commit}/{check_slug(run.name)}.json"
+                held = self._read(tip, path)
+                if held is not None and json.loads(held).get("status") == "completed":
+                    files.pop(path, None)
         what = (
             f"check {runs[0].name} on {runs[0].commit[:12]}: {runs[0].status}"
             if len(runs) == 1

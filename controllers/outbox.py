@@ -58,9 +58,16 @@ class Outbox:
         for path in sorted(self.root.glob("*.json")):
             try:
                 body = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            yield Entry(path, body["kind"], body["payload"], body["attempts"], body["error"])
+                entry = Entry(
+                    path,
+                    str(body["kind"]),
+                    dict(body["payload"]),
+                    int(body.get("attempts", 0)),
+                    str(body.get("error", "")),
+                )
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue  # not an entry (a stray file): never delivered, never a crash
+            yield entry
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("*.json")) if self.root.is_dir() else 0

@@ -4,6 +4,7 @@ to the outbox, which lives on the remote so that any host delivers it."""
 from __future__ import annotations
 
 import base64
+import json
 import random
 import time
 from collections.abc import Mapping
@@ -13,7 +14,7 @@ from controllers.claims import Claim, Claims, LeaseLost
 from controllers.forge import CheckRun, Forge, ForgeError
 from controllers.gitops import GitError, Mirror
 from controllers.outbox import Entry, Outbox
-from controllers.reconcile._model import PassReport
+from controllers.reconcile._model import FINISHED, PassReport
 from controllers.reconcile._running import Done
 from foundry.faults import crash_point
 
@@ -112,22 +113,41 @@ class Publishing:
         raise GitError(f"{self.url}: {ref} kept moving; traces kept for the next pass")
 
     def _changed(self, tip: str, files: Mapping[str, bytes]) -> dict[str, bytes]:
-        out = {}
-        for path, data in files.items():
+        """The files that differ from the branch — except that a finished trace is never
+        replaced: whatever else is being delivered for that execution (a stale copy from an
+        outbox, say) is older than its end."""
+        current: dict[str, bytes | None] = {}
+        for path in files:
             sha = self.mirror.tree(tip, path).get(path)
-            if sha is None or self.mirror.blob(sha) != data:
-                out[path] = data
-        return out
+            current[path] = self.mirror.blob(sha) if sha else None
+        frozen = {
+            path.removesuffix(".json")
+            for path, data in files.items()
+            if path.endswith(".json")
+            and current[path] not in (None, data)
+            and _finished(current[path])
+        }
+        return {
+            path: data
+            for path, data in files.items()
+            if current[path] != data
+            and path.removesuffix(".json").removesuffix(".md") not in frozen
+        }
 
     # -- the outbox ---------------------------------------------------------------------------
 
     def _restore_outbox(self, report: PassReport) -> None:
         """Take in what the remote's outbox holds (any host's undelivered publications)."""
         try:
-            self._shared = remote_outbox.restore(self.mirror, self.outbox, url=self.url)
+            self._shared, junk = remote_outbox.restore(self.mirror, self.outbox, url=self.url)
         except GitError as exc:
             report.errors.append(f"cannot read {remote_outbox.REF}: {exc}")
             self._shared = set()
+            return
+        if junk:
+            report.errors.append(
+                f"{junk} file(s) on {remote_outbox.REF} are not outbox entries; left as they are"
+            )
 
     def _share_outbox(self, report: PassReport) -> bool:
         """Make the remote's outbox hold what is undelivered here and lose what was delivered;
@@ -159,7 +179,13 @@ class Publishing:
         if entry.kind == "traces":
             self.push_traces({p: base64.b64decode(d) for p, d in payload["files"].items()})
         elif entry.kind == "check":
-            self.forge.publish_check(CheckRun.from_json(payload["run"]))
+            run = CheckRun.from_json(payload["run"])
+            if run.status != "completed" and any(
+                r.name == run.name and r.status == "completed"
+                for r in self.forge.checks(run.commit)
+            ):
+                return  # the execution went on since: this update is older than what is there
+            self.forge.publish_check(run)
         elif entry.kind == "claim":
             claim = Claim(
                 payload["execution"],
@@ -185,3 +211,12 @@ def _b64(data: bytes | None) -> str | None:
 
 def _unb64(text: str | None) -> bytes | None:
     return base64.b64decode(text) if text else None
+
+
+def _finished(trace: bytes | None) -> bool:
+    """Whether a trace file says its execution finished."""
+    try:
+        status = json.loads(trace or b"")["spec"]["status"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return status in FINISHED

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controllers.claims import Claim, Claims, Holding, LeaseLost
+from controllers.claims import Claim, Claims, Holding, LeaseLost, NotAClaim
 from controllers.forge import CheckRun, Conclusion, Forge
 from controllers.gitops import GitError, Mirror
 from controllers.lanes import RemoteLanes
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from foundry.boundary import Artifact
     from foundry.gates import StaticApprovals
     from foundry.ids import Event
+    from foundry.throttle import Decision, LaneSpec, LaneStatus
 
 
 @dataclass
@@ -84,9 +85,13 @@ class Running:
             "event": {"type": work.event.type, "key": work.event.key},
             "inputs": dict(work.inputs),
         }
-        claim, why, held = self.claims.acquire(
-            execution, artifact=work.artifact_bytes, commit=work.commit, facts=facts
-        )
+        try:
+            claim, why, held = self.claims.acquire(
+                execution, artifact=work.artifact_bytes, commit=work.commit, facts=facts
+            )
+        except GitError as exc:
+            report.errors.append(f"{execution}: cannot claim it: {exc}")
+            return None
         if claim is None:
             if held is not None and held.state == "finished":
                 try:
@@ -140,8 +145,9 @@ class Running:
             holder=self.claims.holder,
             at=self.clock.now(),
         )
-        if merged != (local or b""):
-            _write(ledger_path, merged)
+        # Always a new file: an old holder of this host that is still alive (paused, say) keeps
+        # a descriptor on the previous one, and whatever it appends there reaches nobody.
+        _write(ledger_path, merged)
         worktree = self.state / "worktrees" / execution
         if self.mirror.worktree_head(worktree) != work.commit:
             self.mirror.add_worktree(worktree, work.commit)
@@ -162,9 +168,15 @@ class Running:
             except GitError:
                 pass  # the next renewal carries it
 
-        # Lanes are kept on the remote, so a lane's limit holds across every host.
-        lanes = RemoteLanes(
-            self.mirror, self.clock, queue_seconds=max(300.0, 10 * self.settings.recheck)
+        # Lanes are kept on the remote, so a lane's limit holds across every host; fenced by
+        # the claim, so a holder that lost it never touches the slot of whoever took over.
+        lanes = _FencedLanes(
+            RemoteLanes(
+                self.mirror, self.clock, queue_seconds=max(300.0, 10 * self.settings.recheck)
+            ),
+            self.claims,
+            claim,
+            lost,
         )
         options = RunOptions(
             workdir=worktree,
@@ -338,6 +350,47 @@ class Running:
             external_id=execution,
         )
         return Done(execution, status, files, check)
+
+
+class _FencedLanes:
+    """A lane store that only the claim's current holder may change: the slot belongs to the
+    execution, and after a takeover its new holder uses it. Once this holder lost the claim —
+    or cannot show it still has it — it renews nothing and releases nothing (an unreleased slot
+    runs out with its lease)."""
+
+    def __init__(self, lanes: RemoteLanes, claims: Claims, claim: Claim, lost: threading.Event):
+        self._lanes, self._claims, self._claim, self._lost = lanes, claims, claim, lost
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lanes.lease_seconds
+
+    def acquire(self, lane: LaneSpec, execution: str, /, *, holder: str) -> Decision:
+        return self._lanes.acquire(lane, execution, holder=holder)
+
+    def renew(self, lane_name: str, execution: str, /) -> bool:
+        if self._lost.is_set():
+            return False
+        return self._lanes.renew(lane_name, execution)
+
+    def release(self, lane_name: str, execution: str, /) -> None:
+        if self._lost.is_set() or not self._still_ours():
+            return
+        self._lanes.release(lane_name, execution)
+
+    def status(self, lane_name: str, /) -> LaneStatus:
+        return self._lanes.status(lane_name)
+
+    def close(self) -> None:
+        self._lanes.close()
+
+    def _still_ours(self) -> bool:
+        try:
+            held = self._claims.read(self._claim.execution)
+        except (GitError, NotAClaim):
+            return False
+        ours = (self._claims.holder, self._claim.generation)
+        return held is not None and (held.holder, held.generation) == ours
 
 
 class _History:

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controllers.claims import PREFIX, Claims, Holding
+from controllers.claims import PREFIX, Claims, Holding, NotAClaim
 from controllers.gitops import Mirror
 from controllers.reconcile._model import FINISHED, PassReport, TraceInfo
 from controllers.reconcile._running import Work
@@ -64,7 +64,19 @@ class Scanning:
         work = []
         for execution in candidates:
             sha = self.mirror.rev(PREFIX + execution) or listing[execution]
-            held = self.claims.holding(sha)
+            try:
+                held = self.claims.holding(sha)
+            except NotAClaim as exc:
+                report.errors.append(f"{execution}: {exc}")
+                memo[execution] = [sha, None]
+                continue
+            if held.execution != execution:
+                report.errors.append(
+                    f"{execution}: its claim names another execution ({held.execution or 'none'}); "
+                    "left as it is"
+                )
+                memo[execution] = [sha, None]
+                continue
             info = self._traces.get(execution)
             if held.state == "running" and held.expires > now:
                 memo[execution] = [sha, held.expires]
