@@ -90,6 +90,8 @@ class Holding:
     execution: str = ""
     commit: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    #: The holder's lease in seconds (None: a claim from an older version).
+    lease: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,10 @@ class Claims:
         #: Executions `acquire` found running under someone else's lease, and when that lease
         #: runs out (a reconciler looks again then: a dead holder never renews it).
         self.held_until: dict[str, float] = {}
+        #: When this host first saw each running claim commit, by its own clock (a holder whose
+        #: clock runs ahead writes `expires` too far out; an unchanged claim still runs out one
+        #: lease after we first saw it). Kept between passes by the reconciler.
+        self.seen: dict[str, float] = {}
 
     def _commit(self, claim: Claim, state: State, ledger: bytes | None) -> str:
         body: dict[str, Any] = {
@@ -120,6 +126,7 @@ class Claims:
             "state": state,
             "generation": claim.generation,
             "expires": round(self.clock.now() + self.lease, 3) if state == "running" else 0,
+            "lease": self.lease,
         }
         if claim.commit is not None:
             body["commit"] = claim.commit
@@ -205,9 +212,10 @@ class Claims:
         if held.state == "finished":
             return None, f"finished by {held.holder}", held
         now = self.clock.now()
-        if held.state == "running" and held.expires > now:
-            self.held_until[execution] = held.expires
-            return None, f"held by {held.holder} for {held.expires - now:.0f}s more", held
+        until = self.expiry(held)
+        if held.state == "running" and until > now:
+            self.held_until[execution] = until
+            return None, f"held by {held.holder} for {until - now:.0f}s more", held
         record = self.record(held)
         claim = Claim(
             execution,
@@ -231,6 +239,12 @@ class Claims:
             else f"resumed (parked by {held.holder}; generation {claim.generation})"
         )
         return claim, why, None
+
+    def expiry(self, held: Holding) -> float:
+        """When a running claim runs out: its `expires`, or one lease after this host first saw
+        that very claim commit, whichever comes first (clocks of hosts may disagree)."""
+        first = self.seen.setdefault(held.sha, self.clock.now())
+        return min(held.expires, first + (held.lease or self.lease))
 
     def renew(self, claim: Claim, ledger: bytes | None, *, renewal: bool = False) -> None:
         """Extend the lease and publish the ledger so far; LeaseLost if the claim was taken.
@@ -292,4 +306,5 @@ def _holding(sha: str, data: bytes | None) -> Holding:
         str(body.get("execution", "")),
         commit if isinstance(commit, str) else None,
         {k: body[k] for k in ("event", "inputs") if isinstance(body.get(k), dict)},
+        float(body["lease"]) if isinstance(body.get("lease"), int | float) else None,
     )

@@ -32,6 +32,7 @@ says how many orphans there were and what was kept; its writer's generation is o
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,3 +209,76 @@ class _Adder:
         self.known.finished.add(block)
         self.known.indeterminate.pop(block, None)
         self._add(r)
+
+
+def ledger_from_trace(
+    trace: dict[str, Any], effects: Mapping[str, str], inputs: Mapping[str, Any]
+) -> bytes:
+    """A ledger rebuilt from an execution's Trace, for when its claim (which holds the ledger)
+    is gone from the remote but its trace is not: every attempt the trace shows, as started
+    and (where the trace has its end) ended, every finished block, every indeterminate verdict.
+    `effects` maps block ids to their effects (the artifact's). Gates are not copied: they are
+    judged again. Each record says it came from the trace."""
+    spec = trace["spec"]
+    out: list[dict[str, Any]] = [
+        {
+            "type": "planned",
+            "at": spec.get("startedAt"),
+            "execution": trace["metadata"]["name"],
+            "artifact": spec["artifact"],
+            "event": spec["event"],
+            "inputs": dict(inputs),
+            "dryRun": False,
+        }
+    ]
+    for block in spec.get("blocks", []):
+        name = block["id"]
+        attempts = block.get("attempts", [])
+        for attempt in attempts:
+            out.append(
+                {
+                    "type": "attempt-started",
+                    "at": attempt["startedAt"],
+                    "block": name,
+                    "attempt": attempt["number"],
+                    "effects": effects.get(name, "irreversible"),
+                }
+            )
+            if attempt.get("outcome") is not None:
+                out.append(
+                    {
+                        "type": "attempt-finished",
+                        "at": attempt.get("finishedAt") or attempt["startedAt"],
+                        "block": name,
+                        "attempt": attempt["number"],
+                        "outcome": attempt["outcome"],
+                        "exitCode": attempt.get("exitCode"),
+                        "durationMs": attempt.get("durationMs"),
+                        "logDigest": attempt.get("logDigest"),
+                        "logTail": attempt.get("logTail"),
+                        "outputs": block.get("outputs", [])
+                        if attempt["outcome"] == "succeeded"
+                        else [],
+                    }
+                )
+        status = block.get("status")
+        if status in ("succeeded", "failed", "skipped", "cancelled"):
+            out.append({"type": "block-finished", "block": name, "status": status, "reason": ""})
+        elif status == "indeterminate" and attempts:
+            out.append(
+                {
+                    "type": "indeterminate",
+                    "block": name,
+                    "attempt": attempts[-1]["number"],
+                    "reason": "the trace says this attempt's end is unknown",
+                }
+            )
+    if spec.get("status") in ("succeeded", "failed", "cancelled", "skipped"):
+        out.append(
+            {"type": "execution-finished", "at": spec.get("finishedAt"), "status": spec["status"]}
+        )
+    lines = []
+    for seq, record in enumerate(out, start=1):
+        at = record.pop("at", None) or spec.get("startedAt") or rfc3339(0)
+        lines.append(_ENCODE({"seq": seq, "at": at, **record, "from": "trace"}) + "\n")
+    return "".join(lines).encode()

@@ -4,7 +4,7 @@ attack runs on a real bare remote with real `foundry reconcile` processes (or th
 `Reconciler` where a host must be driven step by step); the remote is edited by hand with git's
 own plumbing, as a person with push rights would.
 
-A test marked `xfail(strict=True)` asserts the promised behaviour that does not hold yet.
+Each of these attacks once broke a promise (a crash, a re-run, a lost record); each now holds.
 """
 
 from __future__ import annotations
@@ -225,12 +225,6 @@ def one_step(world: World, effects: str, body: str = "echo running; sleep 1") ->
     return mark
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with its claim ref deleted, an execution whose trace says indeterminate is resumed "
-    "under a fresh generation-1 claim with an empty ledger (Claims.acquire, "
-    "Running._run_claimed ignore the trace): a fresh host runs the irreversible block again",
-)
 def test_a_deleted_claim_of_an_indeterminate_execution_never_reruns_its_block(
     world: World,
 ) -> None:
@@ -381,12 +375,6 @@ class _Ahead:
         return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a holder whose clock is ahead writes `expires` that far into the future; when it "
-    "dies, every other host waits out the skew before taking over (Claims.acquire and "
-    "Scanning._scan trust `expires` against their own clock)",
-)
 def test_a_dead_holder_with_a_fast_clock_does_not_block_its_execution(world: World) -> None:
     mark = world.add_intent("hello")
     head = world.merge("add hello")

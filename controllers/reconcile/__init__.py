@@ -115,6 +115,7 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self._trace_blobs: dict[str, str] = {}
         self._shared: set[str] = set()
         self._memory = self._load_memory()
+        self.claims.seen = {k: float(v) for k, v in self._memory.get("claimsSeen", {}).items()}
 
     def close(self) -> None:
         self.mirror.close()
@@ -237,6 +238,10 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self._memory["wake"] = min(held) if held else None
         self._memory["checked"] = now
         self._remember_schedules(boundary, now)
+        # Running claims seen recently (for observer-side expiry); older ones are long replaced.
+        horizon = max(3600.0, 10 * self.settings.lease)
+        self.claims.seen = {k: v for k, v in self.claims.seen.items() if now - v < horizon}
+        self._memory["claimsSeen"] = self.claims.seen
         self._save_memory()
 
     def _work(

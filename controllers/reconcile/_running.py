@@ -74,6 +74,7 @@ class Running:
     forge: Forge
     outbox: Outbox
     _traces: dict[str, TraceInfo]
+    _trace_blobs: dict[str, str]
 
     def _execute(
         self, work: Work, *, approvals: StaticApprovals, report: PassReport
@@ -138,8 +139,20 @@ class Running:
         execution = work.execution
         ledger_path = self._ledger_path(execution)
         local = _read(ledger_path)
+        remote = claim.ledger
+        if remote is None and claim.generation == 1 and execution in self._trace_blobs:
+            # A new claim for an execution that has a trace: its claim was deleted by hand.
+            # What the trace shows (attempts that started, verdicts) is not forgotten.
+            from foundry.merge import ledger_from_trace
+
+            trace = json.loads(self.mirror.blob(self._trace_blobs[execution]))
+            effects = {b.id: b.effects for b in work.artifact.spec.blocks}
+            remote = ledger_from_trace(trace, effects, dict(work.inputs))
+            report.errors.append(
+                f"{execution}: its claim was gone from the remote; resumed from its trace"
+            )
         merged = merge_ledgers(
-            claim.ledger,
+            remote,
             local,
             generation=claim.generation,
             holder=self.claims.holder,

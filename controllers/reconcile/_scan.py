@@ -78,8 +78,9 @@ class Scanning:
                 memo[execution] = [sha, None]
                 continue
             info = self._traces.get(execution)
-            if held.state == "running" and held.expires > now:
-                memo[execution] = [sha, held.expires]
+            until = self.claims.expiry(held) if held.state == "running" else now
+            if held.state == "running" and until > now:
+                memo[execution] = [sha, until]
             elif held.state == "parked" and info is not None:
                 memo[execution] = [sha, None]
             else:  # finished (repair), expired (its holder died) or parked with no trace
