@@ -56,20 +56,32 @@ def pushed_commits(
             blobs = dict(mirror.tree(log[0].parent, ARTIFACTS))
         except Exception as exc:  # noqa: BLE001 - GitPython raises its own error types
             raise GitError(f"cannot list {ARTIFACTS} at {log[0].parent[:12]}: {exc}") from None
+    # The push-triggered artifacts in force, kept up to date commit by commit: only the paths
+    # a commit changed are looked at again (an artifact blob is parsed once, by `parse`).
+    current: dict[str, tuple[Artifact, bytes]] = {}
+    for path, blob in blobs.items():
+        _take(current, path, blob, parse)
     out = []
     for change in log:
-        for path, blob in change.blobs.items():
+        for path, new in change.blobs.items():
             if path.startswith(ARTIFACTS):
-                if blob is None:
-                    blobs.pop(path, None)
-                else:
-                    blobs[path] = blob
-        artifacts: dict[str, tuple[Artifact, bytes]] = {}
-        for path, blob in blobs.items():
-            if path.count("/") != 2 or not path.endswith(".json"):
-                continue
-            value = parse(path, blob)
-            if isinstance(value, tuple) and value[0].spec.triggers.push is not None:
-                artifacts[value[0].metadata.name] = value
+                current.pop(path, None)
+                if new is not None:
+                    _take(current, path, new, parse)
+        artifacts = {value[0].metadata.name: value for value in current.values()}
         out.append(PushedCommit(change.sha, change.paths, artifacts))
     return out
+
+
+def _take(
+    current: dict[str, tuple[Artifact, bytes]],
+    path: str,
+    blob: str,
+    parse: Callable[[str, str], Any],
+) -> None:
+    """Keep the artifact at `path` if it is one (not refused) and has a push trigger."""
+    if path.count("/") != 2 or not path.endswith(".json"):
+        return
+    value = parse(path, blob)
+    if isinstance(value, tuple) and value[0].spec.triggers.push is not None:
+        current[path] = value
