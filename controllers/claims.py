@@ -204,10 +204,16 @@ class Claims:
         except NotAClaim as exc:
             return None, str(exc), None
         if held is None:  # deleted between our push and our read: try once more
-            if self.mirror.push([(fresh, ref, None)]).ok:
+            result = self.mirror.push([(fresh, ref, None)])
+            if result.ok:
                 claim.sha = fresh
                 crash_point("claim-taken", execution)
                 return claim, "claimed", None
+            if self.read(execution) is None:  # refused, and still nobody has it
+                raise GitError(
+                    f"the remote refuses to create {ref} though nobody holds it ({result.detail}); "
+                    "a stale lock file of that ref on the remote?"
+                )
             return None, "claimed by someone else just now", None
         if held.state == "finished":
             return None, f"finished by {held.holder}", held

@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -337,14 +338,49 @@ class Mirror:
         for new, ref, expected in updates:
             args.append(f"--force-with-lease={ref}:{expected or ''}")
             specs.append(f"{new or ''}:{ref}")
-        try:
-            out = self.repo.git.push(*args, self.url, *specs, with_extended_output=False)
-        except git.GitCommandError as exc:
-            text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
-            if "[rejected]" in text or "stale info" in text or "[remote rejected]" in text:
-                return PushResult(ok=False, detail=_summary(text))
-            raise GitError(f"cannot push to {self.url}: {_stderr(exc)}") from None
-        return PushResult(ok=True, detail=_summary(str(out)))
+        for attempt in (1, 2):
+            try:
+                out = self.repo.git.push(*args, self.url, *specs, with_extended_output=False)
+            except git.GitCommandError as exc:
+                text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
+                # The receiving side refused (not our lease): maybe a ref lock that a killed
+                # writer left behind. On a remote of this machine, such a lock older than any
+                # ref update takes is removed and the push tried once more.
+                if (
+                    "[remote rejected]" in text
+                    and attempt == 1
+                    and self._clear_stale_locks([ref for _, ref, _ in updates])
+                ):
+                    continue
+                stuck = _STALE_LOCK.search(text)
+                if stuck is not None:
+                    raise GitError(
+                        f"cannot push to {self.url}: the remote has a stale lock "
+                        f"{stuck.group(1)} (a writer died while updating it); remove that file "
+                        "on the remote"
+                    ) from None
+                if "[rejected]" in text or "stale info" in text or "[remote rejected]" in text:
+                    return PushResult(ok=False, detail=_summary(text))
+                raise GitError(f"cannot push to {self.url}: {_stderr(exc)}") from None
+            return PushResult(ok=True, detail=_summary(str(out)))
+        raise AssertionError("unreachable")
+
+    def _clear_stale_locks(self, refs: Sequence[str]) -> bool:
+        """Remove the lock files of `refs` (and of packed-refs) of a remote on this machine that
+        are older than any ref update takes (`STALE_LOCK_SECONDS`); whether one was removed."""
+        root = _local_path(self.url)
+        if root is None:
+            return False
+        removed = False
+        for name in [*refs, "packed-refs"]:
+            path = root / f"{name}.lock"
+            try:
+                if time.time() - path.stat().st_mtime >= STALE_LOCK_SECONDS:
+                    path.unlink()
+                    removed = True
+            except OSError:
+                continue
+        return removed
 
     # -- worktrees ----------------------------------------------------------------------
 
@@ -379,6 +415,21 @@ class Mirror:
 
             shutil.rmtree(path, ignore_errors=True)
             self.repo.git.worktree("prune")
+
+
+#: git's words for a ref lock file that already exists (its writer died, or still writes).
+_STALE_LOCK = re.compile(r"Unable to create '([^']+\.lock)': File exists")
+#: A ref lock older than this is a dead writer's: git holds one for milliseconds.
+STALE_LOCK_SECONDS = 30.0
+
+
+def _local_path(url: str) -> Path | None:
+    """The directory of a remote on this machine (`file://` or a path), else None."""
+    if url.startswith("file://"):
+        return Path(url.removeprefix("file://"))
+    if "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url):
+        return None
+    return Path(url)
 
 
 def _stderr(exc: git.GitCommandError) -> str:

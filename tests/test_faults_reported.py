@@ -482,3 +482,37 @@ def test_eight_racing_passes_strand_no_check_run(world: World) -> None:
         published = {c["external_id"] for c in run_checks(world)}
     assert published == executions
     assert world.ref("refs/alloy/outbox") is None
+
+
+# --- found by the soak: a writer killed inside a file:// remote's ref update ----------------
+
+
+def test_a_stale_ref_lock_left_by_a_killed_writer_does_not_strand_an_execution(
+    world: World,
+) -> None:
+    mark = world.add_intent("hello")
+    world.merge("add hello")
+    code, _ = run(world, "a", "--lease", "1", crash="claim-taken")
+    assert code in (-9, 137)
+    [ref] = world.refs("refs/alloy/claims/")
+    # The writer of the next update of that ref died holding its lock (on file://, git's
+    # receiving side runs in the pushing host's process group).
+    lock = world.bare / f"{ref}.lock"
+    lock.write_text("")
+    wait_expired(world)
+    fresh = time.time()
+    os.utime(lock, (fresh, fresh))
+    code, report = run(world, "b", "--lease", "1")
+    assert code == 1, report
+    assert any("stale lock" in e for e in report["errors"]), report
+    assert lock.exists()  # a fresh lock may be a live writer's: it is left alone
+    assert world.traces() == {}
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    time.sleep(1.2)  # the same host looks at it again one lease later, nothing else moving
+    code, report = run(world, "b", "--lease", "1")
+    assert code == 0, report
+    assert not lock.exists()
+    [execution] = world.traces()
+    assert world.trace(execution)["status"] == "succeeded"
+    assert len(lines(mark)) == 1

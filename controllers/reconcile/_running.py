@@ -92,6 +92,7 @@ class Running:
             )
         except GitError as exc:
             report.errors.append(f"{execution}: cannot claim it: {exc}")
+            report.parked[execution] = "could not be claimed"  # looked at again after a lease
             return None
         if claim is None:
             if held is not None and held.state == "finished":
