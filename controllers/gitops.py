@@ -176,10 +176,18 @@ class Mirror:
             return
         specs = [f"+{ref}:{ref}" for ref in refs]
         with self._lock, self.locked():
-            try:
-                self.repo.git.fetch("--no-tags", "--no-write-fetch-head", "-q", self.url, *specs)
-            except git.GitCommandError as exc:
-                raise GitError(f"cannot fetch from {self.url}: {_stderr(exc)}") from None
+            for attempt in (1, 2):
+                try:
+                    self.repo.git.fetch(
+                        "--no-tags", "--no-write-fetch-head", "-q", self.url, *specs
+                    )
+                except git.GitCommandError as exc:
+                    # A worktree whose creation was killed half-way leaves a HEAD of nothing
+                    # that every later fetch trips over: take it away and fetch again.
+                    if attempt == 1 and "worktrees/" in str(exc.stderr) and self._drop_broken():
+                        continue
+                    raise GitError(f"cannot fetch from {self.url}: {_stderr(exc)}") from None
+                return
 
     def rev(self, ref: str) -> str | None:
         """The mirror's value of `ref`, if it has it."""
@@ -394,9 +402,36 @@ class Mirror:
         except (git.GitCommandError, git.InvalidGitRepositoryError, git.NoSuchPathError):
             return None
 
+    def _drop_broken(self) -> bool:
+        """Remove the administrative entries of worktrees whose HEAD names no commit (their
+        creation was killed); whether there were any. The caller holds the mirror's locks."""
+        import shutil
+
+        admin = self.path / "worktrees"
+        dropped = False
+        for entry in sorted(admin.iterdir()) if admin.is_dir() else []:
+            try:
+                head = (entry / "HEAD").read_text(encoding="utf-8").strip()
+            except OSError:
+                head = ""
+            if _SHA.match(head) and head != ZERO and self.rev(head) is not None:
+                continue
+            try:
+                tree = Path((entry / "gitdir").read_text(encoding="utf-8").strip()).parent
+                if tree.resolve().is_relative_to(self.path.parent.resolve()):
+                    shutil.rmtree(tree, ignore_errors=True)  # only a worktree of our state
+            except OSError:
+                pass
+            shutil.rmtree(entry, ignore_errors=True)
+            dropped = True
+        if dropped:
+            self.repo.git.worktree("prune")
+        return dropped
+
     def add_worktree(self, path: Path, commit: str) -> None:
         """A clean, detached worktree of `commit` at `path` (replacing a stale one)."""
         with self._lock, self.locked():
+            self._drop_broken()
             if path.exists():
                 self._remove_worktree(path)
             path.parent.mkdir(parents=True, exist_ok=True)

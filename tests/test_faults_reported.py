@@ -516,3 +516,29 @@ def test_a_stale_ref_lock_left_by_a_killed_writer_does_not_strand_an_execution(
     [execution] = world.traces()
     assert world.trace(execution)["status"] == "succeeded"
     assert len(lines(mark)) == 1
+
+
+def test_a_host_killed_while_adding_a_worktree_is_not_stuck(world: World) -> None:
+    """Killed inside `git worktree add`, a host leaves its mirror with a worktree whose HEAD
+    names nothing; every later fetch tripped over it. The next pass takes it away."""
+    world.add_intent("first")
+    world.merge("add first")
+    code, report = run(world, "a")
+    assert code == 0, report
+    mirror = world.state("a") / "mirror.git"
+    admin = mirror / "worktrees" / "exe-0000000000000000"
+    admin.mkdir(parents=True)
+    (admin / "HEAD").write_text("0" * 40 + "\n")
+    (admin / "locked").write_text("initializing\n")
+    (admin / "commondir").write_text("../..\n")
+    half = world.state("a") / "worktrees" / "exe-0000000000000000"
+    half.mkdir(parents=True)
+    (admin / "gitdir").write_text(f"{half / '.git'}\n")
+    mark = world.add_intent("second")
+    world.merge("add second")
+    code, report = run(world, "a")
+    assert code == 0, report
+    assert len(report["started"]) == 1, report
+    assert len(lines(mark)) == 1
+    assert not admin.exists()
+    assert not half.exists()
