@@ -542,3 +542,42 @@ def test_a_host_killed_while_adding_a_worktree_is_not_stuck(world: World) -> Non
     assert len(lines(mark)) == 1
     assert not admin.exists()
     assert not half.exists()
+
+
+def test_hosts_leave_an_indeterminate_execution_alone_until_an_approval_comes(
+    world: World,
+) -> None:
+    """Found by the soak: hosts took an indeterminate execution from each other on every timed
+    re-check, forever. Only an owner's Approval (a commit) can move it on."""
+    mark = world.mark("steps")
+    world.work.write(
+        {
+            ".alloy/alloy.yaml": PROJECT,
+            ".alloy/intents/steps.yaml": steps_intent(
+                mark, [("act", "irreversible", "echo running; sleep 1", [])]
+            ),
+        }
+    )
+    world.merge("add steps")
+    code, _ = run(world, "a", "--lease", "1", crash="mid-block:act")
+    assert code in (-9, 137)
+    wait_expired(world)
+    code, report = run(world, "b", "--lease", "1")
+    assert code == 4, report
+    [execution] = world.traces()
+    code, report = run(world, "a", "--lease", "1")  # A comes back once: news for it, it looks
+    assert code == 4, report
+    generation = world.claim(execution)["generation"]
+    before = world.snapshot()
+    for host in ("a", "b"):  # timed re-checks on a quiet remote, by both hosts
+        settings = Settings(repo=world.url, state_dir=world.state(host), lease=1, recheck=0.0)
+        reconciler = Reconciler(settings)
+        try:
+            quiet = reconciler.pass_once()
+        finally:
+            reconciler.close()
+        assert quiet.resumed == [], quiet
+        assert any("waits for an Approval" in line for line in quiet.skipped), quiet.skipped
+    assert world.claim(execution)["generation"] == generation
+    assert world.snapshot() == before
+    assert starts(mark, "act") == 1

@@ -60,6 +60,7 @@ from foundry.ports import Clock, SystemClock
 # never pay for importing it (most of a no-op command's time otherwise).
 if TYPE_CHECKING:
     from foundry.boundary import Boundary
+    from foundry.gates import StaticApprovals
     from foundry.planner import Item
 
 
@@ -204,6 +205,8 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         pushes = self._pushes(history)
         result = plan(boundary, _Known(self._traces), now=now, pushes=pushes)
         result.start = self._one_run_per_slot(result.start, report)
+        if not moved:
+            result.resume = self._quiet(result.resume, approvals, report)
         report.skipped += [f"{i.artifact}: {i.reason}" for i in result.skip]
         work = [self._work(i, head, boundary, history, new=True) for i in result.start]
         work += [self._work(i, head, boundary, history, new=False) for i in result.resume]
@@ -282,6 +285,26 @@ class Reconciler(Reading, Running, Scanning, Publishing):
             new=new,
             initiator=initiator,
         )
+
+    def _quiet(
+        self, items: list[Item], approvals: StaticApprovals, report: PassReport
+    ) -> list[Item]:
+        """On a pass where nothing moved (a timed re-check), an `indeterminate` execution is
+        left alone unless an Approval for it is there: only an owner's decision, which comes
+        with a commit, can move it on — so hosts do not take it from each other forever."""
+        decided = {e for (e, _, index) in approvals.votes_by_gate if index == -1}
+        keep = []
+        for item in items:
+            info = self._traces.get(item.execution or "")
+            if (
+                info is not None
+                and info.status == "indeterminate"
+                and item.execution not in decided
+            ):
+                report.skipped.append(f"{item.artifact}: {item.execution} waits for an Approval")
+                continue
+            keep.append(item)
+        return keep
 
     def _one_run_per_slot(self, items: list[Item], report: PassReport) -> list[Item]:
         """A schedule slot runs once per intent: a slot that already has a trace under another
