@@ -303,3 +303,36 @@ def daemon_world(repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def run_host(
+    world: World, host: str, *extra: str, crash: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """`foundry reconcile --once --json` as host `host`, optionally dying at a crash point
+    (`FOUNDRY_CRASH_AT`); its exit code and JSON report."""
+    env = {**os.environ, **world.env}
+    env.pop("FOUNDRY_CRASH_AT", None)
+    if crash is not None:
+        env["FOUNDRY_CRASH_AT"] = crash
+    proc = subprocess.run(
+        world.command(*extra, host=host),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode, _report(proc.stdout)
+
+
+def lane_intent(name: str, body: str) -> str:
+    """An intent whose one idempotent block runs `body` (shell) in the lane `deploy`, limit 1."""
+    return (
+        "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata:\n"
+        f"  name: {name}\n  owners: [alice]\nspec:\n  state: active\n"
+        "  goal: Deploys one at a time.\n  automation:\n    on: {apply: true}\n"
+        "    lane: {name: deploy, limit: 1, queue: fifo}\n"
+        "    blocks:\n      - id: work\n"
+        f"        run: [sh, -c, {json.dumps(body)}]\n"
+        "        effects: idempotent\n        timeout: 1m\n"
+    )

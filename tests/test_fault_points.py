@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from foundry.faults import POINTS
-from tests.reconcile_support import World, lines
+from tests.reconcile_support import World, lines, run_host
 
 EFFECTS = ("none", "idempotent", "reversible", "irreversible")
 SYNC = ("reversible", "irreversible")
@@ -161,24 +161,7 @@ class Case:
         world.merge("add job")
 
     def run(self, host: str, crash: str | None = None) -> tuple[int, dict[str, Any]]:
-        env = {**os.environ, **self.world.env}
-        env.pop("FOUNDRY_CRASH_AT", None)
-        if crash is not None:
-            env["FOUNDRY_CRASH_AT"] = crash
-        proc = subprocess.run(
-            [*self.world.command("--lease", LEASE, host=host)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        report: dict[str, Any] = {}
-        for line in reversed(proc.stdout.splitlines()):
-            if line.startswith("{"):
-                report = json.loads(line)
-                break
-        return proc.returncode, report
+        return run_host(self.world, host, "--lease", LEASE, crash=crash)
 
     def claims(self) -> list[str]:
         return [r.removeprefix("refs/alloy/claims/") for r in self.world.refs("refs/alloy/claims/")]

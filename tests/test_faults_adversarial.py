@@ -24,7 +24,7 @@ from controllers.claims import Claims
 from controllers.gitops import Mirror
 from foundry.ids import Event, execution_id
 from tests.conftest import git
-from tests.reconcile_support import World, lines, wait_for
+from tests.reconcile_support import World, lane_intent, lines, wait_for
 from tests.test_fault_points import PROJECT
 from tests.test_faults_reported import run, run_checks, starts, steps_intent, wait_expired
 
@@ -707,15 +707,7 @@ def lane_step(name: str, log: Path, first: str, later: str) -> str:
         f'if [ "$ALLOY_ATTEMPT" = 1 ]; then sleep {first}; else sleep {later}; fi; '
         f'echo "exit {name} $ALLOY_ATTEMPT" >> {json.dumps(str(log))}'
     )
-    return (
-        "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata:\n"
-        f"  name: {name}\n  owners: [alice]\nspec:\n  state: active\n"
-        "  goal: Deploys one at a time.\n  automation:\n    on: {apply: true}\n"
-        "    lane: {name: deploy, limit: 1, queue: fifo}\n"
-        "    blocks:\n      - id: work\n"
-        f"        run: [sh, -c, {json.dumps(body)}]\n"
-        "        effects: idempotent\n        timeout: 1m\n"
-    )
+    return lane_intent(name, body)
 
 
 def test_a_fenced_holder_never_frees_the_lane_slot_of_its_successor(world: World) -> None:

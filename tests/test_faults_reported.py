@@ -20,31 +20,9 @@ from controllers.reconcile import Reconciler, Settings
 from foundry.ports import SystemClock
 from tests.conftest import git
 from tests.foundry_support import artifact_document, block, write_artifact
-from tests.reconcile_support import World, lines, wait_for
+from tests.reconcile_support import World, lane_intent, lines, wait_for
+from tests.reconcile_support import run_host as run
 from tests.test_fault_points import PROJECT
-
-
-def run(
-    world: World, host: str, *extra: str, crash: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    env = {**os.environ, **world.env}
-    env.pop("FOUNDRY_CRASH_AT", None)
-    if crash is not None:
-        env["FOUNDRY_CRASH_AT"] = crash
-    proc = subprocess.run(
-        world.command(*extra, host=host),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    report: dict[str, Any] = {}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            report = json.loads(line)
-            break
-    return proc.returncode, report
 
 
 def wait_expired(world: World) -> None:
@@ -375,23 +353,17 @@ def test_a_schedule_slot_runs_once_even_when_the_intent_changes_within_it(world:
 # --- 6: a lane's limit holds across hosts ------------------------------------------------
 
 
-def lane_intent(name: str, log: Path) -> str:
-    body = f'echo "enter {name}" >> {json.dumps(str(log))}; sleep 1.5; echo "exit {name}" >> {json.dumps(str(log))}'
-    return (
-        "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata:\n"
-        f"  name: {name}\n  owners: [alice]\nspec:\n  state: active\n"
-        "  goal: Deploys one at a time.\n  automation:\n    on: {apply: true}\n"
-        "    lane: {name: deploy, limit: 1, queue: fifo}\n"
-        "    blocks:\n      - id: work\n"
-        f"        run: [sh, -c, {json.dumps(body)}]\n"
-        "        effects: idempotent\n        timeout: 1m\n"
+def deploy(name: str, log: Path) -> str:
+    where = json.dumps(str(log))
+    return lane_intent(
+        name, f'echo "enter {name}" >> {where}; sleep 1.5; echo "exit {name}" >> {where}'
     )
 
 
 def test_a_lane_limit_of_one_holds_across_two_hosts(world: World) -> None:
     log = world.tmp / "lane.log"
     names = ["deploy-a", "deploy-b", "deploy-c"]
-    world.work.write({f".alloy/intents/{n}.yaml": lane_intent(n, log) for n in names})
+    world.work.write({f".alloy/intents/{n}.yaml": deploy(n, log) for n in names})
     world.merge("three deploys in one lane")
     for _ in range(6):  # rounds of two hosts reconciling at once, until every deploy ran
         procs = [

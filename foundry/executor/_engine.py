@@ -176,20 +176,7 @@ class Executor:
                 raise
             return self._refuse(state, f"{self.artifact.metadata.name} cannot start: {exc}")
         if not state.planned:
-            self._record(
-                {
-                    "type": "planned",
-                    "execution": self.execution,
-                    "artifact": {
-                        "name": self.artifact.metadata.name,
-                        "digest": self.artifact.digest,
-                    },
-                    "event": {"type": self.event.type, "key": self.event.key},
-                    "inputs": inputs,
-                    "dryRun": self.opts.dry_run,
-                },
-                sync=True,
-            )
+            self._planned(inputs, sync=True)
         self._recover(state)
         parked = self._resolve_indeterminate(state)
         if parked is not None:
@@ -221,22 +208,23 @@ class Executor:
             self._lane = None
             self.opts.lanes.release(spec.name, self.execution)
 
+    def _planned(self, inputs: Mapping[str, str], *, sync: bool = False) -> None:
+        self._record(
+            {
+                "type": "planned",
+                "execution": self.execution,
+                "artifact": {"name": self.artifact.metadata.name, "digest": self.artifact.digest},
+                "event": {"type": self.event.type, "key": self.event.key},
+                "inputs": dict(inputs),
+                "dryRun": self.opts.dry_run,
+            },
+            sync=sync,
+        )
+
     def _refuse(self, state: Replay, reason: str) -> ExecutionResult:
         """The execution cannot start: it fails, and its ledger (so its trace) says why."""
         if not state.planned:
-            self._record(
-                {
-                    "type": "planned",
-                    "execution": self.execution,
-                    "artifact": {
-                        "name": self.artifact.metadata.name,
-                        "digest": self.artifact.digest,
-                    },
-                    "event": {"type": self.event.type, "key": self.event.key},
-                    "inputs": {k: str(v) for k, v in self.opts.inputs.items()},
-                    "dryRun": self.opts.dry_run,
-                }
-            )
+            self._planned({k: str(v) for k, v in self.opts.inputs.items()})
         self._record(
             {"type": "execution-finished", "status": "failed", "reason": reason}, sync=True
         )
