@@ -108,11 +108,3 @@ def update(mirror: Mirror, *, remove: set[str], add: Mapping[str, bytes]) -> Non
             return
         time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # noqa: S311 - jitter, not crypto
     raise GitError(f"{mirror.url}: {REF} kept moving; gave up after {MAX_TRIES} tries")
-
-
-def keep(mirror: Mirror, outbox: Outbox, restored: set[str] | None = None) -> int:
-    """Make the remote hold what is still in `outbox` and drop what was delivered of the
-    `restored` names; how many entries are pending here."""
-    pending = {e.path.name: e.path.read_bytes() for e in outbox.entries()}
-    update(mirror, remove=(restored or set()) - set(pending), add=pending)
-    return len(pending)

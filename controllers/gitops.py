@@ -403,7 +403,7 @@ class Mirror:
             return None
 
     def _drop_broken(self) -> bool:
-        """Remove the administrative entries of worktrees whose HEAD names no commit (their
+        """Remove the administrative entries of worktrees whose HEAD is not a commit id (their
         creation was killed); whether there were any. The caller holds the mirror's locks."""
         import shutil
 
@@ -414,8 +414,8 @@ class Mirror:
                 head = (entry / "HEAD").read_text(encoding="utf-8").strip()
             except OSError:
                 head = ""
-            if _SHA.match(head) and head != ZERO and self.rev(head) is not None:
-                continue
+            if _SHA.match(head) and head != ZERO:
+                continue  # a commit: a finished worktree (no git process per worktree here)
             try:
                 tree = Path((entry / "gitdir").read_text(encoding="utf-8").strip()).parent
                 if tree.resolve().is_relative_to(self.path.parent.resolve()):
