@@ -410,3 +410,25 @@ def tree_names(repo_path: Path, commit: str, prefix: str) -> list[str]:
     """The paths of the files under `prefix` in the tree of `commit` (no blob is read)."""
     out = _git(repo_path, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit, "--", prefix)
     return [_decode(p) for p in out.split(b"\0") if p]
+
+
+def default_branch_commit(repo_path: Path) -> tuple[str, str] | None:
+    """The default branch of `repo_path`'s `origin` as this clone last saw it
+    (`refs/remotes/origin/HEAD`): its name and commit, or None when the clone has none."""
+    try:
+        name = _git(repo_path, "symbolic-ref", "--quiet", "refs/remotes/origin/HEAD").decode()
+        sha = _git(repo_path, "rev-parse", "--verify", "--quiet", "refs/remotes/origin/HEAD")
+    except (RevisionError, OSError):
+        return None
+    return name.strip().removeprefix("refs/remotes/"), sha.decode().strip()
+
+
+def export_tree(repo_path: Path, commit: str, dest: Path) -> None:
+    """The files of `commit` written to the empty directory `dest` (`git archive`: modes kept,
+    nothing of the repository changed — no worktree, no index)."""
+    import io
+    import tarfile
+
+    data = _git(repo_path, "archive", "--format=tar", commit, what=f"export {commit[:12]}")
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(dest, filter="data")

@@ -294,6 +294,35 @@ class Mirror:
         stamp = str(self.repo.git.log("-1", "--format=%ct", rev, "--", path)).strip()
         return float(stamp) if stamp else 0.0
 
+    def authors(self, commit: str) -> tuple[str, ...]:
+        """Who wrote `commit`: its author's name and e-mail address."""
+        out = str(self.repo.git.log("-1", "--format=%an%x00%ae", commit, "--")).strip()
+        return tuple(dict.fromkeys(part for part in out.split("\0") if part))
+
+    def landed(self, rev: str, prefix: str) -> dict[str, float]:
+        """For each path under `prefix` at `rev`: when the first-parent commit that last
+        changed it was committed — when it landed on the branch `rev` is the tip of (a merge
+        commit's time, not the time of the pull request's own commits). One `git log`."""
+        out = str(
+            self.repo.git.log(
+                "--first-parent",
+                "--diff-merges=first-parent",
+                "--format=%x00%ct",
+                "--name-only",
+                "--no-renames",
+                rev,
+                "--",
+                prefix,
+            )
+        )
+        landed: dict[str, float] = {}
+        for chunk in out.split("\0")[1:]:
+            stamp, *paths = chunk.strip().splitlines()
+            for path in paths:
+                if path:
+                    landed.setdefault(path, float(stamp))
+        return landed
+
     # -- writing ------------------------------------------------------------------------
 
     def commit(

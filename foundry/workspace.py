@@ -16,7 +16,7 @@ from typing import Any
 from foundry.boundary import Artifact, Boundary, read_artifact, read_boundary
 from foundry.errors import BoundaryError, UserError
 from foundry.executor import ExecutionResult, Gates, RunOptions, run_execution
-from foundry.gates import Context, GateEvaluator
+from foundry.gates import Context, GateEvaluator, PolicySource
 from foundry.ids import Event, execution_id
 from foundry.planner import Item, Plan, plan
 from foundry.ports import Clock
@@ -75,9 +75,11 @@ def run_in_checkout(
     cancel: threading.Event | None = None,
     stop: threading.Event | None = None,
     stop_grace: float | None = None,
+    policy: PolicySource | None = None,
 ) -> ExecutionResult:
     """Run artifact `name` of the checkout at `root` (event `apply`, or a new manual request
-    event with `rerun`), in `root` itself."""
+    event with `rerun`), in `root` itself. Policy commands run in `policy` (a checkout of the
+    default branch); without one, command gates wait and say why."""
     artifact, data = find_artifact(root, name)
     event = (
         Event("request", f"manual-{time.time_ns()}") if rerun else Event("apply", artifact.digest)
@@ -98,15 +100,48 @@ def run_in_checkout(
         options.stop_grace = stop_grace
     keep_artifact(state, execution_id(artifact.digest, event), data)
     try:
-        # Without a forge, gates are judged on what is known locally: windows pass or wait by
-        # the clock; approvals, checks, `after` and policy commands wait for their sources.
-        evaluator = gates if gates is not None else GateEvaluator(Context())
+        # Without a forge, gates are judged on what is known locally: windows by the clock,
+        # policy commands in `policy`; approvals, checks and `after` wait, saying so.
+        evaluator = (
+            gates
+            if gates is not None
+            else GateEvaluator(Context(policy_dir=policy, unjudged=UNJUDGED_LOCALLY))
+        )
         return run_execution(
             artifact, event, options, clock, gates=evaluator, cancel=cancel, stop=stop
         )
     finally:
         if options.lanes is not None:
             options.lanes.close()
+
+
+#: The gates `foundry run` cannot judge (it has no forge), and what it says for each.
+UNJUDGED_LOCALLY = {
+    "approval": "`foundry run` reads no approvals (there is no forge here): approval gates are "
+    "judged by `foundry reconcile`, the daemon and the Action",
+    "check": "`foundry run` reads no check runs (there is no forge here): check gates are "
+    "judged by `foundry reconcile`, the daemon and the Action",
+    "after": "`foundry run` reads no other intent's traces: after gates are judged by "
+    "`foundry reconcile`, the daemon and the Action",
+}
+
+
+def unjudged_gates(artifact: Artifact, *, policy: bool) -> list[str]:
+    """One line per gate of `artifact` that `foundry run` cannot judge here."""
+    out = []
+    for block in artifact.spec.blocks:
+        for index, gate in enumerate(block.gates):
+            if gate.kind in UNJUDGED_LOCALLY:
+                out.append(
+                    f"block {block.id}, gate {index} ({gate.kind}): waits here; "
+                    f"{UNJUDGED_LOCALLY[gate.kind]}"
+                )
+            elif gate.kind == "command" and not policy:
+                out.append(
+                    f"block {block.id}, gate {index} (command): waits here, no checkout of the "
+                    "default branch (pass --policy DIR, or run it in a clone with origin/HEAD)"
+                )
+    return out
 
 
 def declared_secrets(artifact: Artifact) -> dict[str, str]:

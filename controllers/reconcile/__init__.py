@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from controllers import _remote_outbox as remote_outbox
@@ -54,6 +55,9 @@ from controllers.reconcile._reading import Reading
 from controllers.reconcile._running import Done, Running, Work
 from controllers.reconcile._scan import Scanning
 from foundry.ports import Clock, SystemClock
+
+#: How many times a pass judges again the executions waiting on what the pass itself published.
+OWN_NEWS_ROUNDS = 3
 
 # The engine (boundary models, planner, executor, traces) is imported when a pass has something
 # to read: a pass that finds nothing new, and `foundry reconcile --once` with nothing to do,
@@ -105,6 +109,8 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self.claims = Claims(self.mirror, holder or holder_id(), self.clock, settings.lease)
         self.forge: Forge = forge if forge is not None else LocalForge(self.mirror)
         self._identities: dict[str, Identity | None] = {}
+        self._landed: tuple[str, dict[str, float]] = ("", {})
+        self._authors: dict[str, tuple[str, ...]] = {}
         self._requesters: dict[str, str | None] = {}
         self.outbox = Outbox(self.state / "outbox")
         self.branch = settings.branch
@@ -194,6 +200,7 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         if head is None:
             raise GitError(f"{self.url} has no branch {self.branch!r}")
         self.mirror.fetch([ref for ref in refs if ref in heads])
+        self._head = head
         boundary, approvals, traces_branch = self._read_default_branch(head, report)
         if traces_branch != self.traces_branch:  # the project names another traces branch
             self.traces_branch = traces_branch
@@ -211,18 +218,26 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         work = [self._work(i, head, boundary, history, new=True) for i in result.start]
         work += [self._work(i, head, boundary, history, new=False) for i in result.resume]
         work += self._scan(planned={w.execution for w in work}, now=now, report=report)
-        done: list[Done] = []
-        parked: list[str] = []
-        for item in work:
-            if self.stop.is_set():
-                break
-            outcome = self._execute(item, approvals=approvals, report=report)
-            if outcome is None:
-                continue
-            done.append(outcome)
-            if outcome.status not in FINISHED:
-                parked.append(item.execution)
+        done = self._run_round(work, approvals, report)
         self._publish(done, report)
+        # What this pass published (check runs, traces) can be what a parked execution's check
+        # or `after` gate waits for: those are judged again now, not after a re-check interval
+        # (our own pushes are not news to the next pass).
+        news = bool(report.published or report.committed)
+        for _ in range(OWN_NEWS_ROUNDS):
+            again = {d.execution for d in done if d.status not in FINISHED and d.waits_on_news}
+            if not again or not news:
+                break
+            before = (report.published, report.committed)
+            self._index_traces(self.mirror.rev(f"refs/heads/{self.traces_branch}"))
+            retry = [replace(w, new=False) for w in work if w.execution in again]
+            latest = {d.execution: d for d in done}
+            round_ = self._run_round(retry, approvals, report)
+            latest.update({d.execution: d for d in round_})
+            done = list(latest.values())
+            self._publish(round_, report)
+            news = (report.published, report.committed) != before
+        parked = [d.execution for d in done if d.status not in FINISHED]
         # Stopped part-way, what was planned and not started (and what was interrupted) must
         # be planned again by the next pass, of this process or the next: the heads this pass
         # saw are then not remembered as handled, and the next pass sees the same news.
@@ -246,6 +261,18 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self.claims.seen = {k: v for k, v in self.claims.seen.items() if now - v < horizon}
         self._memory["claimsSeen"] = self.claims.seen
         self._save_memory()
+
+    def _run_round(
+        self, work: list[Work], approvals: StaticApprovals, report: PassReport
+    ) -> list[Done]:
+        done: list[Done] = []
+        for item in work:
+            if self.stop.is_set():
+                break
+            outcome = self._execute(item, approvals=approvals, report=report)
+            if outcome is not None:
+                done.append(outcome)
+        return done
 
     def _work(
         self,
@@ -377,14 +404,17 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         from datetime import datetime
         from zoneinfo import ZoneInfo
 
-        from croniter import croniter
+        from croniter import CroniterBadDateError, croniter
 
         upcoming = []
         for artifact in boundary.artifacts.values():
             s = artifact.spec.triggers.schedule
             if s is not None:
                 start = datetime.fromtimestamp(now, ZoneInfo(s.timezone))
-                upcoming.append(croniter(s.cron, start).get_next(datetime).timestamp())
+                try:
+                    upcoming.append(croniter(s.cron, start).get_next(datetime).timestamp())
+                except CroniterBadDateError:
+                    continue  # a cron that never matches has no slot (the planner says so)
         self._memory["nextSlot"] = min(upcoming) if upcoming else None
 
 

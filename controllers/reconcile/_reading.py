@@ -24,6 +24,7 @@ class Reading:
     branch: str | None
     _parsed: dict[str, Any]
     _identities: dict[str, Identity | None]
+    _landed: tuple[str, dict[str, float]]
     _requesters: dict[str, str | None]
     _artifact_bytes: dict[str, bytes]
     _traces: dict[str, TraceInfo]
@@ -94,8 +95,9 @@ class Reading:
                 # Where the forge knows who merged the document, they are who decided: the
                 # pull request's author and its approving reviewers, not the file's `approver`.
                 voters = [spec.approver] if who is None else [who.author, *who.approvers]
+                at = self._landed_at(head, path)
                 for voter in dict.fromkeys(v for v in voters if v):
-                    vote = ApprovalVote(voter, spec.decision, 0.0)
+                    vote = ApprovalVote(voter, spec.decision, at)
                     approvals.add(spec.execution, spec.gate.block, spec.gate.index, vote)
         if self.settings.dispatch is not None:
             self._add_dispatch(self.settings.dispatch, boundary, report)
@@ -135,6 +137,13 @@ class Reading:
             return
         boundary.requests[dispatch.name] = request
         self._requesters[dispatch.name] = dispatch.requested_by
+
+    def _landed_at(self, head: str, path: str) -> float:
+        """When the Approval at `path` landed on the default branch (the first-parent commit
+        that brought it; gates judge expiry by it). One `git log` per head, for all of them."""
+        if self._landed[0] != head:
+            self._landed = (head, self.mirror.landed(head, ".alloy/approvals/"))
+        return self._landed[1].get(path, 0.0)
 
     def _identity(self, head: str, path: str, blob: str, report: PassReport) -> Identity | None:
         """Who merged the document at `path` (its blob `blob`), as the forge knows it."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controllers.claims import Claim, Claims, Holding, LeaseLost, NotAClaim
-from controllers.forge import CheckRun, Conclusion, Forge
+from controllers.forge import CheckRun, Conclusion, Forge, ForgeError
 from controllers.gitops import GitError, Mirror
 from controllers.lanes import RemoteLanes
 from controllers.outbox import Outbox
@@ -60,6 +60,8 @@ class Done:
     status: str
     files: dict[str, bytes]
     check: CheckRun
+    #: It waits on a gate that what a pass publishes can open (a `check` or an `after` gate).
+    waits_on_news: bool = False
 
 
 class Running:
@@ -75,6 +77,9 @@ class Running:
     outbox: Outbox
     _traces: dict[str, TraceInfo]
     _trace_blobs: dict[str, str]
+    _authors: dict[str, tuple[str, ...]]
+    #: The default branch's head the pass read (policy commands run from it).
+    _head: str
 
     def _execute(
         self, work: Work, *, approvals: StaticApprovals, report: PassReport
@@ -82,10 +87,12 @@ class Running:
         """Claim and run one execution; what to publish, or None. Never raises for one
         execution's sake: what goes wrong is that execution's report line."""
         execution = work.execution
-        facts = {
+        facts: dict[str, Any] = {
             "event": {"type": work.event.type, "key": work.event.key},
             "inputs": dict(work.inputs),
         }
+        if work.initiator:
+            facts["initiator"] = work.initiator  # a host resuming it from its claim knows too
         try:
             claim, why, held = self.claims.acquire(
                 execution, artifact=work.artifact_bytes, commit=work.commit, facts=facts
@@ -103,7 +110,8 @@ class Running:
                     return None
             report.not_claimed[execution] = why
             return None
-        (report.started if work.new else report.resumed).append(execution)
+        if execution not in report.started and execution not in report.resumed:
+            (report.started if work.new else report.resumed).append(execution)
         try:
             return self._run_claimed(claim, work, approvals=approvals, report=report)
         except LeaseLost as exc:
@@ -206,12 +214,16 @@ class Running:
         )
         if self.settings.workers:
             options.workers = self.settings.workers
+        policy = self.state / "policy" / execution
         context = Context(
             initiator=work.initiator,
+            starters=self._starters(work, report),
             approvals=approvals,
             teams=self.forge,
             checks=_Checks(self.forge, work.commit),
             history=_History(self._traces),
+            policy_dir=lambda: self._policy_checkout(policy),
+            commit=work.commit,
         )
         renewer = threading.Thread(
             target=self._renew,
@@ -235,6 +247,8 @@ class Running:
             stop.set()
             renewer.join()
             lanes.close()
+            if policy.exists():
+                self.mirror.remove_worktree(policy)
         if lost.is_set():
             report.parked[execution] = "lost its claim while running; another host has it"
             return None
@@ -251,6 +265,46 @@ class Running:
         return self._done(
             execution, records, work.artifact, work.commit, secrets=list(secrets.values())
         )
+
+    def _policy_checkout(self, where: Path) -> Path:
+        """A fresh checkout of the default branch's head as this pass read it, for policy
+        commands: never a pull request's, never the artifact's own (older) commit."""
+        from foundry.gates import PolicyUnavailable
+
+        if self.mirror.worktree_head(where) != self._head:
+            try:
+                self.mirror.add_worktree(where, self._head)
+            except GitError as exc:
+                raise PolicyUnavailable(str(exc)) from None
+        return where
+
+    def _starters(self, work: Work, report: PassReport) -> tuple[str, ...]:
+        """Who started an execution that no Request started, for `forbidSelf`: the author of
+        the change that brought the artifact's version to the default branch (the merged pull
+        request's author where the forge knows one, else the commit's author) — and for a
+        push, of the pushed commit too."""
+        if work.event.type == "request":
+            return ()  # its requester started it (`initiator`)
+        path = f".alloy/artifacts/{work.artifact.metadata.name}.json"
+        try:
+            commits = {work.commit, self.mirror.last_change(work.commit, path)}
+        except GitError as exc:
+            report.errors.append(f"{work.execution}: who started it is unknown: {exc}")
+            return ()
+        return tuple(dict.fromkeys(who for c in sorted(commits) for who in self._author(c, report)))
+
+    def _author(self, commit: str, report: PassReport) -> tuple[str, ...]:
+        if commit not in self._authors:
+            try:
+                who = self.forge.identity(commit)
+            except ForgeError as exc:
+                report.errors.append(f"{commit[:12]}: who merged it is unknown for now: {exc}")
+                who = None
+            if who is not None and who.pull:
+                self._authors[commit] = (who.author,)
+            else:
+                self._authors[commit] = self.mirror.authors(commit)
+        return self._authors[commit]
 
     def _renew(
         self, claim: Claim, ledger_path: Path, stop: threading.Event, lost: threading.Event
@@ -363,7 +417,11 @@ class Running:
             summary=bundle.markdown[:SUMMARY_LIMIT],
             external_id=execution,
         )
-        return Done(execution, status, files, check)
+        latest = {(g["block"], g["index"]): g for g in bundle.trace["spec"]["gates"]}
+        news = any(
+            g["decision"] == "waiting" and g["kind"] in ("check", "after") for g in latest.values()
+        )
+        return Done(execution, status, files, check, waits_on_news=news)
 
 
 class _FencedLanes:

@@ -127,4 +127,5 @@ class Scanning:
             commit=held.commit,
             inputs=dict(facts.get("inputs") or {}),
             new=False,
+            initiator=str(facts["initiator"]) if facts.get("initiator") else None,
         )

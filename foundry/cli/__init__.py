@@ -84,6 +84,12 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
     show_default=True,
     help="On SIGTERM/SIGINT, seconds running blocks may go on before they are stopped.",
 )
+@click.option(
+    "--policy",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A checkout of the default branch for policy commands (`command` gates); default: "
+    "the clone's origin/HEAD, exported to a temporary directory.",
+)
 def run(
     path: Path,
     name: str,
@@ -93,9 +99,15 @@ def run(
     state_dir: Path | None,
     workers: int | None,
     grace: float,
+    policy: Path | None,
 ) -> None:
-    """Run artifact NAME of the checkout at PATH (no git needed)."""
-    from foundry.workspace import run_in_checkout
+    """Run artifact NAME of the checkout at PATH (no git needed).
+
+    Gates: windows are judged by the clock and policy commands in a checkout of the default
+    branch; approval, check and after gates need a forge and wait here (it says which).
+    """
+    from foundry.cli._policy import LocalPolicy
+    from foundry.workspace import find_artifact, run_in_checkout, unjudged_gates
 
     stop = threading.Event()
 
@@ -104,18 +116,25 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    result = run_in_checkout(
-        path.resolve(),
-        name,
-        inputs=_pairs(inputs),
-        clock=SystemClock(),
-        dry_run=dry_run,
-        rerun=rerun,
-        state_dir=state_dir,
-        workers=workers,
-        stop=stop,
-        stop_grace=grace,
-    )
+    source = LocalPolicy(path.resolve(), policy)
+    for line in unjudged_gates(find_artifact(path.resolve(), name)[0], policy=source.known()):
+        click.echo(f"note: {line}", err=True)
+    try:
+        result = run_in_checkout(
+            path.resolve(),
+            name,
+            inputs=_pairs(inputs),
+            clock=SystemClock(),
+            dry_run=dry_run,
+            rerun=rerun,
+            state_dir=state_dir,
+            workers=workers,
+            stop=stop,
+            stop_grace=grace,
+            policy=source.checkout if source.known() else None,
+        )
+    finally:
+        source.close()
     for block, status in sorted(result.blocks.items()):
         click.echo(f"{block}: {status}")
     tail = f" ({result.reason})" if result.reason else ""

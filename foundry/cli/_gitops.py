@@ -54,6 +54,13 @@ _FORGE_REPO = click.option(
     show_default=True,
     help="On SIGTERM/SIGINT, seconds running blocks may go on.",
 )
+@click.option(
+    "--recheck",
+    type=click.FloatRange(0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds between looks at parked executions (waiting gates) when nothing moved.",
+)
 @click.option("--workers", type=click.IntRange(1, 256), help="Blocks in parallel (default: cores).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON report per pass.")
 def reconcile(
@@ -64,6 +71,7 @@ def reconcile(
     state_dir: Path | None,
     lease: float,
     grace: float,
+    recheck: float,
     workers: int | None,
     as_json: bool,
 ) -> None:
@@ -82,7 +90,13 @@ def reconcile(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     settings = Settings(
-        repo=repo, branch=branch, state_dir=state_dir, lease=lease, grace=grace, workers=workers
+        repo=repo,
+        branch=branch,
+        state_dir=state_dir,
+        lease=lease,
+        grace=grace,
+        workers=workers,
+        recheck=recheck,
     )
     reconciler = Reconciler(settings, clock=SystemClock(), stop=stop)
     try:

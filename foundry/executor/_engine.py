@@ -304,17 +304,9 @@ class Executor:
     def _gates_pass(self, state: Replay, block: Block) -> str:
         """'passed', 'waiting' or 'failed' for all of a block's gates, in order."""
         for index, gate in enumerate(block.gates):
-            if self.gates is None:
-                outcome = GateOutcome("waiting", f"no gate evaluator for {gate.kind} gates")
-            else:
-                outcome = self.gates.evaluate(
-                    self.execution,
-                    self.artifact,
-                    block,
-                    index,
-                    now=self.clock.now(),
-                    waiting_since=state.waiting_since.get((block.id, index)),
-                )
+            if state.gates.get((block.id, index), ("",))[0] == "passed":
+                continue  # a gate's decision, once recorded, is final for this execution
+            outcome = self._judge(state, block, index)
             said = (outcome.decision, redact_text(outcome.reason, self.secret_values))
             if state.gates.get((block.id, index)) != said:
                 self._record(
@@ -340,6 +332,26 @@ class Executor:
                     )
                 return outcome.decision
         return "passed"
+
+    def _judge(self, state: Replay, block: Block, index: int) -> GateOutcome:
+        """One gate's decision now. A gate that cannot be judged (its evaluation raised) fails,
+        with the reason: it never takes the engine, or any other execution, down."""
+        gate = block.gates[index]
+        if self.gates is None:
+            return GateOutcome("waiting", f"no gate evaluator for {gate.kind} gates")
+        try:
+            return self.gates.evaluate(
+                self.execution,
+                self.artifact,
+                block,
+                index,
+                now=self.clock.now(),
+                waiting_since=state.waiting_since.get((block.id, index)),
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure to judge is this gate's failure
+            return GateOutcome(
+                "failed", f"the gate could not be judged: {type(exc).__name__}: {exc}"
+            )
 
     def _start(
         self,

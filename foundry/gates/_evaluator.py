@@ -1,95 +1,29 @@
-"""Gates (DESIGN section 5): approval, check, window, after, command. Each passes, waits or
-fails; a gate that expires fails, never passes.
+"""Each gate kind judged against a `Context`: passes, waits or fails (docs/foundry.md, "Gates").
 
-The facts gates need come through ports, filled by `controllers` (the local forge, GitHub) or by
-tests: who approved, which checks are green, when another intent last succeeded. Expiry and
-timeouts count from when the gate first waited, which the executor reads from the ledger.
-
-A `command` gate runs a policy command taken from the default branch (never from the change
-under review): exit 0 passes, exit 75 (EX_TEMPFAIL) waits, anything else fails.
+Expiry and timeouts count from `waiting_since`, when the gate first waited (from the ledger,
+which travels with the execution's claim). An approval counts against a deadline by when it
+landed (`ApprovalVote.at`), not by when someone first looked.
 """
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from foundry.boundary import Artifact, Block
 from foundry.boundary._models import AfterGate, ApprovalGate, CheckGate, CommandGate, WindowGate
 from foundry.executor import GateOutcome
-
-EX_TEMPFAIL = 75
-
-
-@dataclass(frozen=True)
-class ApprovalVote:
-    """One recorded decision for a gate (or for an indeterminate block: index -1)."""
-
-    approver: str
-    decision: Literal["approve", "reject"]
-    at: float
-
-
-class Approvals(Protocol):
-    """Decisions recorded for (execution, block, gate index); index -1 resolves an
-    indeterminate block."""
-
-    def votes(self, execution: str, block: str, index: int) -> Sequence[ApprovalVote]: ...
-
-
-class Teams(Protocol):
-    """Team membership, for approvals `from: [team:x]`."""
-
-    def is_member(self, user: str, team: str) -> bool: ...
-
-
-class Checks(Protocol):
-    """Forge check results on the commit an execution runs."""
-
-    def state(self, name: str) -> Literal["success", "failure", "pending"] | None: ...
-
-
-class History(Protocol):
-    """When an intent's execution last succeeded (seconds since the epoch), if ever."""
-
-    def last_success(self, intent: str) -> float | None: ...
-
-
-@dataclass
-class Context:
-    """What the gates of one execution are judged against."""
-
-    initiator: str | None = None
-    approvals: Approvals | None = None
-    teams: Teams | None = None
-    checks: Checks | None = None
-    history: History | None = None
-    policy_dir: Path | None = None
-    policy_env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class StaticApprovals:
-    """Approvals held in memory (tests, or a forge adapter's snapshot)."""
-
-    votes_by_gate: dict[tuple[str, str, int], list[ApprovalVote]] = field(default_factory=dict)
-
-    def add(self, execution: str, block: str, index: int, vote: ApprovalVote) -> None:
-        self.votes_by_gate.setdefault((execution, block, index), []).append(vote)
-
-    def votes(self, execution: str, block: str, index: int) -> Sequence[ApprovalVote]:
-        return self.votes_by_gate.get((execution, block, index), [])
+from foundry.gates._command import PolicyUnavailable, minimal_env, run_policy
+from foundry.gates._ports import ApprovalVote, Context
 
 
 def _human(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class GateEvaluator:
@@ -110,6 +44,9 @@ class GateEvaluator:
     ) -> GateOutcome:
         gate = block.gates[index]
         since = waiting_since if waiting_since is not None else now
+        cannot = self.context.unjudged.get(gate.kind)
+        if cannot is not None:
+            return GateOutcome("waiting", cannot)
         if isinstance(gate, ApprovalGate):
             return self._approval(execution, block, index, gate, now=now, since=since)
         if isinstance(gate, CheckGate):
@@ -118,7 +55,7 @@ class GateEvaluator:
             return self._window(gate, now)
         if isinstance(gate, AfterGate):
             return self._after(gate, now)
-        return self._command(gate)
+        return self._command(execution, artifact, block, index, gate)
 
     def resolve_indeterminate(
         self, execution: str, artifact: Artifact, block: Block
@@ -155,18 +92,22 @@ class GateEvaluator:
         now: float,
         since: float,
     ) -> GateOutcome:
-        if gate.expires_seconds is not None and now > since + gate.expires_seconds:
-            return GateOutcome(
-                "failed",
-                f"expired at {_human(since + gate.expires_seconds)} "
-                f"without {gate.quorum} approval(s)",
-            )
         approvals = self.context.approvals
         votes = list(approvals.votes(execution, block.id, index)) if approvals else []
+        deadline = since + gate.expires_seconds if gate.expires_seconds is not None else None
+        expired = deadline is not None and now > deadline
+        late: list[str] = []
+        if expired:
+            # Judged by when each decision landed: what landed before the deadline counts,
+            # however late a pass first saw it.
+            assert deadline is not None
+            late = sorted({v.approver for v in votes if v.at > deadline})
+            votes = [v for v in votes if v.at <= deadline]
+        starters = self.context.started_by()
         valid: dict[str, ApprovalVote] = {}
         ignored: list[str] = []
         for vote in sorted(votes, key=lambda v: v.at):
-            if gate.forbid_self and vote.approver == self.context.initiator:
+            if gate.forbid_self and vote.approver in starters:
                 ignored.append(f"{vote.approver} (may not approve their own change)")
             elif not self._may_approve(vote.approver, gate.from_):
                 ignored.append(f"{vote.approver} (not in {', '.join(gate.from_)})")
@@ -176,12 +117,22 @@ class GateEvaluator:
         if rejecters:
             return GateOutcome("failed", f"rejected by {', '.join(rejecters)}")
         approvers = sorted(a for a, v in valid.items() if v.decision == "approve")
-        note = f"; ignored: {', '.join(ignored)}" if ignored else ""
+        note = f"; ignored: {', '.join(dict.fromkeys(ignored))}" if ignored else ""
         if len(approvers) >= gate.quorum:
             return GateOutcome("passed", f"approved by {', '.join(approvers)}{note}")
+        if expired:
+            assert deadline is not None
+            after = f"; landed after it: {', '.join(late)}" if late else ""
+            return GateOutcome(
+                "failed",
+                f"expired at {_human(deadline)} with {len(approvers)} of {gate.quorum} "
+                f"approval(s) from {', '.join(gate.from_)}{note}{after}",
+            )
+        until = f" until {_human(deadline)}" if deadline is not None else ""
         return GateOutcome(
             "waiting",
-            f"{len(approvers)} of {gate.quorum} approval(s) from {', '.join(gate.from_)}{note}",
+            f"{len(approvers)} of {gate.quorum} approval(s) from {', '.join(gate.from_)}"
+            f"{until}{note}",
         )
 
     def _check(self, gate: CheckGate, now: float, since: float) -> GateOutcome:
@@ -202,7 +153,14 @@ class GateEvaluator:
         local = datetime.fromtimestamp(now, zone)
         if croniter.match(gate.cron, local.replace(tzinfo=None)):
             return GateOutcome("passed", f"inside the window '{gate.cron}' ({gate.timezone})")
-        opens = croniter(gate.cron, local).get_next(datetime)
+        try:
+            opens = croniter(gate.cron, local).get_next(datetime)
+        except CroniterBadDateError:
+            return GateOutcome(
+                "failed",
+                f"the window '{gate.cron}' ({gate.timezone}) never opens: no date matches it; "
+                "`alloy check` refuses such a cron, so this artifact was not compiled by it",
+            )
         return GateOutcome(
             "waiting",
             f"outside the window '{gate.cron}' ({gate.timezone}); it opens "
@@ -220,30 +178,25 @@ class GateEvaluator:
             )
         return GateOutcome("passed", f"{gate.intent} succeeded {_human(last)}")
 
-    def _command(self, gate: CommandGate) -> GateOutcome:
-        where = self.context.policy_dir
-        if where is None:
+    def _command(
+        self, execution: str, artifact: Artifact, block: Block, index: int, gate: CommandGate
+    ) -> GateOutcome:
+        source = self.context.policy_dir
+        if source is None:
             return GateOutcome("waiting", "no policy checkout of the default branch to run it in")
         try:
-            proc = subprocess.run(
-                gate.run,
-                cwd=where,
-                env=dict(self.context.policy_env),
-                capture_output=True,
-                timeout=gate.timeout_seconds,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            return GateOutcome("failed", f"policy command timed out after {gate.timeout_seconds}s")
-        except OSError as exc:
-            return GateOutcome("failed", f"policy command could not start: {exc.strerror}")
-        said = proc.stdout.decode(errors="replace").strip().splitlines()
-        detail = f": {said[-1][:200]}" if said else ""
-        if proc.returncode == 0:
-            return GateOutcome("passed", f"policy command passed{detail}")
-        if proc.returncode == EX_TEMPFAIL:
-            return GateOutcome("waiting", f"policy command says wait{detail}")
-        return GateOutcome(
-            "failed", f"policy command failed with exit code {proc.returncode}{detail}"
+            where = source if isinstance(source, Path) else source()
+        except PolicyUnavailable as exc:
+            return GateOutcome("waiting", f"no checkout of the default branch for now: {exc}")
+        env = minimal_env(self.context.policy_env)
+        env.update(
+            ALLOY_EXECUTION=execution,
+            ALLOY_INTENT=artifact.spec.intent.name,
+            ALLOY_ARTIFACT=artifact.metadata.name,
+            ALLOY_ARTIFACT_DIGEST=artifact.digest,
+            ALLOY_BLOCK=block.id,
+            ALLOY_GATE_INDEX=str(index),
         )
+        if self.context.commit:
+            env["ALLOY_COMMIT"] = self.context.commit
+        return run_policy(list(gate.run), where=where, env=env, timeout=gate.timeout_seconds)

@@ -1,0 +1,75 @@
+"""A `command` gate's policy command, run as a process: in a checkout of the default branch's
+head (never a pull request's), with the blocks' minimal environment, in its own process group,
+killed whole at its timeout. Exit 0 passes, 75 (EX_TEMPFAIL) waits, anything else fails."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from foundry.executor import ENV_ALLOWLIST, GateOutcome
+
+EX_TEMPFAIL = 75
+#: What is kept of the command's output for the reason (its last line, this long at most).
+SAID_CHARS = 200
+
+
+class PolicyUnavailable(Exception):
+    """No checkout of the default branch can be had now (the gate waits, saying why)."""
+
+
+def minimal_env(base: Mapping[str, str] | None) -> dict[str, str]:
+    """The blocks' allowlist of `base` (default: this process's environment)."""
+    source = os.environ if base is None else base
+    return {k: source[k] for k in ENV_ALLOWLIST if k in source}
+
+
+def run_policy(
+    argv: list[str], *, where: Path, env: Mapping[str, str], timeout: int | None
+) -> GateOutcome:
+    # Output goes to a file, not a pipe: a child the command leaves behind holding the pipe
+    # open would keep us waiting for the timeout after the command itself has ended.
+    with tempfile.TemporaryFile() as out:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=where,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            return GateOutcome(
+                "failed", f"policy command {argv[0]!r} could not start: {exc.strerror or exc}"
+            )
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return GateOutcome("failed", f"policy command timed out after {timeout}s")
+        finally:
+            _kill_group(proc.pid)  # at its timeout, and whatever it left behind in its group
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        out.seek(max(0, out.seek(0, os.SEEK_END) - 4096))
+        said = out.read().decode(errors="replace").strip().splitlines()
+    detail = f": {said[-1][:SAID_CHARS]}" if said else ""
+    if code == 0:
+        return GateOutcome("passed", f"policy command passed{detail}")
+    if code == EX_TEMPFAIL:
+        return GateOutcome("waiting", f"policy command says wait{detail}")
+    if code < 0:
+        return GateOutcome("failed", f"policy command was killed by signal {-code}{detail}")
+    return GateOutcome("failed", f"policy command failed with exit code {code}{detail}")
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
