@@ -495,7 +495,7 @@ def test_an_indeterminate_execution_and_its_resolution(tmp_path: Path) -> None:
             lambda led: led.add(
                 "lane", lane="bench", decision="queued", reason="1 of 1 slots taken", cancel=[]
             ),
-            "planned",
+            "queued",
             ["pending", "pending"],
             id="queued in a lane: nothing started yet",
         ),

@@ -16,7 +16,15 @@ Timestamp = Annotated[
     ),
 ]
 ExecutionStatus = Literal[
-    "planned", "running", "waiting", "succeeded", "failed", "cancelled", "indeterminate", "skipped"
+    "planned",
+    "queued",
+    "running",
+    "waiting",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "indeterminate",
+    "skipped",
 ]
 
 
@@ -112,7 +120,9 @@ class TraceSpec(Model):
     blocks: list[TraceBlock] = Field(default_factory=list)
     gates: list[TraceGate] = Field(default_factory=list)
     evidence: list[TraceEvidence] = Field(default_factory=list)
-    #: Why the execution ended as it did, when no block says it (it could not start).
+    #: Why the execution is where it is. Unfinished: always its current reason (queued in its
+    #: lane, waiting on gates, indeterminate, running, planned). Finished: why it ended so, when
+    #: no block says it (it could not start).
     reason: str | None = None
 
 

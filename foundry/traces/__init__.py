@@ -6,7 +6,12 @@ Every function takes `secrets` and redacts each of their values from every strin
 """
 
 from foundry.traces._bundle import TraceBundle, trace_bundle
-from foundry.traces._document import planned_inputs, trace_document, trace_path
+from foundry.traces._document import (
+    EXECUTION_STATUSES,
+    planned_inputs,
+    trace_document,
+    trace_path,
+)
 from foundry.traces._errors import TraceError
 from foundry.traces._intoto import BUILD_TYPE, BUILDER_ID, intoto_statement
 from foundry.traces._markdown import SUMMARY_LIMIT, markdown_summary
@@ -15,6 +20,7 @@ from foundry.traces._otlp import otlp_json, span_id, trace_id
 __all__ = [
     "BUILDER_ID",
     "BUILD_TYPE",
+    "EXECUTION_STATUSES",
     "SUMMARY_LIMIT",
     "TraceBundle",
     "TraceError",

@@ -2,8 +2,10 @@
 
 The ledger is the truth (it is what recovery reads); the trace is a view of it at one moment.
 An unfinished ledger gives an unfinished trace: `planned` before anything happened,
-`indeterminate` while an interrupted attempt with effects awaits a decision, `waiting` when
-the engine parked on a gate, `running` otherwise.
+`queued` while its lane has not let it in (the latest `lane` record queued it and nothing
+later shows it got further), `indeterminate` while an interrupted attempt with effects awaits a
+decision, `waiting` when the engine parked on a gate, `running` otherwise. The trace of an
+unfinished execution always says its current reason in `spec.reason`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from foundry.traces._time import is_stamp
 API_VERSION = "alloy.dev/v1"
 BLOCK_FINISHED = ("succeeded", "failed", "skipped", "cancelled")
 EXECUTION_FINISHED = ("succeeded", "failed", "cancelled", "skipped")
+#: Every execution status a Trace may have (the boundary's enum).
+EXECUTION_STATUSES = (
+    "planned",
+    "queued",
+    "running",
+    "waiting",
+    "indeterminate",
+    *EXECUTION_FINISHED,
+)
+#: Lane decisions after which the execution waits for a slot (and runs again later).
+LANE_QUEUED = ("queued", "rate-limited")
 OUTCOMES = ("succeeded", "failed", "timeout", "cancelled", "interrupted")
 DECISIONS = ("waiting", "passed", "failed")
 EVENT_TYPES = ("apply", "push", "schedule", "request")
@@ -36,7 +49,11 @@ class _BlockState:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     finished: str | None = None
     indeterminate: bool = False
+    #: Why the block is indeterminate (the `indeterminate` record's reason).
+    indeterminate_reason: str = ""
     last_gate: str | None = None
+    #: The block's latest gate record as the trace shows it (the gate it waits on, if any).
+    gate: dict[str, Any] | None = None
 
 
 @dataclass
@@ -46,6 +63,9 @@ class _State:
     gates: list[dict[str, Any]] = field(default_factory=list)
     finished: dict[str, Any] | None = None
     activity: bool = False
+    #: The latest `lane` record when it left the execution queued and nothing later shows it
+    #: got further (a grant, a gate, an attempt, ...); None otherwise.
+    queued: dict[str, Any] | None = None
 
     def block(self, block_id: str) -> _BlockState:
         return self.blocks.setdefault(block_id, _BlockState())
@@ -161,6 +181,10 @@ def _replay(records: Sequence[dict[str, Any]]) -> _State:
         if kind == "execution-finished":
             state.finished = record
             continue
+        if kind == "lane":  # asked its lane for a slot: queued until a later record says more
+            queued = _get(record, "decision") in LANE_QUEUED
+            state.queued = {**record, "lane": _get(record, "lane")} if queued else None
+            continue
         if kind not in (
             "gate",
             "attempt-started",
@@ -171,20 +195,21 @@ def _replay(records: Sequence[dict[str, Any]]) -> _State:
         ):
             continue  # a record type this reader does not know adds nothing to the trace
         state.activity = True
+        state.queued = None  # it got further than its lane's queue
         block = state.block(_get(record, "block"))
         if kind == "gate":
             decision = _one_of(record, "decision", DECISIONS)
-            state.gates.append(
-                {
-                    "block": record["block"],
-                    "index": _get(record, "index", int),
-                    "kind": _one_of(record, "kind", GATE_KINDS),
-                    "decision": decision,
-                    "reason": str(record.get("reason") or ""),
-                    "at": _at(record),
-                }
-            )
+            gate = {
+                "block": record["block"],
+                "index": _get(record, "index", int),
+                "kind": _one_of(record, "kind", GATE_KINDS),
+                "decision": decision,
+                "reason": str(record.get("reason") or ""),
+                "at": _at(record),
+            }
+            state.gates.append(gate)
             block.last_gate = decision
+            block.gate = gate
         elif kind == "attempt-started":
             number = _get(record, "attempt", int)
             block.attempts[number] = _attempt(number, _at(record))
@@ -209,20 +234,23 @@ def _replay(records: Sequence[dict[str, Any]]) -> _State:
             block.indeterminate = False
         elif kind == "indeterminate":
             block.indeterminate = True
+            block.indeterminate_reason = str(record.get("reason") or "")
             block.open.discard(_get(record, "attempt", int))
         else:  # resolved: a block-finished record follows with the outcome
             block.indeterminate = False
     return state
 
 
-def _block_status(block: _BlockState) -> str:
+def _block_status(block: _BlockState, *, queued: bool = False) -> str:
+    """A block's status; while the execution is `queued` in its lane, a block whose last gate
+    said waiting is `pending` (that gate waited in an earlier pass; the lane holds it now)."""
     if block.finished is not None:
         return block.finished
     if block.indeterminate:
         return "indeterminate"
     if block.open:
         return "running"
-    if block.last_gate == "waiting":
+    if block.last_gate == "waiting" and not queued:
         return "waiting"
     return "pending"
 
@@ -230,6 +258,8 @@ def _block_status(block: _BlockState) -> str:
 def _execution_status(state: _State, statuses: dict[str, str]) -> str:
     if state.finished is not None:
         return _one_of(state.finished, "status", EXECUTION_FINISHED)
+    if state.queued is not None:
+        return "queued"
     if not state.activity:
         return "planned"
     values = set(statuses.values())
@@ -242,6 +272,54 @@ def _execution_status(state: _State, statuses: dict[str, str]) -> str:
     if "waiting" in values and not retrying:
         return "waiting"
     return "running"
+
+
+def _current_reason(state: _State, statuses: dict[str, str], status: str, execution: str) -> str:
+    """Why an unfinished execution is where it is now, in one line (blocks in trace order)."""
+    if status == "queued":
+        lane = state.queued or {}
+        what = f"queued in lane {lane.get('lane')}"
+        if lane.get("decision") == "rate-limited":
+            what += " (rate-limited)"
+        said = str(lane.get("reason") or "")
+        return f"{what}: {said}" if said else what
+    if status == "planned":
+        return "planned: no block has started yet"
+    blocks = [(b, st, state.blocks.get(b, _BlockState())) for b, st in statuses.items()]
+    if status == "indeterminate":
+        return "; ".join(
+            f"block {b} is indeterminate"
+            + (f" ({s.indeterminate_reason})" if s.indeterminate_reason else "")
+            + f"; waiting for an owner's Approval (alloy approve {execution} --gate {b} "
+            "--resolve, or --reject to fail it)"
+            for b, st, s in blocks
+            if st == "indeterminate"
+        )
+    if status == "waiting":
+        waits = [
+            f"block {g['block']} gate {g['index']} ({g['kind']}): {g['reason']}"
+            for _, st, s in blocks
+            if st == "waiting" and (g := s.gate) is not None
+        ]
+        return "waiting on " + "; ".join(waits)
+    running = [
+        f"{b} (attempt {', '.join(str(n) for n in sorted(s.open))})"
+        for b, st, s in blocks
+        if st == "running"
+    ]
+    if running:
+        return f"running: {', '.join(running)}"
+    between = [
+        f"{b} (attempt {n} ended {s.attempts[n]['outcome'] or 'unfinished'})"
+        for b, st, s in blocks
+        if st == "pending" and s.attempts and (n := max(s.attempts))
+    ]
+    if between:
+        return f"running: between attempts of {', '.join(between)}; it runs again"
+    pending = [b for b, st, _ in blocks if st == "pending"]
+    if pending:
+        return f"running: no block runs at this moment; next: {', '.join(pending)}"
+    return "running: every block ended; the execution's end is not recorded yet"
 
 
 def _evidence(artifact: Artifact, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -290,7 +368,8 @@ def trace_document(
         raise TraceError(f"{_where(planned)}: execution {execution!r} is not exe-<16 hex>")
     order = [b.id for b in artifact.spec.blocks]
     order += sorted(set(state.blocks) - set(order))
-    statuses = {b: _block_status(state.blocks.get(b, _BlockState())) for b in order}
+    queued = state.finished is None and state.queued is not None
+    statuses = {b: _block_status(state.blocks.get(b, _BlockState()), queued=queued) for b in order}
     blocks = []
     for block_id in order:
         block = state.blocks.get(block_id, _BlockState())
@@ -302,6 +381,7 @@ def trace_document(
                 "outputs": block.outputs,
             }
         )
+    status = _execution_status(state, statuses)
     document = {
         "apiVersion": API_VERSION,
         "kind": "Trace",
@@ -313,7 +393,7 @@ def trace_document(
                 "type": _one_of(event, "type", EVENT_TYPES, where="the planned record's event"),
                 "key": _get(event, "key", where="the planned record's event"),
             },
-            "status": _execution_status(state, statuses),
+            "status": status,
             "startedAt": _at(planned),
             "finishedAt": _at(state.finished) if state.finished is not None else None,
             "blocks": blocks,
@@ -321,8 +401,10 @@ def trace_document(
             "evidence": _evidence(artifact, blocks),
         },
     }
-    if state.finished is not None and isinstance(state.finished.get("reason"), str):
-        spec: dict[str, Any] = document["spec"]  # type: ignore[assignment]
+    spec: dict[str, Any] = document["spec"]  # type: ignore[assignment]
+    if state.finished is None:  # not finished: always the current reason
+        spec["reason"] = _current_reason(state, statuses, status, execution)
+    elif isinstance(state.finished.get("reason"), str):
         spec["reason"] = state.finished["reason"]
     return redact(document, secrets)
 

@@ -21,6 +21,7 @@ SUMMARY_LIMIT = 65_535  # GitHub's limit for a check run's summary, in character
 ICONS = {
     "planned": "🕒",
     "pending": "🕒",
+    "queued": "⏳",
     "running": "🔄",
     "waiting": "⏸️",
     "succeeded": "✅",

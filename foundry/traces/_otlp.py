@@ -211,6 +211,7 @@ def otlp_json(
         attributes={
             "foundry.execution.id": execution,
             "foundry.execution.status": status,
+            "foundry.execution.reason": spec.get("reason"),
             "alloy.intent": spec["intent"],
             "alloy.artifact.name": spec["artifact"]["name"],
             "alloy.artifact.digest": spec["artifact"]["digest"],
