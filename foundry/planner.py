@@ -9,7 +9,9 @@ Events, per artifact:
   have a push trigger;
 * schedule — the cron slots due now: every slot in the catch-up window, or only the latest slot
   when it is at most `grace` seconds old (so a new schedule never fires for a slot long past);
-  `overlap: skip` skips a slot while an earlier scheduled execution is unfinished;
+  `overlap: skip` skips a slot while an earlier scheduled execution is unfinished; a schedule
+  whose cron never matches, is not a cron, or names an unknown time zone (a hand-written
+  artifact, or one from an older compiler) plans nothing and says why;
 * request — one per Request document, only if it is pinned to the current digest.
 """
 
@@ -21,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 from foundry.boundary import Artifact, Boundary, digest_of
 from foundry.boundary._models import Request
@@ -131,6 +133,23 @@ def due_slots(
     return sorted(due), missed
 
 
+def _schedule_slots(
+    cron: str, timezone: str, *, now: float, catch_up: float, grace: float
+) -> tuple[list[float], float | None] | str:
+    """`due_slots`, or why the schedule has no slots at all (croniter raises rather than say
+    that a cron never matches)."""
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"its schedule time zone {timezone!r} is not known here"
+    try:
+        return due_slots(cron, timezone, now=now, catch_up=catch_up, grace=grace)
+    except CroniterBadDateError:
+        return f"its schedule cron {cron!r} never matches"
+    except CroniterError:
+        return f"its schedule cron {cron!r} is not a valid cron"
+
+
 def request_key(request: Request) -> str:
     return f"{request.metadata.name}@{digest_of(request.model_dump(mode='json', by_alias=True))}"
 
@@ -198,9 +217,14 @@ def plan(
                     )
         if triggers.schedule is not None:
             s = triggers.schedule
-            slots, missed = due_slots(
+            due = _schedule_slots(
                 s.cron, s.timezone, now=now, catch_up=s.catch_up_seconds, grace=grace
             )
+            if isinstance(due, str):
+                why = f"schedule: {due}; nothing is scheduled (fix the intent and compile again)"
+                out.skip.append(Item(name, None, None, why))
+                due = ([], None)
+            slots, missed = due
             if missed is not None:
                 out.skip.append(
                     Item(

@@ -7,9 +7,10 @@ import zoneinfo
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+
+from alloy.model._cron import cron_problem
 
 API_VERSION = "alloy.dev/v1"
 
@@ -66,21 +67,8 @@ Duration = Annotated[
 ]
 
 
-@lru_cache(maxsize=4096)
-def _cron_ok(expr: str) -> str | None:
-    fields = expr.split()
-    if len(fields) != 5:
-        return (
-            f"cron {expr!r} has {len(fields)} fields; write five: minute hour day-of-month "
-            "month day-of-week (e.g. '0 2 * * *')"
-        )
-    if not croniter.is_valid(expr):
-        return f"cron {expr!r} is not valid; e.g. '0 2 * * *' is every day at 02:00"
-    return None
-
-
 def _check_cron(value: str) -> str:
-    problem = _cron_ok(value)
+    problem = cron_problem(value)
     if problem:
         raise ValueError(problem)
     return value
