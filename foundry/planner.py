@@ -35,7 +35,8 @@ FINISHED = ("succeeded", "failed", "cancelled", "skipped")
 _RESUME = {
     "waiting": "waiting on a gate: its gates are evaluated again",
     "indeterminate": "indeterminate: waits for an owner to approve or reject the interrupted block",
-    "planned": "unfinished (stopped or queued in its lane): resumes",
+    "planned": "unfinished (stopped before a block started): resumes",
+    "queued": "queued in its lane: asks its lane for a slot again",
     "running": "unfinished (stopped, or its engine died): resumes by the recovery rules",
 }
 DEFAULT_GRACE = 300.0

@@ -14,15 +14,29 @@ from typing import Any
 
 
 def status_of(records: Sequence[dict[str, Any]]) -> str:
-    """planned | running | waiting | indeterminate | succeeded | failed | cancelled | skipped."""
+    """planned | running | waiting | queued | indeterminate | succeeded | failed | cancelled |
+    skipped — the same reading as the trace's (foundry.traces)."""
     status = "planned"
     open_indeterminate: set[str] = set()
     gates: dict[tuple[str, int], str] = {}
     finished_blocks: set[str] = set()
+    queued = False
     for r in records:
         kind = r.get("type")
         if kind == "execution-finished":
             return str(r["status"])
+        if kind == "lane":  # queued until a later record shows it got further
+            queued = r.get("decision") in ("queued", "rate-limited")
+            continue
+        if kind in (
+            "attempt-started",
+            "attempt-finished",
+            "gate",
+            "indeterminate",
+            "resolved",
+            "block-finished",
+        ):
+            queued = False
         if kind == "attempt-started":
             status = "running"
         elif kind == "indeterminate":
@@ -36,6 +50,8 @@ def status_of(records: Sequence[dict[str, Any]]) -> str:
             open_indeterminate.discard(r["block"])
     if open_indeterminate:
         return "indeterminate"
+    if queued:
+        return "queued"
     if any(d == "waiting" and b not in finished_blocks for (b, _), d in gates.items()):
         return "waiting"
     return status

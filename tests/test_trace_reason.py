@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alloy.model import Trace
+from foundry.state import status_of
 from foundry.traces import EXECUTION_STATUSES, markdown_summary, otlp_json, trace_document
 from tests.foundry_support import block
 from tests.reconcile_support import World, lane_intent, lines, run_host, wait_for
@@ -36,6 +37,8 @@ def _trace(ledger: Ledgers) -> dict[str, Any]:
     """The trace of `ledger`, valid for both sides of the boundary."""
     trace = valid(trace_document(ledger.records, ART))
     Trace.model_validate(trace)  # Alloy's reader (`alloy status`) takes it too
+    # `foundry plan` and `traces list` read the same ledger the same way.
+    assert status_of(ledger.records) == trace["spec"]["status"]
     return trace
 
 
