@@ -412,3 +412,22 @@ def test_foundry_run_says_which_gates_it_cannot_judge(world: World, tmp_path: Pa
     # The command gate passed (origin/HEAD's policy; the clone's own would fail it: exit 4),
     # and the approval gate waits: exit 5.
     assert len(lines(world.mark("policy-runs"))) == 1
+
+
+def test_a_check_the_pass_itself_publishes_opens_a_waiting_gate_in_the_same_pass(
+    world: World,
+) -> None:
+    """Issue 11, item 5: `ship` waits on the check run of `base`'s execution, which the same
+    pass publishes (on the same commit). Our own push to the forge is not news to the next pass;
+    the gate is judged again at once, not a re-check interval later."""
+    world.add_intent("base")
+    world.alloy("compile")
+    name = f"foundry: base (apply {world.digest('base')[:19]})"
+    gate = f"        gates:\n          - check: {{names: [{json.dumps(name)}]}}\n"
+    mark = world.add_intent("ship", gates=gate)
+    world.merge("base, and ship after base's check")
+    run = world.reconcile()
+    assert run.code == 0, run.result
+    statuses = {world.trace(e)["intent"]: world.trace(e)["status"] for e in run.report["started"]}
+    assert statuses == {"base": "succeeded", "ship": "succeeded"}, run.report
+    assert len(lines(mark)) == 1
