@@ -14,6 +14,7 @@ from alloy.load._errors import suggest
 from alloy.load._parallel import load_documents
 from alloy.load._semantic import find_cycle
 from alloy.model import DEFAULT_PROJECT, Project
+from alloy.model.project import Policy
 
 PROJECT_PATH = ".alloy/alloy.yaml"
 _DOC_RE = re.compile(r"^\.alloy/(intents|requests|approvals)/([^/]+)\.yaml$")
@@ -74,10 +75,21 @@ def load_project(snapshot: Mapping[str, Entry]) -> tuple[Project, DocResult | No
 
 
 def load_repository(
-    snapshot: Mapping[str, Entry], cache: DocumentCache | None = None
+    snapshot: Mapping[str, Entry],
+    cache: DocumentCache | None = None,
+    *,
+    policy: Policy | None = None,
 ) -> Repository:
-    """Load and check every document; one bad file never hides errors in the others."""
+    """Load and check every document; one bad file never hides errors in the others.
+
+    `policy`, when given, is what the documents are checked against instead of the project's
+    own (a review checks a head against the stricter of the base's and the head's); the cache
+    must then hold results made under that same policy."""
     project, project_result = load_project(snapshot)
+    if policy is not None and policy != project.spec.policy:
+        project = project.model_copy(
+            update={"spec": project.spec.model_copy(update={"policy": policy})}
+        )
     repo = Repository(project=project)
     if project_result is not None:
         repo.diagnostics.extend(project_result.diagnostics)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from alloy.load import DocumentCache, Entry, load_repository
+from alloy.load._repository import load_project
 from alloy.review._artifacts import artifact_findings
 from alloy.review._diff import Pair, changed_fields, diff_documents
 from alloy.review._intents import ALLOWED_MOVES, acceptance, lifecycle
@@ -28,6 +29,7 @@ from alloy.review._model import (
     Start,
 )
 from alloy.review._plan import would_start
+from alloy.review._policy import effective_policy, project_findings
 from alloy.review._risk import risk_findings
 from alloy.review._snapshot import name_of
 from alloy.review._validity import validity_findings
@@ -65,10 +67,17 @@ def review_snapshots(
     `alloy.load.DocumentCache`, so unchanged documents are not parsed again.
     """
     base_repo = load_repository(base, cache)
-    head_repo = load_repository(head, cache)
+    head_project, _ = load_project(head)
+    # The head's intents are checked against the stricter of both policies: a pull request
+    # that loosens the policy is judged by the base's until it is merged.
+    policy = effective_policy(base_repo.project.spec.policy, head_project.spec.policy)
+    same = policy == head_project.spec.policy
+    head_repo = load_repository(head, cache if same else None, policy=policy)
     review = Review(base=base_label, head=head_label)
     changes, pairs = diff_documents(base, head)
-    project_owners = list(head_repo.project.spec.owners)
+    # Who owns the project is the base's say: a pull request cannot make itself an owner.
+    project_owners = list(base_repo.project.spec.owners or head_project.spec.owners)
+    review.findings.extend(project_findings(base_repo.project, head_project, base, head))
     states: dict[str, tuple[str, str]] = {}
     for pair in pairs:
         state, found = lifecycle(pair, base, head, project_owners)

@@ -33,6 +33,12 @@ FindingKind = Literal[
     # artifacts
     "artifact-stale",
     "artifact-hand-edited",
+    # the project document (always blocking: what protects the default branch)
+    "policy-loosened",
+    "owners-changed",
+    "traces-changed",
+    "default-branch-changed",
+    "lanes-changed",
 ]
 
 
