@@ -79,3 +79,33 @@ def test_the_alloy_core_does_not_load_cli_or_git_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_contracts_catch_network_process_and_file_system_imports(tmp_path: Path) -> None:
+    """The contracts are not decoration: a copy of the code with an Alloy core module that
+    imports `subprocess` and a pure layer that imports `pathlib` breaks exactly those two."""
+    import os
+    import shutil
+
+    for package in ("alloy", "foundry", "controllers"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with (tmp_path / "alloy" / "status.py").open("a") as fh:
+        fh.write("\nimport subprocess  # a process from the core\n")
+    with (tmp_path / "alloy" / "review" / "_lines.py").open("a") as fh:
+        fh.write("\nimport pathlib  # the file system from a pure layer\n")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    broken = [line for line in proc.stdout.splitlines() if line.rstrip().endswith("BROKEN")]
+    assert len(broken) == 2, proc.stdout
+    assert any(line.startswith("The Alloy core") for line in broken)
+    assert any(line.startswith("The pure Alloy layers") for line in broken)
+    assert "alloy.status -> subprocess" in proc.stdout
+    assert "alloy.review._lines -> pathlib" in proc.stdout
