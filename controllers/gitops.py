@@ -295,9 +295,13 @@ class Mirror:
         return float(stamp) if stamp else 0.0
 
     def authors(self, commit: str) -> tuple[str, ...]:
-        """Who wrote `commit`: its author's name and e-mail address."""
-        out = str(self.repo.git.log("-1", "--format=%an%x00%ae", commit, "--")).strip()
-        return tuple(dict.fromkeys(part for part in out.split("\0") if part))
+        """Who wrote `commit`: its author's name and e-mail address — and for a merge commit,
+        also those of every commit it brought (the merged branch's authors wrote the change;
+        the merge's author only merged it)."""
+        parents = str(self.repo.git.rev_list("--parents", "-n1", commit)).split()[1:]
+        span = [commit, "--not", parents[0]] if len(parents) > 1 else ["-1", commit]
+        out = str(self.repo.git.log("--format=%an%x00%ae%x00", *span, "--"))
+        return tuple(dict.fromkeys(part.strip() for part in out.split("\0") if part.strip()))
 
     def landed(self, rev: str, prefix: str) -> dict[str, float]:
         """For each path under `prefix` at `rev`: when the first-parent commit that last

@@ -105,7 +105,7 @@ def run_in_checkout(
         evaluator = (
             gates
             if gates is not None
-            else GateEvaluator(Context(policy_dir=policy, unjudged=UNJUDGED_LOCALLY))
+            else GateEvaluator(Context(policy_dir=policy, unjudged=UNJUDGED_LOCALLY, stop=stop))
         )
         return run_execution(
             artifact, event, options, clock, gates=evaluator, cancel=cancel, stop=stop

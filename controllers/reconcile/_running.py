@@ -224,6 +224,7 @@ class Running:
             history=_History(self._traces),
             policy_dir=lambda: self._policy_checkout(policy),
             commit=work.commit,
+            stop=stop,
         )
         renewer = threading.Thread(
             target=self._renew,
@@ -268,14 +269,15 @@ class Running:
 
     def _policy_checkout(self, where: Path) -> Path:
         """A fresh checkout of the default branch's head as this pass read it, for policy
-        commands: never a pull request's, never the artifact's own (older) commit."""
+        commands: never a pull request's, never the artifact's own (older) commit. Fresh for
+        every command: what an earlier command (or a killed pass's) wrote there decides
+        nothing."""
         from foundry.gates import PolicyUnavailable
 
-        if self.mirror.worktree_head(where) != self._head:
-            try:
-                self.mirror.add_worktree(where, self._head)
-            except GitError as exc:
-                raise PolicyUnavailable(str(exc)) from None
+        try:
+            self.mirror.add_worktree(where, self._head)  # replaces whatever is there
+        except GitError as exc:
+            raise PolicyUnavailable(str(exc)) from None
         return where
 
     def _starters(self, work: Work, report: PassReport) -> tuple[str, ...]:

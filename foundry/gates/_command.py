@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,7 +32,12 @@ def minimal_env(base: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def run_policy(
-    argv: list[str], *, where: Path, env: Mapping[str, str], timeout: int | None
+    argv: list[str],
+    *,
+    where: Path,
+    env: Mapping[str, str],
+    timeout: int | None,
+    stop: threading.Event | None = None,
 ) -> GateOutcome:
     # Output goes to a file, not a pipe: a child the command leaves behind holding the pipe
     # open would keep us waiting for the timeout after the command itself has ended.
@@ -51,9 +58,12 @@ def run_policy(
                 "failed", f"policy command {argv[0]!r} could not start: {exc.strerror or exc}"
             )
         try:
-            code = proc.wait(timeout=timeout)
+            code = _wait(proc, timeout, stop)
         except subprocess.TimeoutExpired:
             return GateOutcome("failed", f"policy command timed out after {timeout}s")
+        except _Stopped:
+            # Nothing was decided: the gate waits, and the policy runs again next time.
+            return GateOutcome("waiting", "policy command stopped: the run is stopping")
         finally:
             _kill_group(proc.pid)  # at its timeout, and whatever it left behind in its group
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -68,6 +78,27 @@ def run_policy(
     if code < 0:
         return GateOutcome("failed", f"policy command was killed by signal {-code}{detail}")
     return GateOutcome("failed", f"policy command failed with exit code {code}{detail}")
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: int | None, stop: threading.Event | None) -> int:
+    """The command's exit code; `TimeoutExpired` at its timeout, `_Stopped` as soon as `stop`
+    is set (a drain does not wait for a policy's timeout)."""
+    if stop is None:
+        return proc.wait(timeout=timeout)
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if stop.is_set():
+            raise _Stopped
+        step = 0.1 if end is None else min(0.1, max(0.0, end - time.monotonic()))
+        try:
+            return proc.wait(timeout=step)
+        except subprocess.TimeoutExpired:
+            if end is not None and time.monotonic() >= end:
+                raise
 
 
 def _kill_group(pid: int) -> None:

@@ -199,4 +199,10 @@ class GateEvaluator:
         )
         if self.context.commit:
             env["ALLOY_COMMIT"] = self.context.commit
-        return run_policy(list(gate.run), where=where, env=env, timeout=gate.timeout_seconds)
+        return run_policy(
+            list(gate.run),
+            where=where,
+            env=env,
+            timeout=gate.timeout_seconds,
+            stop=self.context.stop,
+        )

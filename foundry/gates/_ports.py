@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,8 @@ class Context:
     (and the pushed commit) to the default branch. `forbidSelf` ignores their approvals.
     `policy_dir` is where policy commands run (None: nowhere, so command gates wait);
     `policy_env` the environment they start from (default: the blocks' allowlist of the
-    engine's environment); `commit` the commit the execution runs at."""
+    engine's environment); `commit` the commit the execution runs at; `stop`, once set, ends a
+    policy command that still runs (its gate waits)."""
 
     initiator: str | None = None
     starters: tuple[str, ...] = ()
@@ -71,6 +73,7 @@ class Context:
     policy_dir: PolicySource | None = None
     policy_env: Mapping[str, str] | None = None
     commit: str | None = None
+    stop: threading.Event | None = None
     #: What this context cannot judge, by gate kind, with why (`foundry run` without a forge).
     unjudged: Mapping[str, str] = field(default_factory=dict)
 
