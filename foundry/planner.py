@@ -53,6 +53,10 @@ class Known(Protocol):
         """Executions of `artifact` from events of this type that have not finished."""
         ...
 
+    def unfinished_keys(self, artifact: str, event_type: str) -> Sequence[tuple[str, str]]:
+        """The same, as (execution, event key)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Push:
@@ -250,6 +254,13 @@ def plan(
                     )
                     continue
                 _consider(out, known, artifact, event, f"schedule: slot {event.key}")
+            # A slot's execution that has not finished (waiting on a gate, say) resumes however
+            # long ago its slot was: the catch-up window decides what starts, not what goes on.
+            planned = {execution_id(artifact.digest, Event("schedule", slot_key(t))) for t in slots}
+            for execution, key in known.unfinished_keys(name, "schedule"):
+                event = Event("schedule", key)
+                if execution not in planned and execution_id(artifact.digest, event) == execution:
+                    _consider(out, known, artifact, event, f"schedule: slot {key}")
     for request_name in sorted(boundary.requests):
         request = boundary.requests[request_name]
         target = boundary.artifacts.get(request.artifact_name)

@@ -114,8 +114,11 @@ class LedgerIndex:
         return out
 
     def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
+        return [e for e, _ in self.unfinished_keys(artifact, event_type)]
+
+    def unfinished_keys(self, artifact: str, event_type: str) -> Sequence[tuple[str, str]]:
         return [
-            s.execution
+            (s.execution, str(s.planned["event"]["key"]))
             for s in self.summaries()
             if s.planned["artifact"]["name"] == artifact
             and s.planned["event"]["type"] == event_type

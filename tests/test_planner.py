@@ -173,3 +173,36 @@ def test_a_parked_execution_is_listed_as_resuming_with_its_reason(tmp_path: Path
     assert [(i.execution, i.reason) for i in result.resume] == [
         (parked.execution, "waiting on a gate: its gates are evaluated again")
     ]
+
+
+def test_a_waiting_schedule_slot_resumes_however_long_ago_its_slot_was(tmp_path: Path) -> None:
+    """The catch-up window decides which slots start; a slot's execution that waits on a gate
+    resumes on every plan until it finishes (it used to be forgotten once its slot left the
+    window). An unfinished slot of another digest is not this artifact's to resume."""
+    gate = {"kind": "approval", "from": ["bob"], "quorum": 1, "forbidSelf": True}
+    art = artifact(
+        "nightly",
+        [block("b", ["true"], gates=[gate])],
+        triggers={"apply": False, "request": False, "schedule": SCHEDULE},
+    )
+    work = tmp_path / "w"
+    work.mkdir()
+    slot = Event("schedule", "2026-11-25T02:00:00Z")
+    parked = run_execution(art, slot, RunOptions(workdir=work, state_dir=tmp_path), FakeClock())
+    assert parked.status == "waiting"
+    boundary = Boundary(artifacts={"nightly": art})
+    days_later = plan(boundary, LedgerIndex(tmp_path), now=at("2026-11-28T10:00:00"))
+    assert [(i.event, i.execution) for i in days_later.resume] == [
+        (slot, execution_id(art.digest, slot))
+    ]
+    changed = artifact(
+        "nightly",
+        [block("b", ["true", "again"], gates=[gate])],
+        triggers={"apply": False, "request": False, "schedule": SCHEDULE},
+    )
+    other = plan(
+        Boundary(artifacts={"nightly": changed}),
+        LedgerIndex(tmp_path),
+        now=at("2026-11-28T10:00:00"),
+    )
+    assert other.resume == []

@@ -726,6 +726,9 @@ class _Nothing:
     def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
         return ()
 
+    def unfinished_keys(self, artifact: str, event_type: str) -> Sequence[tuple[str, str]]:
+        return ()
+
 
 def foundry_plan(repo: GitRepo, rev: str, pushes: Sequence[str] = ()) -> Any:
     files = read_tree_files(repo.path, rev, ".alloy/")

@@ -79,8 +79,11 @@ class _Known:
         return info.status if info is not None else None
 
     def unfinished(self, artifact: str, event_type: str) -> list[str]:
+        return [e for e, _ in self.unfinished_keys(artifact, event_type)]
+
+    def unfinished_keys(self, artifact: str, event_type: str) -> list[tuple[str, str]]:
         return sorted(
-            e
+            (e, i.key)
             for e, i in self.traces.items()
             if i.artifact == artifact and i.event == event_type and i.status not in FINISHED
         )
