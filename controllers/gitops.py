@@ -303,28 +303,35 @@ class Mirror:
         out = str(self.repo.git.log("--format=%an%x00%ae%x00", *span, "--"))
         return tuple(dict.fromkeys(part.strip() for part in out.split("\0") if part.strip()))
 
-    def landed(self, rev: str, prefix: str) -> dict[str, float]:
-        """For each path under `prefix` at `rev`: when the first-parent commit that last
-        changed it was committed — when it landed on the branch `rev` is the tip of (a merge
-        commit's time, not the time of the pull request's own commits). One `git log`."""
+    def landed(self, rev: str, prefix: str) -> dict[str, list[tuple[float, str | None]]]:
+        """For each path under `prefix`: the first-parent commits of `rev` that changed it,
+        newest first, as (commit time, the blob it had after; None: deleted) — when each version
+        landed on the branch `rev` is the tip of (a merge commit's time, not the time of the
+        pull request's own commits). One `git log`."""
         out = str(
             self.repo.git.log(
                 "--first-parent",
                 "--diff-merges=first-parent",
                 "--format=%x00%ct",
-                "--name-only",
+                "--raw",
+                "--no-abbrev",
                 "--no-renames",
                 rev,
                 "--",
                 prefix,
             )
         )
-        landed: dict[str, float] = {}
+        landed: dict[str, list[tuple[float, str | None]]] = {}
         for chunk in out.split("\0")[1:]:
-            stamp, *paths = chunk.strip().splitlines()
-            for path in paths:
-                if path:
-                    landed.setdefault(path, float(stamp))
+            stamp, *rows = chunk.strip().splitlines()
+            for row in rows:
+                meta, tab, path = row.partition("\t")
+                if not tab or not meta.startswith(":"):
+                    continue
+                blob = meta.split()[3]
+                landed.setdefault(path, []).append(
+                    (float(stamp), None if set(blob) == {"0"} else blob)
+                )
         return landed
 
     # -- writing ------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self.claims = Claims(self.mirror, holder or holder_id(), self.clock, settings.lease)
         self.forge: Forge = forge if forge is not None else LocalForge(self.mirror)
         self._identities: dict[str, Identity | None] = {}
-        self._landed: tuple[str, dict[str, float]] = ("", {})
+        self._landed: tuple[str, dict[str, list[tuple[float, str | None]]]] = ("", {})
         self._authors: dict[str, tuple[str, ...]] = {}
         self._requesters: dict[str, str | None] = {}
         self.outbox = Outbox(self.state / "outbox")

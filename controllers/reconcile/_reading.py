@@ -24,7 +24,7 @@ class Reading:
     branch: str | None
     _parsed: dict[str, Any]
     _identities: dict[str, Identity | None]
-    _landed: tuple[str, dict[str, float]]
+    _landed: tuple[str, dict[str, list[tuple[float, str | None]]]]
     _requesters: dict[str, str | None]
     _artifact_bytes: dict[str, bytes]
     _traces: dict[str, TraceInfo]
@@ -139,11 +139,35 @@ class Reading:
         self._requesters[dispatch.name] = dispatch.requested_by
 
     def _landed_at(self, head: str, path: str) -> float:
-        """When the Approval at `path` landed on the default branch (the first-parent commit
-        that brought it; gates judge expiry by it). One `git log` per head, for all of them."""
+        """When the Approval at `path` landed on the default branch as the decision it is now:
+        the first-parent commit that brought its current decision (an edit that keeps the
+        decision — a comment fixed — is not a new decision; one that changes it is). Gates
+        judge expiry by it. One `git log` per head, for all of them."""
         if self._landed[0] != head:
             self._landed = (head, self.mirror.landed(head, ".alloy/approvals/"))
-        return self._landed[1].get(path, 0.0)
+        versions = self._landed[1].get(path, [])
+        if not versions:
+            return 0.0
+        at, current = versions[0]
+        decision = self._decision(path, current)
+        for older_at, blob in versions[1:]:
+            if blob is None or decision is None or self._decision(path, blob) != decision:
+                break
+            at = older_at
+        return at
+
+    def _decision(self, path: str, blob: str | None) -> tuple[str, ...] | None:
+        """What an Approval blob decides: (execution, block, index, decision, approver)."""
+        from foundry.boundary import Approval
+
+        if blob is None:
+            return None
+        value = self._parse(path, blob)
+        if not isinstance(value, Approval):
+            return None
+        spec = value.spec
+        key = (spec.execution, spec.gate.block, str(spec.gate.index), spec.decision)
+        return (*key, spec.approver)
 
     def _identity(self, head: str, path: str, blob: str, report: PassReport) -> Identity | None:
         """Who merged the document at `path` (its blob `blob`), as the forge knows it."""

@@ -217,7 +217,7 @@ class Running:
         policy = self.state / "policy" / execution
         context = Context(
             initiator=work.initiator,
-            starters=self._starters(work, report),
+            starters=lambda: self._starters(work),
             approvals=approvals,
             teams=self.forge,
             checks=_Checks(self.forge, work.commit),
@@ -280,28 +280,29 @@ class Running:
             raise PolicyUnavailable(str(exc)) from None
         return where
 
-    def _starters(self, work: Work, report: PassReport) -> tuple[str, ...]:
-        """Who started an execution that no Request started, for `forbidSelf`: the author of
-        the change that brought the artifact's version to the default branch (the merged pull
-        request's author where the forge knows one, else the commit's author) — and for a
-        push, of the pushed commit too."""
+    def _starters(self, work: Work) -> tuple[str, ...]:
+        """Who started an execution that no Request started, for `forbidSelf` (asked only when
+        an approval gate is judged): the author of the change that brought the artifact's
+        version to the default branch (the merged pull request's author where the forge knows
+        one, else the commit's author) — and for a push, of the pushed commit too. When that
+        cannot be known now, the gate waits (`Unavailable`): nobody's approval is counted on a
+        guess."""
+        from foundry.gates import Unavailable
+
         if work.event.type == "request":
             return ()  # its requester started it (`initiator`)
         path = f".alloy/artifacts/{work.artifact.metadata.name}.json"
         try:
             commits = {work.commit, self.mirror.last_change(work.commit, path)}
-        except GitError as exc:
-            report.errors.append(f"{work.execution}: who started it is unknown: {exc}")
-            return ()
-        return tuple(dict.fromkeys(who for c in sorted(commits) for who in self._author(c, report)))
+            return tuple(dict.fromkeys(who for c in sorted(commits) for who in self._author(c)))
+        except (GitError, ForgeError) as exc:
+            raise Unavailable(f"who started it is unknown: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - GitPython raises its own error types
+            raise Unavailable(f"who started it is unknown: {type(exc).__name__}: {exc}") from None
 
-    def _author(self, commit: str, report: PassReport) -> tuple[str, ...]:
+    def _author(self, commit: str) -> tuple[str, ...]:
         if commit not in self._authors:
-            try:
-                who = self.forge.identity(commit)
-            except ForgeError as exc:
-                report.errors.append(f"{commit[:12]}: who merged it is unknown for now: {exc}")
-                who = None
+            who = self.forge.identity(commit)
             if who is not None and who.pull:
                 self._authors[commit] = (who.author,)
             else:

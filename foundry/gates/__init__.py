@@ -21,6 +21,7 @@ from foundry.gates._ports import (
     PolicySource,
     StaticApprovals,
     Teams,
+    Unavailable,
 )
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "PolicyUnavailable",
     "StaticApprovals",
     "Teams",
+    "Unavailable",
 ]

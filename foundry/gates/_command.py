@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from foundry.executor import ENV_ALLOWLIST, GateOutcome
+from foundry.gates._ports import Unavailable
 
 EX_TEMPFAIL = 75
 #: What is kept of the command's output for the reason (its last line, this long at most).
 SAID_CHARS = 200
 
 
-class PolicyUnavailable(Exception):
+class PolicyUnavailable(Unavailable):
     """No checkout of the default branch can be had now (the gate waits, saying why)."""
 
 

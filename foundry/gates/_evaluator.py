@@ -19,7 +19,7 @@ from foundry.boundary import Artifact, Block
 from foundry.boundary._models import AfterGate, ApprovalGate, CheckGate, CommandGate, WindowGate
 from foundry.executor import GateOutcome
 from foundry.gates._command import PolicyUnavailable, minimal_env, run_policy
-from foundry.gates._ports import ApprovalVote, Context
+from foundry.gates._ports import ApprovalVote, Context, Unavailable, identities
 
 
 def _human(seconds: float) -> str:
@@ -47,15 +47,18 @@ class GateEvaluator:
         cannot = self.context.unjudged.get(gate.kind)
         if cannot is not None:
             return GateOutcome("waiting", cannot)
-        if isinstance(gate, ApprovalGate):
-            return self._approval(execution, block, index, gate, now=now, since=since)
-        if isinstance(gate, CheckGate):
-            return self._check(gate, now, since)
-        if isinstance(gate, WindowGate):
-            return self._window(gate, now)
-        if isinstance(gate, AfterGate):
-            return self._after(gate, now)
-        return self._command(execution, artifact, block, index, gate)
+        try:
+            if isinstance(gate, ApprovalGate):
+                return self._approval(execution, block, index, gate, now=now, since=since)
+            if isinstance(gate, CheckGate):
+                return self._check(gate, now, since)
+            if isinstance(gate, WindowGate):
+                return self._window(gate, now)
+            if isinstance(gate, AfterGate):
+                return self._after(gate, now)
+            return self._command(execution, artifact, block, index, gate)
+        except Unavailable as exc:  # a missing fact decides nothing: judged again later
+            return GateOutcome("waiting", f"cannot be judged for now: {exc}")
 
     def resolve_indeterminate(
         self, execution: str, artifact: Artifact, block: Block
@@ -107,7 +110,7 @@ class GateEvaluator:
         valid: dict[str, ApprovalVote] = {}
         ignored: list[str] = []
         for vote in sorted(votes, key=lambda v: v.at):
-            if gate.forbid_self and vote.approver in starters:
+            if gate.forbid_self and identities(vote.approver) & starters:
                 ignored.append(f"{vote.approver} (may not approve their own change)")
             elif not self._may_approve(vote.approver, gate.from_):
                 ignored.append(f"{vote.approver} (not in {', '.join(gate.from_)})")

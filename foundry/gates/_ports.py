@@ -9,6 +9,24 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 
+class Unavailable(Exception):
+    """A fact a gate needs cannot be had now (the forge or the remote is away): the gate waits,
+    saying why, and is judged again later — it neither passes nor fails on a missing fact."""
+
+
+def identities(who: str) -> set[str]:
+    """The forms under which `who` can appear as an approver: case-folded, and for an e-mail
+    address also its local part (`Carol@Example.com` is `carol@example.com` and `carol`)."""
+    who = who.strip().casefold()
+    if not who:
+        return set()
+    out = {who}
+    local, at, _ = who.partition("@")
+    if at and local:
+        out.add(local)
+    return out
+
+
 @dataclass(frozen=True)
 class ApprovalVote:
     """One recorded decision for a gate (or for an indeterminate block: index -1).
@@ -48,7 +66,7 @@ class History(Protocol):
 
 
 #: A checkout of the default branch's head, made when a policy command first needs it; it may
-#: raise `PolicyUnavailable` (the gate then waits, saying why).
+#: raise `Unavailable` (the gate then waits, saying why).
 PolicySource = Path | Callable[[], Path]
 
 
@@ -65,7 +83,7 @@ class Context:
     policy command that still runs (its gate waits)."""
 
     initiator: str | None = None
-    starters: tuple[str, ...] = ()
+    starters: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     approvals: Approvals | None = None
     teams: Teams | None = None
     checks: Checks | None = None
@@ -78,9 +96,12 @@ class Context:
     unjudged: Mapping[str, str] = field(default_factory=dict)
 
     def started_by(self) -> set[str]:
-        who = {s for s in self.starters if s}
-        if self.initiator:
-            who.add(self.initiator)
+        """Every identity of whoever started the execution (see `identities`); may raise
+        `Unavailable` when who started it cannot be known now."""
+        starters = self.starters() if callable(self.starters) else self.starters
+        who: set[str] = set()
+        for name in (*starters, self.initiator or ""):
+            who |= identities(name)
         return who
 
 
