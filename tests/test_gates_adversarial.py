@@ -231,11 +231,6 @@ def _waiting_execution(world: World, gates: str) -> tuple[str, Path]:
     return execution, mark
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mirror.landed dates an Approval by the newest first-parent commit that changed its "
-    "file, not by when its current decision first landed",
-)
 def test_an_approval_edited_after_the_deadline_still_landed_before_it(world: World) -> None:
     """bob's approval is merged before the deadline; no pass runs until after it, and by then
     someone fixed a typo in the approval's comment. The decision landed before the deadline:
@@ -320,11 +315,6 @@ def _as(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", f"{name}@example.com")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on a plain remote a starter is the commit's author name or e-mail, compared "
-    "exactly with the approver; a git name like 'Carol Smith' is not the user name 'carol'",
-)
 def test_an_author_known_by_a_full_name_may_not_approve_as_her_user_name(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
