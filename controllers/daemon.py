@@ -69,6 +69,7 @@ from watchdog.observers.api import BaseObserver
 from controllers.forge import Forge
 from controllers.reconcile import PassReport, Reconciler, Settings, state_dir_for
 from foundry.errors import FoundryError, UserError
+from foundry.redaction import redaction
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 #: A file event makes its repository due this long after it (more events in between join it).
@@ -950,9 +951,9 @@ class Daemon:
     # -- logging ------------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _redact_url(text)
+        """`text` with the configured URLs' credentials masked (in every form
+        `foundry.redaction` knows), and any URL's user information."""
+        return _redact_url(redaction(self._secrets).mask_text(text))
 
     def _log(self, message: str, *, event: str, repo: str | None = None) -> None:
         stamp = _rfc3339(time.time())

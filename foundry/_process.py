@@ -1,5 +1,6 @@
 """One block attempt as an operating-system process: its own process group, a minimal
-environment, output captured (bounded tail, full log written and digested, secrets redacted).
+environment, output captured (bounded tail, full log written and digested, secrets redacted by
+`foundry.redaction` as it is read).
 """
 
 from __future__ import annotations
@@ -12,43 +13,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundry.redaction import Redactor, redact_text
+
 TAIL_BYTES = 16 * 1024
-REDACTED = b"***"
-
-
-class Redactor:
-    """Replaces secret values in a byte stream, also across chunk boundaries."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        self._secrets = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
-        self._keep = max((len(s) for s in self._secrets), default=1) - 1
-        self._carry = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        if not self._secrets:
-            return chunk
-        data = self._carry + chunk
-        for secret in self._secrets:
-            data = data.replace(secret, REDACTED)
-        if self._keep <= 0:
-            self._carry = b""
-            return data
-        # Hold back a tail that could be the start of a secret split across chunks.
-        cut = max(0, len(data) - self._keep)
-        self._carry = data[cut:]
-        return data[:cut]
-
-    def flush(self) -> bytes:
-        data, self._carry = self._carry, b""
-        for secret in self._secrets:
-            data = data.replace(secret, REDACTED)
-        return data
-
-
-def redact_text(text: str, secrets: list[str]) -> str:
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, REDACTED.decode())
-    return text
 
 
 @dataclass
@@ -167,3 +134,6 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signal the whole process group of an attempt (grandchildren included)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+__all__ = ["TAIL_BYTES", "Capture", "Proc", "Redactor", "kill_group", "redact_text", "spawn"]

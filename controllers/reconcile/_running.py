@@ -120,7 +120,11 @@ class Running:
             report.parked[execution] = f"the remote failed while it ran: {exc}"
             report.errors.append(f"{execution}: {exc}")
         except Exception as exc:  # noqa: BLE001 - one execution never takes the pass down
-            reason = f"{type(exc).__name__}: {exc}"
+            from foundry.redaction import redact_text
+            from foundry.workspace import declared_secrets
+
+            secrets = list(declared_secrets(work.artifact).values())
+            reason = redact_text(f"{type(exc).__name__}: {exc}", secrets)
             report.parked[execution] = reason
             report.errors.append(f"{execution}: could not run: {reason}")
             self._let_go(claim, report)
@@ -364,6 +368,7 @@ class Running:
         the finished trace already (its holder got that far)."""
         from foundry.boundary import read_artifact
         from foundry.errors import BoundaryError
+        from foundry.workspace import declared_secrets
 
         execution = held.execution
         info = self._traces.get(execution)
@@ -385,7 +390,9 @@ class Running:
         records = [json.loads(line) for line in record.ledger.splitlines() if line.strip()]
         commit = held.commit or ""
         report.repaired.append(execution)
-        return self._done(execution, records, artifact, commit, secrets=[])
+        # The ledger was masked where it ran; masked again with this host's values, if any.
+        secrets = list(declared_secrets(artifact).values())
+        return self._done(execution, records, artifact, commit, secrets=secrets)
 
     def _done(
         self,
@@ -396,8 +403,10 @@ class Running:
         *,
         secrets: list[str],
     ) -> Done:
+        from foundry.redaction import redaction
         from foundry.traces import SUMMARY_LIMIT, trace_bundle
 
+        masks = redaction(secrets)
         bundle = trace_bundle(records, artifact, secrets=secrets)
         status = str(bundle.trace["spec"]["status"])
         planned = records[0] if records and records[0].get("type") == "planned" else {}
@@ -416,8 +425,10 @@ class Running:
             name=f"foundry: {artifact.metadata.name} ({event['type']} {_short(event['key'])})",
             status="completed" if status in FINISHED else "in_progress",
             conclusion=_conclusion(status),
-            title=f"{artifact.metadata.name}: {status}" + (f" ({reason})" if reason else ""),
-            summary=bundle.markdown[:SUMMARY_LIMIT],
+            title=masks.mask_text(
+                f"{artifact.metadata.name}: {status}" + (f" ({reason})" if reason else "")
+            ),
+            summary=bundle.markdown[:SUMMARY_LIMIT],  # masked (a trace bundle is)
             external_id=execution,
         )
         latest = {(g["block"], g["index"]): g for g in bundle.trace["spec"]["gates"]}

@@ -107,7 +107,8 @@ def run(
     branch; approval, check and after gates need a forge and wait here (it says which).
     """
     from foundry.cli._policy import LocalPolicy
-    from foundry.workspace import find_artifact, run_in_checkout, unjudged_gates
+    from foundry.redaction import redaction
+    from foundry.workspace import declared_secrets, find_artifact, run_in_checkout, unjudged_gates
 
     stop = threading.Event()
 
@@ -117,7 +118,9 @@ def run(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     source = LocalPolicy(path.resolve(), policy)
-    for line in unjudged_gates(find_artifact(path.resolve(), name)[0], policy=source.known()):
+    artifact = find_artifact(path.resolve(), name)[0]
+    masks = redaction(list(declared_secrets(artifact).values()))
+    for line in unjudged_gates(artifact, policy=source.known()):
         click.echo(f"note: {line}", err=True)
     try:
         result = run_in_checkout(
@@ -137,7 +140,7 @@ def run(
         source.close()
     for block, status in sorted(result.blocks.items()):
         click.echo(f"{block}: {status}")
-    tail = f" ({result.reason})" if result.reason else ""
+    tail = f" ({masks.mask_text(result.reason)})" if result.reason else ""
     click.echo(f"{result.execution}: {result.status}{tail}", err=True)
     raise click.exceptions.Exit(_STATUS_EXIT[result.status])
 
@@ -236,10 +239,12 @@ def traces_list(path: Path, state_dir: Path | None) -> None:
 
 def _bundle(path: Path, state_dir: Path | None, execution: str) -> TraceBundle:
     from foundry.traces import trace_bundle
-    from foundry.workspace import load_trace_inputs
+    from foundry.workspace import declared_secrets, load_trace_inputs
 
     records, artifact = load_trace_inputs(_state(path, state_dir), execution)
-    return trace_bundle(records, artifact)
+    # The ledger is masked as it is written; its secrets, where this environment has them, are
+    # masked again (a ledger written by another, or an older, engine).
+    return trace_bundle(records, artifact, secrets=list(declared_secrets(artifact).values()))
 
 
 @traces.command("show")

@@ -2,7 +2,8 @@
 artifact: the boundary Trace document, a Markdown summary for check runs, an OTLP/JSON export
 and an in-toto provenance statement. Pure functions of data; nothing here writes files.
 
-Every function takes `secrets` and redacts each of their values from every string it returns.
+Every function takes `secrets` and masks every form of each value (`foundry.redaction`) in every
+string it returns.
 """
 
 from foundry.traces._bundle import TraceBundle, trace_bundle

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundry.boundary import GATE_KINDS, Artifact
+from foundry.redaction import redact
 from foundry.traces._errors import TraceError
-from foundry.traces._redact import redact
 from foundry.traces._time import is_stamp
 
 API_VERSION = "alloy.dev/v1"

@@ -8,8 +8,8 @@ from typing import Any
 
 from foundry._version import __version__
 from foundry.boundary import Artifact
+from foundry.redaction import redact
 from foundry.traces._errors import TraceError
-from foundry.traces._redact import redact
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

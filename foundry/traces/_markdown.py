@@ -11,9 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from foundry._process import redact_text
+from foundry.redaction import redaction
 from foundry.traces._document import trace_path
-from foundry.traces._redact import secret_values
 from foundry.traces._time import unix_nanos
 
 SUMMARY_LIMIT = 65_535  # GitHub's limit for a check run's summary, in characters
@@ -272,7 +271,8 @@ def markdown_summary(
     A longer summary is cut and ends with `… truncated: N characters omitted; full trace in
     traces/<intent>/<execution>.json` (N counts the summary's characters left out).
     """
-    values = secret_values(secrets)
-    text = _fit(redact_text(_render(trace), values), limit, trace_path(trace))
+    masks = redaction(secrets)
+    # Masked before it is rendered (a table cell flattens and escapes what it shows), and after.
+    text = _fit(masks.mask_text(_render(masks.mask_value(trace))), limit, trace_path(trace))
     # The cut or the marker could, in theory, join two halves into a secret: check once more.
-    return redact_text(text, values)[:limit]
+    return masks.mask_text(text)[:limit]

@@ -16,7 +16,7 @@ from typing import Any
 
 from foundry._version import __version__
 from foundry.boundary import Artifact
-from foundry.traces._redact import redact
+from foundry.redaction import redact
 from foundry.traces._time import unix_nanos
 
 SPAN_KIND_INTERNAL = 1
