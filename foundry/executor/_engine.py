@@ -307,7 +307,9 @@ class Executor:
             if state.gates.get((block.id, index), ("",))[0] == "passed":
                 continue  # a gate's decision, once recorded, is final for this execution
             outcome = self._judge(state, block, index)
-            said = (outcome.decision, redact_text(outcome.reason, self.secret_values))
+            # Masked whole, then cut: a cut first could leave the start of a secret's form.
+            reason = _cut(redact_text(outcome.reason, self.secret_values))
+            said = (outcome.decision, reason)
             if state.gates.get((block.id, index)) != said:
                 self._record(
                     {
@@ -316,7 +318,7 @@ class Executor:
                         "index": index,
                         "kind": gate.kind,
                         "decision": outcome.decision,
-                        "reason": outcome.reason,
+                        "reason": reason,
                     }
                 )
                 state.gates[(block.id, index)] = said
@@ -744,3 +746,11 @@ class Executor:
                 selector.unregister(proc.out_fd)
                 proc.close_output()
                 att.out_open = False
+
+
+#: The longest gate reason a ledger keeps (a policy command's last line can be long).
+REASON_CHARS = 1000
+
+
+def _cut(reason: str) -> str:
+    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"

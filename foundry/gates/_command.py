@@ -18,8 +18,9 @@ from foundry.executor import ENV_ALLOWLIST, GateOutcome
 from foundry.gates._ports import Unavailable
 
 EX_TEMPFAIL = 75
-#: What is kept of the command's output for the reason (its last line, this long at most).
-SAID_CHARS = 200
+#: What is kept of the command's output for the reason (its last line, this long at most); the
+#: engine masks secrets in it first, then cuts the reason to its own limit.
+SAID_CHARS = 4096
 
 
 class PolicyUnavailable(Unavailable):
@@ -69,7 +70,7 @@ def run_policy(
             _kill_group(proc.pid)  # at its timeout, and whatever it left behind in its group
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-        out.seek(max(0, out.seek(0, os.SEEK_END) - 4096))
+        out.seek(max(0, out.seek(0, os.SEEK_END) - SAID_CHARS))
         said = out.read().decode(errors="replace").strip().splitlines()
     detail = f": {said[-1][:SAID_CHARS]}" if said else ""
     if code == 0:
