@@ -217,12 +217,13 @@ def test_new_intent_no_input_leaves_optional_fields_empty(
 
 
 def test_new_intent_asks_for_what_is_missing(root: Path, new_intent_fn: Recorder) -> None:
-    answers = "Title\nThe goal.\n\nalice, team:ci ,\nfirst\nsecond\n\n"
+    # A measurable goal: a vague one would get a follow-up question (tests/test_critique.py).
+    answers = "Title\nCI takes under 5 minutes.\n\nalice, team:ci ,\nfirst\nsecond\n\n"
     result = invoke("new", "intent", "fast-ci", stdin=answers)
     assert result.exit_code == 0, result.output
     assert new_intent_fn.only[1] == {
         "title": "Title",
-        "goal": "The goal.",
+        "goal": "CI takes under 5 minutes.",
         "rationale": None,
         "owners": ["alice", "team:ci"],
         "acceptance": ["first", "second"],
@@ -240,12 +241,12 @@ def test_new_intent_asks_only_for_what_is_missing(root: Path, new_intent_fn: Rec
         "bob",
         "--acceptance",
         "a",
-        stdin="The goal.\nBecause.\n",
+        stdin="CI takes under 5 minutes.\nBecause.\n",
     )
     assert result.exit_code == 0, result.output
     assert new_intent_fn.only[1] == {
         "title": "T",
-        "goal": "The goal.",
+        "goal": "CI takes under 5 minutes.",
         "rationale": "Because.",
         "owners": ["bob"],
         "acceptance": ["a"],

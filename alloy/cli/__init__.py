@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from alloy.cli import (
+    _critique,  # noqa: F401 - registers `alloy critique`
     _demo,  # noqa: F401 - registers `alloy demo`
     _review,  # noqa: F401 - registers `alloy review`
 )

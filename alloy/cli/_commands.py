@@ -6,6 +6,7 @@ import datetime
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,9 @@ from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts, UserError
 from alloy.load._errors import suggest
 from alloy.model import KINDS
 from alloy.schema import schema_of, write_schemas
+
+if TYPE_CHECKING:
+    from alloy.status import Source
 
 FORMATS = click.Choice(["text", "json", "github"])
 
@@ -122,7 +126,10 @@ def new_intent(
     scaffold.check_name(name, "intent name")
     scaffold.check_new_intent(root, name)  # before asking anything
     title = _ask(title, "Title (one line: what should be true)", no_input, False)
+    asked_goal = goal is None and not no_input
     goal = _ask(goal, "Goal", no_input, True)
+    if asked_goal and goal:
+        goal = _follow_up_goal(goal)
     rationale = _ask(rationale, "Rationale (why)", no_input, False)
     owner_list = list(owners)
     if not owner_list and not no_input:
@@ -136,7 +143,7 @@ def new_intent(
             )
             if not answer:
                 break
-            criteria.append(answer)
+            criteria.append(_follow_up_statement(answer, len(criteria) + 1))
     try:
         path = scaffold.new_intent(
             root,
@@ -150,6 +157,38 @@ def new_intent(
     except ValueError as exc:  # pydantic's ValidationError: an owner or text is malformed
         raise UserError(_first_error(exc)) from None
     click.echo(f"created {path}")
+
+
+def _follow_up_goal(goal: str) -> str:
+    """Ask once for the number behind a goal with nothing measurable (the question of
+    `alloy critique`'s goal-unmeasurable); the answer is added to the goal."""
+    from alloy.critique import goal_question
+
+    question = goal_question(goal)
+    if question is None:
+        return goal
+    answer = _ask(None, f"{question}\n  (Enter keeps the goal as it is)", False, False)
+    if not answer:
+        return goal
+    return f"{goal.rstrip().rstrip('.')}: {answer}"
+
+
+def _follow_up_statement(statement: str, number: int) -> str:
+    """Ask once more for an acceptance statement with vague words (`alloy critique`'s
+    vague-word); the answer replaces it."""
+    from alloy.critique import statement_question
+
+    question = statement_question(statement)
+    if question is None:
+        return statement
+    answer = _ask(
+        None,
+        f"{question}\n  Acceptance criterion {number} again, with the number "
+        "(Enter keeps it as it is)",
+        False,
+        False,
+    )
+    return answer or statement
 
 
 def _first_error(exc: ValueError) -> str:
@@ -386,34 +425,14 @@ def _git_user(root: Path) -> str | None:
     return gitctl.config_value(root, "user.name")
 
 
-@cli.command()
-@click.option(
-    "--json", "as_json", is_flag=True, help="The status as a JSON document (docs/cli.md)."
-)
-@click.option(
-    "--traces-branch",
-    metavar="B",
-    help="Branch the traces are read from (default: spec.traces.branch of .alloy/alloy.yaml).",
-)
-@click.option(
-    "--ref",
-    metavar="REV",
-    help="Read the traces from this revision instead of the traces branch.",
-)
-@click.option(
-    "--all", "show_all", is_flag=True, help="List every execution, not only the latest five."
-)
-@pass_ctx
-def status(
-    ctx: Context, as_json: bool, traces_branch: str | None, ref: str | None, show_all: bool
-) -> None:
-    """Each intent's state, artifact, latest executions and evidence, from the traces branch."""
+def read_traces(root: Path, branch: str, ref: str | None = None) -> tuple[Source, dict[str, bytes]]:
+    """The trace files (`traces/...` on the traces branch, `{path: bytes}`) and where they were
+    read (`alloy.status.Source`): revision `ref` when given (exit 1 if it does not exist), else
+    `refs/heads/<branch>`, else `refs/remotes/origin/<branch>`; no files when there is neither.
+    `alloy status` and `alloy critique` read traces through this one function."""
     from alloy import status as status_mod
     from controllers import git as gitctl
 
-    root = ctx.root()
-    repo, models = workspace.intent_models(root)
-    branch = traces_branch or repo.project.spec.traces.branch
     if ref is not None:
         found = gitctl.resolve_commit(root, [ref])
         if found is None:
@@ -437,6 +456,36 @@ def status(
     files: dict[str, bytes] = {}
     if source.ref is not None:
         files = gitctl.read_tree_files(root, source.ref, status_mod.TRACES_DIR + "/")
+    return source, files
+
+
+@cli.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="The status as a JSON document (docs/cli.md)."
+)
+@click.option(
+    "--traces-branch",
+    metavar="B",
+    help="Branch the traces are read from (default: spec.traces.branch of .alloy/alloy.yaml).",
+)
+@click.option(
+    "--ref",
+    metavar="REV",
+    help="Read the traces from this revision instead of the traces branch.",
+)
+@click.option(
+    "--all", "show_all", is_flag=True, help="List every execution, not only the latest five."
+)
+@pass_ctx
+def status(
+    ctx: Context, as_json: bool, traces_branch: str | None, ref: str | None, show_all: bool
+) -> None:
+    """Each intent's state, artifact, latest executions and evidence, from the traces branch."""
+    from alloy import status as status_mod
+
+    root = ctx.root()
+    repo, models = workspace.intent_models(root)
+    source, files = read_traces(root, traces_branch or repo.project.spec.traces.branch, ref)
     report = status_mod.build_status(
         status_mod.intent_inputs(models, workspace.artifact_files(root, models)),
         files,

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, StringConstraints
 
-from alloy.model._common import Metadata, Model, Owner, Slug
+from alloy.model._common import Duration, Metadata, Model, Owner, Slug
 from alloy.model.intent import Effects
 
 
@@ -65,6 +65,21 @@ class Policy(Model):
     blocking_risks: list[RiskKind] = Field(default_factory=list)
 
 
+class AssistantSettings(Model):
+    """An external command that `alloy critique` asks for more suggestions (docs/critique.md).
+
+    Nothing else runs it; `alloy critique` takes it from the default branch's project file (or
+    the user's config), never from the work tree, so a pull request cannot name its own."""
+
+    #: Argument vector, never a shell string; it reads one intent as JSON on stdin and writes
+    #: suggestions as JSON on stdout (schemas/assistant-suggestions.schema.json).
+    command: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
+        min_length=1, max_length=1000
+    )
+    #: Killed (its whole process group) when it has not finished by then.
+    timeout: Duration = "10s"
+
+
 class ProjectSpec(Model):
     """The body of the project document."""
 
@@ -73,6 +88,8 @@ class ProjectSpec(Model):
     traces: TraceSettings = Field(default_factory=TraceSettings)
     lanes: dict[Slug, LaneSpec] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
+    #: The optional external assistant of `alloy critique`.
+    assistant: AssistantSettings | None = None
 
 
 class Project(Model):
