@@ -124,6 +124,12 @@ LOOSENINGS: list[tuple[str, str, str, dict[str, Any]]] = [
         {"lane": "deploy"},
     ),
     (
+        "assistant-added",
+        BASE_SPEC + "  assistant: {command: [sh, tools/assist.sh]}\n",
+        "assistant-changed",
+        {"from": None},
+    ),
+    (
         "lane-removed",
         _replace("  lanes:\n    deploy: {limit: 1}\n", ""),
         "lanes-changed",

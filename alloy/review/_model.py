@@ -39,6 +39,7 @@ FindingKind = Literal[
     "traces-changed",
     "default-branch-changed",
     "lanes-changed",
+    "assistant-changed",
 ]
 
 

@@ -61,7 +61,8 @@ def project_findings(
     head_snapshot: Mapping[str, Entry],
 ) -> list[Finding]:
     """Blocking findings for every change of the project document that loosens a policy field,
-    changes the project's owners, or moves the traces branch, the default branch or a lane."""
+    changes the project's owners, moves the traces branch, the default branch or a lane, or
+    changes the command of the intent assistant."""
     if base == head:
         return []
     approvers = tuple(sorted(base.spec.owners))
@@ -118,6 +119,16 @@ def project_findings(
             f"default branch changed from {base.spec.default_branch} to "
             f"{head.spec.default_branch} (the branch runners take intent from)",
             {"from": base.spec.default_branch, "to": head.spec.default_branch},
+        )
+    if base.spec.assistant != head.spec.assistant:
+        before = base.spec.assistant.model_dump(by_alias=True) if base.spec.assistant else None
+        after = head.spec.assistant.model_dump(by_alias=True) if head.spec.assistant else None
+        add(
+            "assistant-changed",
+            ("spec", "assistant"),
+            "the intent assistant's command changed (it runs on the machine of whoever runs "
+            "`alloy critique` once this is on the default branch)",
+            {"from": before, "to": after},
         )
     for name in sorted(set(base.spec.lanes) | set(head.spec.lanes)):
         old, new = base.spec.lanes.get(name), head.spec.lanes.get(name)
