@@ -123,7 +123,7 @@ def write_approval(
             "characters, not starting or ending with '-'"
         )
     rel = f"{APPROVALS_DIR}/{name}.yaml"
-    project_entry = _read(root / PROJECT_PATH)
+    project_entry = _read(root, PROJECT_PATH)
     project, _ = load_project({PROJECT_PATH: project_entry} if project_entry else {})
     doc: dict[str, Any] = {
         "apiVersion": "alloy.dev/v1",
@@ -158,7 +158,7 @@ def write_approval(
     notes = _notes(intents, block, index, approver) if intents is not None else []
     written = Written(rel, created=True, default_branch=project.spec.default_branch, notes=notes)
     if target.exists() or target.is_symlink():
-        existing = _read(target)
+        existing = _read(root, rel)
         if existing is not None and existing.data == data:
             written.created = False
             return written
@@ -172,13 +172,15 @@ def write_approval(
     return written
 
 
-def _read(path: Path) -> Entry | None:
-    try:
-        return Entry(data=path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot be read: {exc.strerror}") from None
+def _read(root: Path, rel: str) -> Entry | None:
+    """The file at `rel` by the loader's rules (never a pipe or a link out of `.alloy/`
+    opened); None when there is none."""
+    from alloy.workspace import read_path
+
+    entry = read_path(root, rel)
+    if entry is not None and entry.refusal is not None:
+        raise UserError(f"{rel}: {entry.refusal}")
+    return entry
 
 
 def _notes(intents: dict[str, Intent], block: str, index: int, approver: str) -> list[str]:

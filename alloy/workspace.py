@@ -7,6 +7,7 @@ Nothing here is written unless every document is valid; artifacts are replaced a
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import getpass
 import hashlib
@@ -15,7 +16,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,16 @@ from alloy.load import (
     PROJECT_PATH,
     DocResult,
     Entry,
+    FileNode,
     Repository,
+    anchored,
     load_repository,
     reload_intent,
+    resolve_link,
 )
+from alloy.load import _files as files
 from alloy.load._errors import suggest
+from alloy.load._files import Kind
 from alloy.load._parallel import fork_map, shares_for
 from alloy.model import Intent
 
@@ -65,80 +71,200 @@ def _inside(root_real: str, target: str) -> bool:
     return target == root_real or target.startswith(root_real + os.sep)
 
 
-def read_snapshot(root: Path) -> Snapshot:
-    """Read every file under `.alloy/` as bytes, refusing what the loading rules refuse."""
-    snap = Snapshot(root)
+def _kind(mode: int) -> Kind:
+    """What a `st_mode` is, in the loader's words (alloy.load._files)."""
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "other"
+
+
+_KINDS: tuple[tuple[Any, Kind], ...] = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISLNK, "link"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "char-device"),
+    (stat.S_ISBLK, "block-device"),
+)
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def read_file(path: str, rel: str, *, inode: int | None = None, cap: int = READ_CAP) -> Entry:
+    """The bytes of the regular file at `path` (`rel` is how messages name it): opened without
+    following a symbolic link and without waiting on a pipe, looked at again once open (a
+    regular file; the inode listed, when `inode` is given), and read to at most `cap` bytes."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # it became a symbolic link since it was listed
+            return Entry(refusal=files.changed_while_read())
+        return Entry(refusal=files.unreadable(exc.strerror or str(exc)))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return Entry(refusal=files.not_a_file(rel, _kind(info.st_mode)))
+        if inode is not None and info.st_ino != inode:
+            return Entry(refusal=files.changed_while_read())
+        if info.st_size > cap:
+            return Entry(refusal=files.too_large(info.st_size))
+        # A regular file is read whole by one read of its size (and one byte more, to see it
+        # did not grow); what grows past `cap` meanwhile is refused.
+        chunks = [os.read(fd, info.st_size + 1)]
+        size = len(chunks[0])
+        while size > info.st_size and size <= cap:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > cap:
+            return Entry(refusal=files.too_large(size))
+        return Entry(data=b"".join(chunks))
+    except OSError as exc:
+        return Entry(refusal=files.unreadable(exc.strerror or str(exc)))
+    finally:
+        os.close(fd)
+
+
+class _WorkTree:
+    """`.alloy/` of the work tree as the loader's rules look at it: every path by `lstat`,
+    nothing followed or opened (alloy.load._files follows links, a step at a time)."""
+
+    def __init__(self, alloy_real: str) -> None:
+        self.alloy_real = alloy_real
+        self.stats: dict[str, os.stat_result] = {}
+
+    def real(self, rel: str) -> str:
+        return self.alloy_real + rel[len(ALLOY_DIR) :]
+
+    def lookup(self, rel: str) -> FileNode:
+        try:
+            info = os.lstat(self.real(rel))
+        except (FileNotFoundError, NotADirectoryError):
+            return FileNode("missing")
+        except OSError as exc:
+            return FileNode("other", error=exc.strerror or str(exc))
+        self.stats[rel] = info
+        kind = _kind(info.st_mode)
+        if kind != "link":
+            return FileNode(kind)
+        try:
+            return FileNode("link", link=os.readlink(self.real(rel)))
+        except OSError as exc:
+            return FileNode("other", error=exc.strerror or str(exc))
+
+    def read(self, rel: str) -> Entry:
+        """The entry at `rel`, by the loader's rules: a regular file's bytes; a symbolic link's
+        target's bytes (with `source`), or the refusal of either."""
+        node = self.lookup(rel)
+        if node.error is not None:
+            return Entry(refusal=files.unreadable(node.error))
+        if node.kind == "link":
+            found = resolve_link(rel, self.lookup)
+            if found.path is None:
+                return Entry(refusal=found.refusal)
+            entry = read_file(
+                self.real(found.path), found.path, inode=self.stats[found.path].st_ino
+            )
+            return replace(entry, source=found.path) if entry.data is not None else entry
+        if node.kind != "file":
+            return Entry(refusal=files.not_a_file(rel, node.kind))
+        return read_file(self.real(rel), rel, inode=self.stats[rel].st_ino)
+
+
+def _alloy_dir(root: Path) -> tuple[str | None, Entry | None]:
+    """The real path of `.alloy/` of `root`, or the refusal of a `.alloy` that is a symbolic
+    link out of the repository (or one that cannot be followed)."""
     root_real = os.path.realpath(root)
-    base = root / ALLOY_DIR
-    if base.is_symlink() and not _inside(root_real, os.path.realpath(base)):
-        snap.entries[ALLOY_DIR] = Entry(refusal="symbolic link that leaves the repository; refused")
+    base = os.path.join(root_real, ALLOY_DIR)
+    if not os.path.islink(base):
+        return base, None
+    text = os.readlink(base)
+    try:
+        target = os.path.realpath(base, strict=True)
+    except OSError as exc:
+        return None, Entry(refusal=files.cannot_follow(text, exc.strerror or str(exc)))
+    if not _inside(root_real, target):
+        return None, Entry(refusal=files.alloy_dir_leaves(text))
+    return target, None
+
+
+def read_snapshot(root: Path) -> Snapshot:
+    """Read every file under `.alloy/` as bytes, refusing what the loading rules refuse. Every
+    entry is looked at (`lstat`) before anything is opened: only regular files are read, and
+    symbolic links are followed by the loader's rules, a step at a time (alloy.load._files)."""
+    snap = Snapshot(root)
+    alloy_real, refused = _alloy_dir(root)
+    if alloy_real is None:
+        snap.entries[ALLOY_DIR] = refused or Entry(refusal="refused")
         return snap
-    # Each directory to read carries the real paths of the directories above it: a symbolic
-    # link back to one of those is a loop, refused rather than followed forever.
-    alloy_real = os.path.realpath(base)
-    stack: list[tuple[Path, str, tuple[str, ...]]] = [(base, ALLOY_DIR, (alloy_real,))]
+    tree = _WorkTree(alloy_real)
+    stack: list[tuple[str, str]] = [(alloy_real, ALLOY_DIR)]
     while stack:
-        directory, rel_dir, chain = stack.pop()
+        directory, rel_dir = stack.pop()
         try:
             items = list(os.scandir(directory))
         except OSError as exc:
-            snap.entries[rel_dir] = Entry(refusal=f"cannot be read: {exc.strerror}")
+            snap.entries[rel_dir] = Entry(refusal=files.unreadable(exc.strerror or str(exc)))
             continue
         for item in items:
             rel = f"{rel_dir}/{item.name}"
-            if item.is_symlink():
-                target = os.path.realpath(item.path)
-                if not _inside(root_real, target):
-                    snap.entries[rel] = Entry(
-                        refusal=f"symbolic link to {os.readlink(item.path)!r} leaves the "
-                        "repository; replace it with the file itself"
-                    )
+            try:
+                # The kind comes with the directory listing (d_type; an lstat where the file
+                # system does not say): no link is followed, nothing is opened.
+                if item.is_dir(follow_symlinks=False):
+                    stack.append((item.path, rel))
                     continue
-                if not _inside(alloy_real, target):
-                    snap.entries[rel] = Entry(
-                        refusal=f"symbolic link to {os.readlink(item.path)!r} points outside "
-                        ".alloy/; documents are read only from .alloy/, so move the file here"
-                    )
+                regular = item.is_file(follow_symlinks=False)
+                if files.is_artifact(rel):  # artifacts are only listed; read when compared
+                    if regular:
+                        snap.artifacts[rel] = item.stat(follow_symlinks=False)
+                    elif item.is_symlink():
+                        snap.entries[rel] = Entry(refusal=files.artifact_link())
+                    else:
+                        kind = _kind(item.stat(follow_symlinks=False).st_mode)
+                        snap.entries[rel] = Entry(refusal=files.not_a_file(rel, kind))
                     continue
-                if os.path.isdir(target):
-                    if target in chain:
-                        snap.entries[rel] = Entry(
-                            refusal=f"symbolic link to {os.readlink(item.path)!r} leads back to "
-                            "a directory that contains it (a loop); remove it"
-                        )
-                        continue
-                    stack.append((Path(target), rel, (*chain, target)))
-                    continue
-            if item.is_dir():
-                stack.append((Path(item.path), rel, (*chain, os.path.realpath(item.path))))
-                continue
-            if (
-                rel.startswith(ARTIFACTS_DIR + "/")
-                and rel.endswith(".json")
-                and rel.count("/") == 2
-            ):
-                try:
-                    snap.artifacts[rel] = os.stat(item.path)
-                except OSError as exc:
-                    snap.entries[rel] = Entry(refusal=f"cannot be read: {exc.strerror}")
-                continue
-            snap.entries[rel] = _read_entry(item.path)
+                if regular:
+                    snap.entries[rel] = read_file(item.path, rel, inode=item.inode())
+                else:
+                    snap.entries[rel] = tree.read(rel)
+            except OSError as exc:
+                snap.entries[rel] = Entry(refusal=files.unreadable(exc.strerror or str(exc)))
     return snap
 
 
-def _read_entry(path: str) -> Entry:
-    try:
-        with open(path, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                return Entry(refusal="not a regular file; refused")
-            if info.st_size > READ_CAP:
-                return Entry(
-                    refusal=f"file is {info.st_size} bytes, far over the size limit; refused"
-                )
-            return Entry(data=fh.read(READ_CAP + 1))
-    except OSError as exc:
-        return Entry(refusal=f"cannot be read: {exc.strerror}")
+def read_path(root: Path, rel: str) -> Entry | None:
+    """One file under `.alloy/` (`rel`, like `.alloy/alloy.yaml`) read by the rules of
+    `read_snapshot`; None when there is nothing at that path."""
+    alloy_real, refused = _alloy_dir(root)
+    if alloy_real is None:
+        return refused
+    tree = _WorkTree(alloy_real)
+    if tree.lookup(rel).kind == "missing":
+        return None
+    return tree.read(rel)
+
+
+def _artifact_bytes(root: Path, path: str, info: os.stat_result | None = None) -> bytes | None:
+    """The bytes of the artifact file at `path`; None when there is none, and empty bytes
+    (not an artifact) when it is not a regular file or cannot be read."""
+    target = str(root / path)
+    if info is None:
+        try:
+            info = os.lstat(target)
+        except OSError:
+            return None
+    if not stat.S_ISREG(info.st_mode):
+        return b""
+    return read_file(target, path, inode=info.st_ino).data or b""
 
 
 # --- the parse cache -------------------------------------------------------------------------
@@ -158,19 +284,25 @@ def _code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def default_cache_path(root: Path) -> Path:
-    """Outside the tracked tree: inside the git directory if there is one, else the user cache."""
+def default_cache_path(root: Path) -> Path | None:
+    """Outside the tracked tree: inside the git directory if there is one, else the user cache;
+    None when there is neither (the parse cache is an optimization: without one, every
+    document is parsed, and a cache directory that cannot be written is only not written)."""
     dot_git = root / ".git"
     git_dir: Path | None = None
     if dot_git.is_dir():
         git_dir = dot_git
     elif dot_git.is_file():
-        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        entry = read_file(str(dot_git), ".git", cap=64 * 1024)
+        text = (entry.data or b"").decode("utf-8", errors="replace").strip()
         if text.startswith("gitdir:"):
             git_dir = (root / text.removeprefix("gitdir:").strip()).resolve()
     if git_dir is not None:
         return git_dir / "alloy" / "cache.json"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    try:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    except (RuntimeError, KeyError):  # no home directory known
+        return None
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
     return Path(xdg) / "alloy" / f"{key}.json"
 
@@ -269,6 +401,8 @@ def load(root: Path, *, use_cache: bool = True) -> tuple[Repository, Snapshot, F
     project_entry = snap.entries.get(PROJECT_PATH)
     cache = open_cache(root, project_entry.data if project_entry else None, use_cache=use_cache)
     repo = load_repository(snap.entries, cache)
+    # What is said about a document read through a symbolic link is placed in its own file.
+    repo.diagnostics = anchored(repo.diagnostics, snap.entries)
     return repo, snap, cache
 
 
@@ -288,20 +422,27 @@ def cache_context(project_data: bytes | None) -> str:
     return f"{__version__}/{COMPILER}/{_code_fingerprint()}/{project_hash}"
 
 
+def _save_if_valid(cache: FileCache, repo: Repository) -> None:
+    """Save the parse cache, unless a document failed to load: what a broken or hostile tree
+    produced is never kept (the next run parses again what changed since the last good one)."""
+    if repo.ok:
+        cache.save()
+
+
 @_gc_paused()
 def check(root: Path, *, use_cache: bool = True) -> Repository:
     """Validate every document; raise `InvalidDocuments` with all diagnostics if any is wrong."""
     repo, _, cache = load(root, use_cache=use_cache)
-    cache.save()
     if not repo.ok:
         raise InvalidDocuments(repo.diagnostics)
+    cache.save()
     return repo
 
 
 def load_intent(root: Path, name: str) -> tuple[Intent, DocResult, Repository]:
     """One intent, freshly loaded and valid (with its artifact, if it compiles)."""
     repo, snap, cache = load(root)
-    cache.save()
+    _save_if_valid(cache, repo)
     intents = repo.intents()
     doc = intents.get(name)
     if doc is None:
@@ -316,7 +457,7 @@ def intent_models(root: Path) -> tuple[Repository, dict[str, tuple[DocResult, In
     """Every valid intent with its model, by name. Documents from the parse cache carry no
     model, so those are loaded again (reading a command's worth of intents, not a hot path)."""
     repo, snap, cache = load(root)
-    cache.save()
+    _save_if_valid(cache, repo)
     out: dict[str, tuple[DocResult, Intent]] = {}
     for name, doc in sorted(repo.intents().items()):
         if not doc.ok:
@@ -335,10 +476,10 @@ def _artifact_file(root: Path, doc: DocResult) -> str | None:
     the compiler writes (None if the intent does not compile)."""
     if doc.artifact is None or doc.name is None:
         return None
-    artifact_file = root / artifact_path(doc.name)
-    if not artifact_file.exists():
+    have = _artifact_bytes(root, artifact_path(doc.name))
+    if have is None:
         return "missing"
-    if artifact_file.read_bytes() != pretty_bytes(doc.artifact):
+    if have != pretty_bytes(doc.artifact):
         return "stale"
     return "current"
 
@@ -358,12 +499,9 @@ def artifact_files(root: Path, names: Iterable[str]) -> dict[str, bytes]:
     cannot be read counts as empty: not an artifact)."""
     out: dict[str, bytes] = {}
     for name in names:
-        try:
-            out[name] = (root / artifact_path(name)).read_bytes()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            out[name] = b""
+        data = _artifact_bytes(root, artifact_path(name))
+        if data is not None:
+            out[name] = data
     return out
 
 
@@ -436,10 +574,9 @@ def _file_sig(info: os.stat_result) -> list[int]:
     return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
-def _expected_artifact(root: Path, doc: DocResult, repo: Repository) -> bytes:
-    if doc.artifact is None:  # came from the cache: compile it again
-        entry = _read_entry(str(root / doc.path))
-        fresh = reload_intent(doc.path, entry, repo.project)
+def _expected_artifact(snap: Snapshot, doc: DocResult, repo: Repository) -> bytes:
+    if doc.artifact is None:  # came from the cache: compile it again, from the bytes loaded
+        fresh = reload_intent(doc.path, snap.entries[doc.path], repo.project)
         if fresh.artifact is None:  # the file changed under us
             raise InvalidDocuments(fresh.diagnostics)
         doc.artifact = fresh.artifact
@@ -469,12 +606,15 @@ def describe_stale(data: bytes) -> str:
     """Why an artifact file differs from what the compiler writes."""
     try:
         document = json.loads(data)
-        if not isinstance(document, dict):
-            return "is not an artifact document"
+    except (ValueError, RecursionError):
+        return "is not valid JSON (edited by hand?)"
+    if not isinstance(document, dict):
+        return "is not an artifact document"
+    try:
         if document.get("digest") != document_digest(document):
             return "was edited by hand: its digest does not match its content"
-    except ValueError:
-        return "is not valid JSON (edited by hand?)"
+    except ValueError:  # a float (1.5, NaN): no artifact holds one
+        return "was edited by hand: its digest does not match its content"
     return "is out of date with its intent"
 
 
@@ -486,7 +626,6 @@ def compile_repository(
     `StaleArtifacts` naming every stale, missing or extra artifact."""
     repo, snap, cache = load(root, use_cache=use_cache)
     if not repo.ok:
-        cache.save()
         raise InvalidDocuments(repo.diagnostics)
     report = CompileReport(repository=repo)
     expected: dict[str, DocResult] = {}
@@ -505,10 +644,10 @@ def compile_repository(
         if info is None:
             problems.append(f"{path}: missing; compiled from {doc.path}")
             # An artifact from the cache is compiled again now, before anything is written.
-            writes[path] = None if doc.artifact is not None else _expected_artifact(root, doc, repo)
+            writes[path] = None if doc.artifact is not None else _expected_artifact(snap, doc, repo)
             continue
-        want = _expected_artifact(root, doc, repo)
-        have = (root / path).read_bytes()
+        want = _expected_artifact(snap, doc, repo)
+        have = _artifact_bytes(root, path, info) or b""
         if have == want:
             report.unchanged += 1
             cache.artifacts[path] = [*_file_sig(info), digest]

@@ -198,16 +198,28 @@ class Mirror:
 
     def tree(self, rev: str, prefix: str) -> dict[str, str]:
         """Blob ids of the files under `prefix` (a directory, with a trailing slash) at `rev`."""
+        return {
+            path: sha
+            for path, (mode, sha) in self.entries(rev, prefix).items()
+            if mode in ("100644", "100755")
+        }
+
+    def entries(self, rev: str, prefix: str) -> dict[str, tuple[str, str]]:
+        """Every entry under `prefix` at `rev` with its mode and object id: regular files,
+        symbolic links (`120000`) and submodules (`160000`) alike."""
         out = self.repo.git.ls_tree("-r", "-z", "--full-tree", rev, "--", prefix.rstrip("/"))
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, str]] = {}
         for entry in out.split("\0"):
             if not entry:
                 continue
             meta, _, path = entry.partition("\t")
-            mode, kind, sha = meta.split(" ")
-            if kind == "blob" and mode in ("100644", "100755"):
-                found[path] = sha
+            mode, _, sha = meta.split(" ")
+            found[path] = (mode, sha)
         return found
+
+    def blob_size(self, sha: str) -> int:
+        """The size of one object, without reading it."""
+        return int(str(self.repo.git.cat_file("-s", sha)).strip())
 
     def blob(self, sha: str) -> bytes:
         """One object's bytes, through the persistent `cat-file --batch` process."""

@@ -4,8 +4,11 @@ The library functions behind `foundry run` and `foundry plan` (no git needed).""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -13,7 +16,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from foundry.boundary import Artifact, Boundary, read_artifact, read_boundary
+from foundry.boundary import (
+    MAX_BYTES,
+    Artifact,
+    Boundary,
+    FileNode,
+    read_artifact,
+    read_boundary,
+    resolve_link,
+)
+from foundry.boundary import _files as files
+from foundry.boundary._files import Kind
 from foundry.errors import BoundaryError, UserError
 from foundry.executor import ExecutionResult, Gates, RunOptions, run_execution
 from foundry.gates import Context, GateEvaluator, PolicySource
@@ -34,31 +47,230 @@ def default_state_dir(root: Path) -> Path:
     return Path(base) / "foundry" / key
 
 
-def read_checkout(root: Path) -> Boundary:
-    """Artifacts and requests of a directory checkout."""
-    snapshot: dict[str, bytes] = {}
-    for sub, suffix in (("artifacts", ".json"), ("requests", ".yaml")):
-        directory = root / ".alloy" / sub
-        if not directory.is_dir():
+def state_directory(state: Path, *, write: bool) -> Path:
+    """`state`, checked as a state directory: one that exists or can be created (a directory,
+    under directories), readable, and with `write` created and writable. Anything else is a
+    `UserError` that names the path and says what to do (never a crash on first use)."""
+    fix = "set FOUNDRY_STATE or pass --state with a directory you can write"
+    try:
+        where, info = _nearest(state)
+    except OSError as exc:
+        raise UserError(f"state directory {state} cannot be used ({exc.strerror}); {fix}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        if where == state:
+            raise UserError(f"state directory {state} is not a directory; {fix}")
+        raise UserError(
+            f"state directory {state} cannot be created: {where} is not a directory; {fix}"
+        )
+    if not write:
+        if where == state:
+            try:
+                os.scandir(state).close()
+            except OSError as exc:
+                raise UserError(
+                    f"state directory {state} cannot be read ({exc.strerror}); {fix}"
+                ) from None
+        return state
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"state directory {state} cannot be created ({exc.strerror}); {fix}"
+        ) from None
+    try:
+        fd, probe = tempfile.mkstemp(dir=state, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(
+            f"state directory {state} cannot be written ({exc.strerror}); {fix}"
+        ) from None
+    return state
+
+
+def _nearest(path: Path) -> tuple[Path, os.stat_result]:
+    """The nearest of `path` and its parents that exists, and what it is (links followed: a
+    state directory may be a link to one)."""
+    for candidate in (path, *path.parents):
+        try:
+            return candidate, os.stat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        for path in sorted(directory.iterdir()):
-            if path.name.endswith(suffix) and path.is_file() and not path.is_symlink():
-                snapshot[f".alloy/{sub}/{path.name}"] = path.read_bytes()
-    return read_boundary(snapshot)
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+
+
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_KINDS: tuple[tuple[Any, Kind], ...] = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISLNK, "link"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "char-device"),
+    (stat.S_ISBLK, "block-device"),
+)
+
+
+def _kind(mode: int) -> Kind:
+    return next((kind for test, kind in _KINDS if test(mode)), "other")
+
+
+class _Checkout:
+    """`.alloy/` of a plain checkout as the boundary's rules look at it (foundry.boundary._files,
+    the rules `alloy check` reads a work tree by): every path by `lstat` before anything is
+    opened; symbolic links followed a step at a time, only inside `.alloy/`."""
+
+    def __init__(self, root: Path) -> None:
+        self.stats: dict[str, os.stat_result] = {}
+        self.refusal: str | None = None
+        root_real = os.path.realpath(root)
+        base = os.path.join(root_real, ".alloy")
+        self.alloy_real = base
+        if os.path.islink(base):
+            text = os.readlink(base)
+            try:
+                target = os.path.realpath(base, strict=True)
+            except OSError as exc:
+                self.refusal = files.cannot_follow(text, exc.strerror or str(exc))
+                return
+            if target != root_real and not target.startswith(root_real + os.sep):
+                self.refusal = files.alloy_dir_leaves(text)
+                return
+            self.alloy_real = target
+
+    def real(self, rel: str) -> str:
+        return self.alloy_real + rel[len(".alloy") :]
+
+    def lookup(self, rel: str) -> FileNode:
+        try:
+            info = os.lstat(self.real(rel))
+        except (FileNotFoundError, NotADirectoryError):
+            return FileNode("missing")
+        except OSError as exc:
+            return FileNode("other", error=exc.strerror or str(exc))
+        self.stats[rel] = info
+        kind = _kind(info.st_mode)
+        if kind != "link":
+            return FileNode(kind)
+        try:
+            return FileNode("link", link=os.readlink(self.real(rel)))
+        except OSError as exc:
+            return FileNode("other", error=exc.strerror or str(exc))
+
+    def names(self, rel_dir: str) -> list[str]:
+        """The names in the directory `rel_dir`; none when there is no such directory. A
+        directory that is not one (a link to one, say) is refused as a file would be."""
+        node = self.lookup(rel_dir)
+        if node.kind == "missing":
+            return []
+        if node.error is not None:
+            raise BoundaryError(rel_dir, files.unreadable(node.error))
+        if node.kind == "link":
+            found = resolve_link(rel_dir, self.lookup)
+            raise BoundaryError(rel_dir, found.refusal or files.not_a_file(rel_dir, "other"))
+        if node.kind != "directory":
+            raise BoundaryError(rel_dir, files.not_a_file(rel_dir, node.kind))
+        try:
+            return sorted(os.listdir(self.real(rel_dir)))
+        except OSError as exc:
+            raise BoundaryError(rel_dir, files.unreadable(exc.strerror or str(exc))) from None
+
+    def read(self, rel: str) -> bytes:
+        """The bytes of the file at `rel` (or of the regular file its links lead to), at most
+        `MAX_BYTES` and one; a `BoundaryError` in the loader's words for anything else."""
+        node = self.lookup(rel)
+        target = rel
+        if node.error is not None:
+            raise BoundaryError(rel, files.unreadable(node.error))
+        if node.kind == "link":
+            if files.is_artifact(rel):
+                raise BoundaryError(rel, files.artifact_link())
+            found = resolve_link(rel, self.lookup)
+            if found.path is None:
+                raise BoundaryError(rel, found.refusal or "refused")
+            target = found.path
+        elif node.kind != "file":
+            raise BoundaryError(rel, files.not_a_file(rel, node.kind))
+        return _read_regular(self.real(target), rel, self.stats[target].st_ino)
+
+
+def _read_regular(path: str, rel: str, inode: int) -> bytes:
+    """The regular file at `path` opened without following a link or waiting on a pipe, looked
+    at again once open (the file listed), and read to at most `MAX_BYTES` and one byte."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BoundaryError(rel, files.changed_while_read()) from None
+        raise BoundaryError(rel, files.unreadable(exc.strerror or str(exc))) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_ino != inode:
+            raise BoundaryError(rel, files.changed_while_read())
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_BYTES:
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise BoundaryError(rel, files.unreadable(exc.strerror or str(exc))) from None
+    finally:
+        os.close(fd)
+
+
+def read_checkout(root: Path) -> Boundary:
+    """Artifacts and requests of a directory checkout, read by the rules `alloy check` reads
+    `.alloy/` by: regular files, or symbolic links to them inside `.alloy/`; anything else
+    under their names is refused, said in the loader's words (never skipped silently)."""
+    checkout = _Checkout(root)
+    if checkout.refusal is not None:
+        return Boundary(refused=[BoundaryError(".alloy", checkout.refusal)])
+    snapshot: dict[str, bytes] = {}
+    refused: list[BoundaryError] = []
+    for sub, suffix in (("artifacts", ".json"), ("requests", ".yaml")):
+        rel_dir = f".alloy/{sub}"
+        try:
+            names = checkout.names(rel_dir)
+        except BoundaryError as exc:
+            refused.append(exc)
+            continue
+        for name in names:
+            if not name.endswith(suffix):
+                continue
+            rel = f"{rel_dir}/{name}"
+            try:
+                snapshot[rel] = checkout.read(rel)
+            except BoundaryError as exc:
+                refused.append(exc)
+    boundary = read_boundary(snapshot)
+    boundary.refused = sorted([*refused, *boundary.refused], key=lambda e: e.path)
+    return boundary
 
 
 def find_artifact(root: Path, name: str) -> tuple[Artifact, bytes]:
     """Artifact `name` of the checkout, verified, and the exact bytes it was read from (only
-    that one file is read)."""
-    directory = root / ".alloy" / "artifacts"
-    path = directory / f"{name}.json"
-    if not path.is_file() or path.is_symlink():
+    that one file is read, by the rules of `read_checkout`)."""
+    checkout = _Checkout(root)
+    if checkout.refusal is not None:
+        raise BoundaryError(".alloy", checkout.refusal)
+    rel = f".alloy/artifacts/{name}.json"
+    if checkout.lookup(rel).kind == "missing":
+        directory = root / ".alloy" / "artifacts"
         found = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
         raise UserError(
             f"no artifact named {name!r} in {directory}; found: {', '.join(found) or 'none'}"
         )
-    data = path.read_bytes()
-    return read_artifact(f".alloy/artifacts/{name}.json", data), data
+    data = checkout.read(rel)
+    return read_artifact(rel, data), data
 
 
 def run_in_checkout(
@@ -84,8 +296,7 @@ def run_in_checkout(
     event = (
         Event("request", f"manual-{time.time_ns()}") if rerun else Event("apply", artifact.digest)
     )
-    state = state_dir or default_state_dir(root)
-    state.mkdir(parents=True, exist_ok=True)
+    state = state_directory(state_dir or default_state_dir(root), write=True)
     options = RunOptions(
         workdir=root,
         state_dir=state,
@@ -178,8 +389,8 @@ def plan_checkout(
     root: Path, *, clock: Clock, state_dir: Path | None = None
 ) -> tuple[Plan, list[BoundaryError]]:
     """The plan for a directory checkout (no git: push events are reported as not readable)."""
+    state = state_directory(state_dir or default_state_dir(root), write=False)
     boundary = read_checkout(root)
-    state = state_dir or default_state_dir(root)
     result = plan(boundary, LedgerIndex(state), now=clock.now(), pushes=None)
     lanes_db = state / "lanes.db"
     if lanes_db.exists():
@@ -216,4 +427,5 @@ __all__ = [
     "load_trace_inputs",
     "read_checkout",
     "run_in_checkout",
+    "state_directory",
 ]

@@ -13,6 +13,7 @@ import json
 import posixpath
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,77 +22,44 @@ import click
 from alloy import workspace
 from alloy.cli._commands import Context, cli, pass_ctx
 from alloy.errors import NotFound, UserError
-from alloy.load import PROJECT_PATH, DocResult, Entry, load_project
+from alloy.load import PROJECT_PATH, DocResult, Entry, anchor, git_sources, load_project
+from alloy.load import _files as file_rules
 
 if TYPE_CHECKING:
     from alloy.review import Review
     from controllers.git import TreeFile
 
 FORMATS = click.Choice(["markdown", "json", "github", "check-run"])
-#: How many symbolic links in a row are followed inside `.alloy/` before giving up (a loop).
-_MAX_LINKS = 8
 TRACES_DIR = "traces"
 
 
-def _resolve_links(files: dict[str, TreeFile], blobs: dict[str, bytes]) -> dict[str, str | None]:
-    """For each symbolic link under `.alloy/`, the regular file it leads to inside `.alloy/`
-    (the work tree's rule, DESIGN section 3), or None when it must be refused."""
-    out: dict[str, str | None] = {}
-    for path, item in files.items():
-        if item.mode != "120000":
+def _snapshot(
+    listing: list[TreeFile], blobs: dict[str, bytes], too_large: dict[str, int]
+) -> dict[str, Entry]:
+    """One listed tree as a loader snapshot, by the loader's rules for files and symbolic links
+    (`alloy.load.git_sources`, the same rules and words as the work tree's): a link to a file
+    inside `.alloy/` reads that file; every refusal is said as `alloy check` says it."""
+    files = {f.path: f for f in listing}
+    links = {
+        f.path: blobs[f.sha].decode("utf-8", "surrogateescape")
+        for f in listing
+        if f.mode == "120000" and f.sha in blobs
+    }
+    sources = git_sources({f.path: f.mode for f in listing}, links)
+    snap: dict[str, Entry] = {}
+    for path, source in sources.items():
+        if source.path is None:
+            snap[path] = Entry(refusal=source.refusal)
             continue
-        current, target = path, None
-        for _ in range(_MAX_LINKS):
-            link = blobs.get(files[current].sha)
-            if link is None:
-                break
-            where = posixpath.normpath(
-                posixpath.join(posixpath.dirname(current), link.decode("utf-8", "replace"))
-            )
-            found = files.get(where)
-            if link.startswith(b"/") or found is None:
-                break
-            if found.regular:
-                target = where
-                break
-            if found.mode != "120000":
-                break
-            current = where
-        out[path] = target
-    return out
-
-
-def _refusal(
-    item: TreeFile, files: dict[str, TreeFile], blobs: dict[str, bytes], too_large: dict[str, int]
-) -> str:
-    if item.mode == "160000":
-        return "a submodule, not a file; documents are files under .alloy/"
-    if item.mode == "120000" and item.path == workspace.ALLOY_DIR:
-        return (
-            ".alloy is a symbolic link; a review reads .alloy/ from git only as a directory, so "
-            "commit the directory itself"
-        )
-    if item.mode == "120000":
-        link = blobs.get(item.sha, b"?").decode("utf-8", "replace")
-        where = posixpath.normpath(posixpath.join(posixpath.dirname(item.path), link))
-        if link.startswith("/") or where.startswith("../") or where == "..":
-            return (
-                f"symbolic link to {link!r} leaves the repository; replace it with the file itself"
-            )
-        if not (where + "/").startswith(".alloy/"):
-            return (
-                f"symbolic link to {link!r} points outside .alloy/; documents are read only "
-                "from .alloy/, so move the file here"
-            )
-        if where in files or any(p.startswith(where + "/") for p in files):
-            return (
-                f"symbolic link to {link!r}: a link to a directory, or a loop, is refused in a "
-                "review; replace it with the files themselves"
-            )
-        return f"symbolic link to {link!r}, which does not exist in this revision"
-    if item.sha in too_large:
-        return f"file is {too_large[item.sha]} bytes, far over the size limit; refused"
-    return "its content is not in this repository (a partial or shallow clone?); refused"
+        sha = files[source.path].sha
+        if sha in blobs:
+            linked = source.path if source.path != path else None
+            snap[path] = Entry(data=blobs[sha], source=linked)
+        elif sha in too_large:
+            snap[path] = Entry(refusal=file_rules.too_large(too_large[sha]))
+        else:
+            snap[path] = Entry(refusal=file_rules.not_in_repository())
+    return snap
 
 
 def snapshots(
@@ -110,19 +78,20 @@ def snapshots(
     wanted = {f.sha for files in listings for f in files if f.regular or f.mode == "120000"}
     too_large: dict[str, int] = {}
     blobs = gitctl.read_blobs(root, wanted, cap, too_large, processes=2)
-    out: list[dict[str, Entry]] = []
-    for listing in listings:
-        files = {f.path: f for f in listing}
-        links = _resolve_links(files, blobs)
-        snap: dict[str, Entry] = {}
-        for path, item in files.items():
-            source = files.get(links.get(path) or "") if item.mode == "120000" else item
-            if source is not None and source.sha in blobs:
-                snap[path] = Entry(data=blobs[source.sha])
-            else:  # why, about the link's target when the link itself was fine
-                snap[path] = Entry(refusal=_refusal(source or item, files, blobs, too_large))
-        out.append(snap)
-    return out[0], out[1]
+    return _snapshot(listings[0], blobs, too_large), _snapshot(listings[1], blobs, too_large)
+
+
+def _anchored(review: Review, base: dict[str, Entry], head: dict[str, Entry]) -> None:
+    """Findings about a document read through a symbolic link placed at the file that holds
+    its text (their lines are that file's), as `alloy check` places its diagnostics."""
+    moved = []
+    for finding in review.findings:
+        where, note = anchor(finding.path, head if finding.path in head else base)
+        moved.append(
+            replace(finding, path=where, message=finding.message + note) if note else finding
+        )
+    review.findings[:] = moved
+    review.sort()
 
 
 class SharedResults:
@@ -234,7 +203,10 @@ def _review(
         changed_paths=changed,
         cache=SharedResults(cache) if same_project else None,
     )
-    return result, same_project, cache
+    _anchored(result, base_snap, head_snap)
+    # What a broken or hostile head produced is never kept in the parse cache (as `alloy check`).
+    broken = any(f.kind in ("invalid-document", "reference-broken") for f in result.findings)
+    return result, same_project and not broken, cache
 
 
 @cli.command()
@@ -293,7 +265,7 @@ def review(
         raise UserError(f"{where} is not inside a git repository; `alloy review` reads revisions")
     base_sha, head_sha = _commits(root, base, None if staged else head or "HEAD")
     with _gc_paused():
-        result, same_project, cache = _review(
+        result, keep_cache, cache = _review(
             root,
             base_sha,
             head_sha,
@@ -302,7 +274,7 @@ def review(
             traces_branch,
             use_cache=not no_cache,
         )
-    if same_project:
+    if keep_cache:
         cache.save()
     if fmt == "markdown":
         click.echo(markdown(result), nl=False)

@@ -20,10 +20,13 @@ KIND_OF_DIR = {"intents": "Intent", "requests": "Request", "approvals": "Approva
 
 @dataclass(frozen=True)
 class Entry:
-    """One file of a snapshot: its bytes, or why it was refused when it was read."""
+    """One file of a snapshot: its bytes, or why it was refused when it was read. `source` is
+    the file the bytes were read from when the path is a symbolic link to it: the document's
+    own file, where findings about its text are anchored."""
 
     data: bytes | None = None
     refusal: str | None = None
+    source: str | None = None
 
 
 @dataclass

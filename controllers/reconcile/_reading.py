@@ -57,8 +57,8 @@ class Reading:
         from foundry.errors import BoundaryError
         from foundry.gates import ApprovalVote, StaticApprovals
 
-        entries = self.mirror.tree(head, ".alloy/")
         boundary = Boundary()
+        entries = self._alloy_files(head, boundary, report)
         approvals = StaticApprovals()
         self._requesters = {}
         traces_branch = DEFAULT_TRACES
@@ -102,6 +102,35 @@ class Reading:
         if self.settings.dispatch is not None:
             self._add_dispatch(self.settings.dispatch, boundary, report)
         return boundary, approvals, traces_branch
+
+    def _alloy_files(self, head: str, boundary: Boundary, report: PassReport) -> dict[str, str]:
+        """The blob to read for each file under `.alloy/` of `head`, by the rules `alloy check`
+        and `alloy review` read a tree with, in their words (`foundry.boundary._files`, Foundry's
+        own implementation of them): a symbolic link to a regular file inside `.alloy/` reads
+        that file; any other link, or a submodule, is refused, and said so for every path a
+        pass reads."""
+        from foundry.boundary import git_sources
+        from foundry.errors import BoundaryError
+
+        listed = self.mirror.entries(head, ".alloy/")
+        if all(mode in ("100644", "100755") for mode, _ in listed.values()):
+            return {path: sha for path, (_, sha) in listed.items()}  # the common case
+
+        links = {
+            path: self.mirror.blob(sha).decode("utf-8", "surrogateescape")
+            for path, (mode, sha) in listed.items()
+            if mode == "120000" and self.mirror.blob_size(sha) <= _MAX_LINK_BYTES
+        }
+        sources = git_sources({path: mode for path, (mode, _) in listed.items()}, links)
+        out: dict[str, str] = {}
+        for path, source in sorted(sources.items()):
+            if source.path is not None:
+                out[path] = listed[source.path][1]
+            elif _read_by_foundry(path):
+                refused = BoundaryError(path, source.refusal or "refused")
+                boundary.refused.append(refused)
+                report.refused.append(str(refused))
+        return out
 
     def _add_dispatch(self, dispatch: Dispatch, boundary: Boundary, report: PassReport) -> None:
         """The dispatched run as a Request pinned to the artifact's current digest, read by the
@@ -217,6 +246,20 @@ class Reading:
             except (ValueError, KeyError, TypeError):
                 continue  # not a trace Foundry wrote; status tools report it
         self._traces, self._trace_blobs = index, blobs
+
+
+#: The longest symbolic link target read (a longer "link" is not one a file system could hold).
+_MAX_LINK_BYTES = 4096
+
+
+def _read_by_foundry(path: str) -> bool:
+    """Whether a pass reads the file at `path` (what it cannot read there is reported)."""
+    parts = path.split("/")
+    if path in (".alloy", ".alloy/alloy.yaml"):
+        return True
+    if len(parts) != 3 or parts[1] not in ("artifacts", "requests", "approvals"):
+        return False
+    return path.endswith(".json") if parts[1] == "artifacts" else path.endswith(".yaml")
 
 
 def _traces_branch(document: Any) -> str:

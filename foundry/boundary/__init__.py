@@ -1,8 +1,10 @@
 """Foundry's reader of the `alloy.dev/v1` boundary (it never imports Alloy)."""
 
 from foundry.boundary._canonical import canonical_bytes, digest_of
+from foundry.boundary._files import MAX_LINKS, FileNode, TreeSource, git_sources, resolve_link
 from foundry.boundary._models import GATE_KINDS, Approval, Artifact, Block, Request
 from foundry.boundary._reader import (
+    MAX_BYTES,
     Boundary,
     read_approval,
     read_artifact,
@@ -12,15 +14,21 @@ from foundry.boundary._reader import (
 
 __all__ = [
     "GATE_KINDS",
+    "MAX_BYTES",
+    "MAX_LINKS",
     "Approval",
     "Artifact",
     "Block",
     "Boundary",
+    "FileNode",
     "Request",
+    "TreeSource",
     "canonical_bytes",
     "digest_of",
+    "git_sources",
     "read_approval",
     "read_artifact",
     "read_boundary",
     "read_request",
+    "resolve_link",
 ]

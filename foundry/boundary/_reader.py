@@ -99,6 +99,8 @@ def read_artifact(path: str, data: bytes) -> Artifact:
         document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BoundaryError(path, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BoundaryError(path, "not valid JSON: nested too deeply") from None
     _envelope(path, document, "Artifact")
     try:
         actual = digest_of(document)
@@ -166,27 +168,51 @@ _Core12Loader.add_constructor("tag:yaml.org,2002:int", _Core12Loader.construct_c
 _Core12Loader.add_constructor("tag:yaml.org,2002:float", _Core12Loader.construct_core_float)
 
 
+#: The tags a request may hold (implicit or written out): plain data, as Alloy reads it.
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map")
+)
+
+
+def _plain_nodes(path: str, node: yaml.Node) -> None:
+    """Refuse what is not plain data before anything is constructed: aliases, tags other than
+    plain scalars, lists and mappings, merge keys, and duplicate keys (Alloy refuses each, so a
+    request Foundry runs always holds what `alloy check` read)."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            raise BoundaryError(path, "aliases are not allowed in requests")
+        seen.add(id(current))
+        if current.tag not in _PLAIN_TAGS:
+            raise BoundaryError(
+                path, f"not valid YAML: tag {current.tag!r} is not allowed (plain data only)"
+            )
+        if isinstance(current, yaml.MappingNode):
+            keys: set[Any] = set()
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        raise BoundaryError(path, f"duplicate key {key.value!r}")
+                    keys.add(key.value)
+                stack.extend((key, value))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
 def _plain_yaml(path: str, text: str) -> Any:
     loader = _Core12Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise BoundaryError(path, "empty document")
-        seen: set[int] = set()
-        stack = [node]
-        while stack:
-            current = stack.pop()
-            if id(current) in seen:
-                raise BoundaryError(path, "aliases are not allowed in requests")
-            seen.add(id(current))
-            if isinstance(current, yaml.MappingNode):
-                for key, value in current.value:
-                    stack.extend((key, value))
-            elif isinstance(current, yaml.SequenceNode):
-                stack.extend(current.value)
+        _plain_nodes(path, node)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise BoundaryError(path, f"not valid YAML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, say
+        raise BoundaryError(path, f"not plain YAML data: {exc}") from None
     finally:
         loader.dispose()
 

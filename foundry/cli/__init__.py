@@ -73,7 +73,7 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
 @click.option(
     "--state",
     "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(readable=False, path_type=Path),
     help="State directory (default: outside the checkout, see docs).",
 )
 @click.option("--workers", type=click.IntRange(1, 256), help="Blocks in parallel (default: cores).")
@@ -150,13 +150,13 @@ def run(
 @click.option(
     "--state",
     "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(readable=False, path_type=Path),
     help="State directory (default: outside the checkout, see docs).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plan(path: Path, state_dir: Path | None, as_json: bool) -> None:
     """Show what would start now for every artifact of PATH, and what would not, and why.
-    Executes nothing."""
+    Executes nothing. Exit 1 when an artifact or request is refused (each is named)."""
     import json
 
     from foundry.workspace import plan_checkout
@@ -179,6 +179,8 @@ def plan(path: Path, state_dir: Path | None, as_json: bool) -> None:
         data = [item("start", i) for i in result.start] + [item("resume", i) for i in result.resume]
         data += [item("skip", i) for i in result.skip]
         click.echo(json.dumps({"plan": data, "refused": [str(r) for r in refused]}, indent=2))
+        if refused:
+            raise click.exceptions.Exit(1)
         return
     for problem in refused:
         click.echo(f"refused  {problem}")
@@ -191,12 +193,14 @@ def plan(path: Path, state_dir: Path | None, as_json: bool) -> None:
                 click.echo(f"  {kind:<7} {it.execution or '-':<20} {it.reason}")
     if not rows and not refused:
         click.echo("no artifacts")
+    if refused:
+        raise click.exceptions.Exit(1)
 
 
 _STATE = click.option(
     "--state",
     "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(readable=False, path_type=Path),
     help="State directory (default: the one `foundry run` uses for PATH).",
 )
 _PATH = click.option(
@@ -210,9 +214,9 @@ _PATH = click.option(
 
 
 def _state(path: Path, state_dir: Path | None) -> Path:
-    from foundry.workspace import default_state_dir
+    from foundry.workspace import default_state_dir, state_directory
 
-    return state_dir or default_state_dir(path.resolve())
+    return state_directory(state_dir or default_state_dir(path.resolve()), write=False)
 
 
 @cli.group()

@@ -20,7 +20,7 @@ EXIT_FAILED, EXIT_WAITING = 4, 5
 _STATE = click.option(
     "--state",
     "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(readable=False, path_type=Path),
     help="State directory (default: see docs/reconcile.md).",
 )
 _FORGE_REPO = click.option(
@@ -80,8 +80,10 @@ def reconcile(
     Exit codes with --once: 0 nothing failed, 1 the remote could not be read or written (what
     could not be published waits in the outbox), 4 an execution failed, 5 an execution waits.
     """
-    from controllers.reconcile import Reconciler, Settings
+    from controllers.reconcile import Reconciler, Settings, state_dir_for
+    from foundry.workspace import state_directory
 
+    state_directory(state_dir or state_dir_for(repo), write=True)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -140,8 +142,9 @@ def _forge(repo: str, state_dir: Path | None) -> LocalForge:
     from controllers.forge import LocalForge
     from controllers.gitops import Mirror, remote_url
     from controllers.reconcile import state_dir_for
+    from foundry.workspace import state_directory
 
-    state = state_dir or state_dir_for(repo)
+    state = state_directory(state_dir or state_dir_for(repo), write=True)
     return LocalForge(Mirror(remote_url(repo), state / "mirror.git"))
 
 
