@@ -134,6 +134,11 @@ class World:
         assert result.code == 0, result.err + result.out
         return result
 
+    def approve(self, execution: str, approver: str, *extra: str, gate: str = "work") -> None:
+        """`alloy approve` of `execution`'s gate on block `gate`, as `approver` (not merged)."""
+        args = ["--approver", approver, "--comment", "ok", *extra]
+        self.alloy("approve", execution, "--gate", gate, *args)
+
     def merge(self, message: str = "change", *, compile_: bool = True) -> str:
         """Compile, commit and push to the remote's main (what merging a pull request does)."""
         if compile_:

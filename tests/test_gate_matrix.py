@@ -58,17 +58,7 @@ def _nothing(world: World, execution: str) -> None:
 
 def _approve(*extra: str, approver: str = "bob") -> Callable[[World, str], None]:
     def then(world: World, execution: str) -> None:
-        world.alloy(
-            "approve",
-            execution,
-            "--gate",
-            "work",
-            "--approver",
-            approver,
-            "--comment",
-            "ok",
-            *extra,
-        )
+        world.approve(execution, approver, *extra)
         world.merge(f"{approver} decides", compile_=False)
 
     return then

@@ -27,18 +27,7 @@ def _as(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
 
 def _approve(world: World, execution: str, *approvers: str) -> None:
     for approver in approvers:
-        world.alloy(
-            "approve",
-            execution,
-            "--gate",
-            "work",
-            "--approver",
-            approver,
-            "--comment",
-            "ok",
-            "--name",
-            f"{execution}-{approver}",
-        )
+        world.approve(execution, approver, "--name", f"{execution}-{approver}")
     world.merge(f"approvals by {', '.join(approvers)}", compile_=False)
 
 

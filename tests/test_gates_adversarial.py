@@ -31,9 +31,7 @@ def _policy(world: World, body: str, path: str = POLICY) -> None:
 
 
 def _approve(world: World, execution: str, approver: str = "bob", *extra: str) -> None:
-    world.alloy(
-        "approve", execution, "--gate", "work", "--approver", approver, "--comment", "ok", *extra
-    )
+    world.approve(execution, approver, *extra)
 
 
 def _kill_group_of(pid_file: Path) -> None:
