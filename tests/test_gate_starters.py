@@ -103,3 +103,28 @@ def test_a_request_is_started_by_its_requester_not_the_intents_author(
     world.reconcile()
     assert world.trace(execution)["status"] == "succeeded"
     assert len(lines(mark)) == 1
+
+
+def test_a_push_execution_waiting_longer_than_the_history_window_still_resumes(
+    world: World,
+) -> None:
+    """A push execution waits on an approval while more than the 200 commits the planner looks
+    at land on the default branch. When the approval is merged, it resumes and succeeds: an
+    unfinished execution is never forgotten because its event left the plan's window."""
+    gate = "        gates:\n          - approval: {from: [bob], quorum: 1}\n"
+    mark = world.add_intent("ship", on='{push: {paths: ["src/**"]}}', gates=gate)
+    world.merge("add ship")
+    world.work.write({"src/app.txt": "v2\n"})
+    world.work.commit("change the app")
+    git(world.work.path, "push", "-q", "origin", "HEAD:main")
+    first = world.reconcile()
+    (execution,) = [e for e in first.report["started"] if world.trace(e)["event"]["type"] == "push"]
+    assert world.trace(execution)["status"] == "waiting"
+    for n in range(205):
+        git(world.work.path, "commit", "-q", "--allow-empty", "-m", f"unrelated {n}")
+    git(world.work.path, "push", "-q", "origin", "HEAD:main")
+    assert world.reconcile().code in (0, 5)
+    _approve(world, execution, "bob")
+    done = world.reconcile()
+    assert world.trace(execution)["status"] == "succeeded", done.report
+    assert [line.split()[0] for line in lines(mark)] == [execution]

@@ -10,8 +10,11 @@ the claims (one `git ls-remote`) and looks at those whose execution has no finis
   resumed from what the claim holds (artifact, event, inputs, commit, ledger);
 * `running` under a live lease — looked at again when the lease runs out (a dead holder never
   renews it), even if nothing else moves;
-* `parked` with a trace — it waits for its gate or a person, as the trace says; looked at
-  again only when the claim moves.
+* `parked` with a trace — it waits for its gate, its lane or a person, as the trace says. A
+  push or schedule execution that waits on a gate or its lane is judged again like a planned
+  one (its event left the plan's window, its gate did not stop mattering); an indeterminate one
+  when the default branch moved (an Approval may have come). Anything else is looked at again
+  only when the claim moves.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class Scanning:
             until = self.claims.expiry(held) if held.state == "running" else now
             if held.state == "running" and until > now:
                 memo[execution] = [sha, until]
-            elif held.state == "parked" and info is not None:
+            elif held.state == "parked" and info is not None and not _judged_again(info, report):
                 memo[execution] = [sha, None]
             else:  # finished (repair), expired (its holder died) or parked with no trace
                 item = self._from_claim(held, report)
@@ -129,3 +132,12 @@ class Scanning:
             new=False,
             initiator=str(facts["initiator"]) if facts.get("initiator") else None,
         )
+
+
+def _judged_again(info: TraceInfo, report: PassReport) -> bool:
+    """Whether a parked execution that no plan covers is resumed by this pass (see above)."""
+    if info.event not in ("push", "schedule"):
+        return False  # an apply of a replaced digest, a request no longer there: left alone
+    if info.status in ("waiting", "queued"):
+        return True
+    return info.status == "indeterminate" and report.moved
