@@ -28,6 +28,7 @@ from alloy.critique import (
 from alloy.model import Project
 from controllers.git import resolve_commit
 from tests.conftest import GitRepo, Result, git, run_cli
+from tests.test_status import export, foundry_run
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = json.dumps(sys.executable)  # a YAML (flow) string of the interpreter's path
@@ -441,39 +442,7 @@ def test_unknown_name_invalid_intent_and_usage(repo: GitRepo) -> None:
 # --- stale evidence, from real traces ------------------------------------------------------------
 
 
-def foundry_run(repo: GitRepo, state: Path, *extra: str) -> str:
-    result = run_cli(
-        "foundry",
-        "run",
-        str(repo.path),
-        "--artifact",
-        "build",
-        "--state",
-        str(state),
-        *extra,
-        cwd=repo.path,
-    )
-    assert result.code in (0, 4), result.err  # succeeded or failed
-    line = next(x for x in result.err.splitlines() if x.startswith("exe-"))
-    return line.split(":", 1)[0]
-
-
-def export(repo: GitRepo, state: Path, execution: str) -> bytes:
-    result = run_cli(
-        "foundry",
-        "traces",
-        "export",
-        execution,
-        "--format",
-        "json",
-        "--path",
-        str(repo.path),
-        "--state",
-        str(state),
-        cwd=repo.path,
-    )
-    assert result.code == 0, result.err
-    return result.out.encode()
+# `foundry_run` and `export` are the status tests' own (real `foundry run`, real export).
 
 
 def commit_traces(path: Path, files: dict[str, bytes], branch: str = "alloy/traces") -> None:
