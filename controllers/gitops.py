@@ -301,11 +301,6 @@ class Mirror:
         sha = str(self.repo.git.log("-1", "--format=%H", rev, "--", path)).strip()
         return sha or rev
 
-    def added_at(self, rev: str, path: str) -> float:
-        """When the newest commit that changed `path` was committed (seconds since the epoch)."""
-        stamp = str(self.repo.git.log("-1", "--format=%ct", rev, "--", path)).strip()
-        return float(stamp) if stamp else 0.0
-
     def authors(self, commit: str) -> tuple[str, ...]:
         """Who wrote `commit`: its author's name and e-mail address — and for a merge commit,
         also those of every commit it brought (the merged branch's authors wrote the change;

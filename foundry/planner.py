@@ -49,12 +49,9 @@ class Known(Protocol):
         """The execution's status, or None if it was never planned."""
         ...
 
-    def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
-        """Executions of `artifact` from events of this type that have not finished."""
-        ...
-
     def unfinished_keys(self, artifact: str, event_type: str) -> Sequence[tuple[str, str]]:
-        """The same, as (execution, event key)."""
+        """Executions of `artifact` from events of this type that have not finished, as
+        (execution, event key)."""
         ...
 
 
@@ -239,7 +236,8 @@ def plan(
                         f"schedule: slot {slot_key(missed)} is outside the catch-up window",
                     )
                 )
-            busy = list(known.unfinished(name, "schedule"))
+            unfinished = list(known.unfinished_keys(name, "schedule"))
+            busy = [execution for execution, _ in unfinished]
             for slot in slots:
                 event = Event("schedule", slot_key(slot))
                 execution = execution_id(artifact.digest, event)
@@ -257,7 +255,7 @@ def plan(
             # A slot's execution that has not finished (waiting on a gate, say) resumes however
             # long ago its slot was: the catch-up window decides what starts, not what goes on.
             planned = {execution_id(artifact.digest, Event("schedule", slot_key(t))) for t in slots}
-            for execution, key in known.unfinished_keys(name, "schedule"):
+            for execution, key in unfinished:
                 event = Event("schedule", key)
                 if execution not in planned and execution_id(artifact.digest, event) == execution:
                     _consider(out, known, artifact, event, f"schedule: slot {key}")

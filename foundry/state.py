@@ -113,9 +113,6 @@ class LedgerIndex:
                 out.append(Summary(execution, records[0], status_of(records)))
         return out
 
-    def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
-        return [e for e, _ in self.unfinished_keys(artifact, event_type)]
-
     def unfinished_keys(self, artifact: str, event_type: str) -> Sequence[tuple[str, str]]:
         return [
             (s.execution, str(s.planned["event"]["key"]))

@@ -723,9 +723,6 @@ class _Nothing:
     def status(self, execution: str) -> str | None:
         return None
 
-    def unfinished(self, artifact: str, event_type: str) -> Sequence[str]:
-        return ()
-
     def unfinished_keys(self, artifact: str, event_type: str) -> Sequence[tuple[str, str]]:
         return ()
 

@@ -78,9 +78,6 @@ class _Known:
         info = self.traces.get(execution)
         return info.status if info is not None else None
 
-    def unfinished(self, artifact: str, event_type: str) -> list[str]:
-        return [e for e, _ in self.unfinished_keys(artifact, event_type)]
-
     def unfinished_keys(self, artifact: str, event_type: str) -> list[tuple[str, str]]:
         return sorted(
             (e, i.key)
