@@ -161,11 +161,11 @@ def parse_traces(
     for executions in by_intent.values():
         # Newest first: by start time (an execution not started yet sorts last), then by id.
         executions.sort(key=lambda e: e.trace.metadata.name)
-        executions.sort(key=lambda e: _instant(e.trace.spec.started_at), reverse=True)
+        executions.sort(key=lambda e: sort_instant(e.trace.spec.started_at), reverse=True)
     return by_intent, warnings
 
 
-def _instant(stamp: str | None) -> str:
+def sort_instant(stamp: str | None) -> str:
     """An RFC 3339 UTC stamp as text that sorts by time: the fraction of a second is written
     out to nine digits (`...:31Z` is before `...:31.5Z`, though `Z` sorts after `.`)."""
     if stamp is None:
@@ -188,9 +188,7 @@ def _execution_json(execution: _Execution, current: str | None) -> dict[str, Any
     }
 
 
-def _evidence_json(
-    intent: Intent, executions: list[_Execution], current: str | None
-) -> list[dict[str, Any]]:
+def evidence_of(intent: Intent, traces: list[Trace], current: str | None) -> list[dict[str, Any]]:
     """For each acceptance criterion, the evidence of the newest execution that says something
     final about it: produced, or missing from a finished execution (an unfinished one may still
     produce it). Executions of the current artifact digest come first; older ones only stand in
@@ -209,10 +207,10 @@ def _evidence_json(
             "artifactDigest": None,
         }
         if criterion.evidence is not None:
-            found: tuple[_Execution, Any] | None = None
+            found: tuple[Trace, Any] | None = None
             for want_current in (True, False):
-                for execution in executions:
-                    spec = execution.trace.spec
+                for execution in traces:
+                    spec = execution.spec
                     if (spec.artifact.digest == current) != want_current:
                         continue
                     entry = next((e for e in spec.evidence if e.acceptance == criterion.id), None)
@@ -226,12 +224,12 @@ def _evidence_json(
                     break
             if found is not None:
                 execution, entry = found
-                digest = execution.trace.spec.artifact.digest
+                digest = execution.spec.artifact.digest
                 item.update(
                     status=entry.status,
                     stale=digest != current,
                     digest=entry.digest,
-                    execution=execution.trace.metadata.name,
+                    execution=execution.metadata.name,
                     artifactDigest=digest,
                     block=entry.block,
                     output=entry.output,
@@ -274,7 +272,7 @@ def build_status(
                 },
                 "executionsTotal": len(executions),
                 "executions": [_execution_json(e, current) for e in shown],
-                "evidence": _evidence_json(intent, executions, current),
+                "evidence": evidence_of(intent, [e.trace for e in executions], current),
             }
         )
     return report

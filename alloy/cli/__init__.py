@@ -9,6 +9,7 @@ from alloy.cli import (
     _critique,  # noqa: F401 - registers `alloy critique`
     _demo,  # noqa: F401 - registers `alloy demo`
     _review,  # noqa: F401 - registers `alloy review`
+    _ui,  # noqa: F401 - registers `alloy ui`
 )
 from alloy.cli._boundary import run
 from alloy.cli._commands import cli

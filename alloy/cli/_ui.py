@@ -1,0 +1,151 @@
+"""`alloy ui`: serve the web interface (alloy.web) with uvicorn."""
+
+from __future__ import annotations
+
+import getpass
+import threading
+import webbrowser
+from pathlib import Path
+
+import click
+
+from alloy.cli._commands import Context, cli, pass_ctx
+from alloy.errors import NotFound, UserError
+
+
+def _default_remote(where: Path) -> str:
+    """The repository `alloy ui` shows when no --repo is given: the current clone's `origin`
+    (where reconcile keeps claims, traces and records), else the repository itself."""
+    from controllers import git as gitctl
+
+    root = gitctl.toplevel(where)
+    if root is None:
+        raise UserError(f"{where} is not inside a git repository; pass --repo PATH|URL")
+    origin = gitctl.config_value(root, "remote.origin.url")
+    if origin:
+        return (
+            origin
+            if "://" in origin or ":" in origin.split("/")[0]
+            else str((root / origin).resolve())
+        )
+    return str(root)
+
+
+def _identity(given: str | None, where: Path) -> str:
+    if given:
+        return given
+    from controllers import git as gitctl
+
+    name = gitctl.config_value(where, "user.name") if gitctl.toplevel(where) else None
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "alloy-ui"
+
+
+@cli.command()
+@click.option(
+    "--repo",
+    "repos",
+    multiple=True,
+    metavar="PATH|URL",
+    help="A repository to show, as given to `foundry reconcile --repo` (repeatable; default: "
+    "this clone's origin, else this repository).",
+)
+@click.option("--listen", default="127.0.0.1:8780", show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Access tokens, one per line (TOKEN or NAME TOKEN); required to listen beyond loopback.",
+)
+@click.option("--read-only", is_flag=True, help="Show everything, write nothing (no actions).")
+@click.option(
+    "--as", "identity", metavar="NAME", help="Who actions are recorded as (default: git user.name)."
+)
+@click.option(
+    "--poll",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.05, 60),
+    help="Seconds between looks at the remotes.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the bare caches of the remotes are kept (default: ~/.cache/alloy/ui).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
+@pass_ctx
+def ui(
+    ctx: Context,
+    repos: tuple[str, ...],
+    listen: str,
+    token_file: Path | None,
+    read_only: bool,
+    identity: str | None,
+    poll: float,
+    cache: Path | None,
+    open_browser: bool,
+) -> None:
+    """Serve the web dashboard of intent, executions and evidence.
+
+    \b
+    Examples:
+      alloy ui                                  this clone's origin, on 127.0.0.1:8780
+      alloy ui --repo ../team-a --repo https://git.example.com/b.git --open
+      alloy ui --listen 0.0.0.0:8780 --token-file /etc/alloy/ui-tokens
+
+    Exit codes: 0 stopped, 1 bad options or a repository that cannot be read, 2 usage.
+    """
+    import uvicorn
+
+    from alloy.web import (
+        Security,
+        create_app,
+        default_cache,
+        is_loopback,
+        open_repositories,
+        read_tokens,
+    )
+    from controllers.remote_view import RemoteError
+
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or not host:
+        raise UserError(f"--listen {listen!r}: write HOST:PORT, like 127.0.0.1:8780")
+    tokens: dict[str, str | None] = {}
+    if token_file is not None:
+        try:
+            tokens = read_tokens(str(token_file), token_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise NotFound(f"--token-file {token_file}: {exc.strerror}") from None
+    if not is_loopback(host) and not tokens:
+        raise UserError(
+            f"--listen {listen}: beyond loopback the dashboard needs --token-file (one token per "
+            "line); or listen on 127.0.0.1"
+        )
+    where = ctx.cwd()
+    urls = [str(Path(r).resolve()) if Path(r).exists() else r for r in repos] or [
+        _default_remote(where)
+    ]
+    try:
+        states = open_repositories(urls, cache or default_cache())
+    except (RemoteError, OSError) as exc:
+        raise UserError(f"cannot prepare the cache: {exc}") from None
+    for state in states:
+        try:
+            state.view.refresh()
+        except RemoteError as exc:
+            raise UserError(f"--repo {state.view.url}: {exc}") from None
+    app = create_app(
+        states,
+        security=Security(tokens=tokens, identity=_identity(identity, where)),
+        writable=not read_only,
+        poll=poll,
+    )
+    address = f"http://{host if ':' not in host else '[' + host + ']'}:{port_text}/"
+    click.echo(f"alloy ui: serving {', '.join(s.key for s in states)} on {address}", err=True)
+    if open_browser:
+        threading.Timer(1.0, webbrowser.open, args=(address,)).start()
+    uvicorn.run(app, host=host.strip("[]"), port=int(port_text), log_level="warning")

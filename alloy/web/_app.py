@@ -1,0 +1,575 @@
+"""The Starlette application: routes, the JSON twins, live updates, actions.
+
+Every view is one URL; the same URL answers JSON with `?format=json` (or `Accept:
+application/json`) — the data the page is drawn from. `GET /events` streams Server-Sent
+Events: `change` with the new version whenever a repository's refs moved; the page's script
+then fetches the same URL as a fragment (`X-Alloy-Fragment: 1`) and swaps its `<main>`.
+Without JavaScript every page and form works as plain HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from alloy import status as status_mod
+from alloy.errors import AlloyError
+from alloy.web import _actions, _history, _reviews, _views
+from alloy.web._graph import automation_svg
+from alloy.web._repo import RepoState
+from alloy.web._security import CSRF_COOKIE, TOKEN_COOKIE, Security
+
+STATIC = Path(__file__).parent / "static"
+DOWNLOADS = {
+    "json": "application/json",
+    "markdown": "text/markdown",
+    "otlp": "application/json",
+    "intoto": "application/json",
+}
+
+
+class Hub:
+    """The repositories, their refreshes, and who waits for the next change."""
+
+    def __init__(self, states: Sequence[RepoState], *, poll: float, writable: bool) -> None:
+        self.states = list(states)
+        self.by_key = {s.key: s for s in self.states}
+        self.poll = poll
+        self.writable = writable
+        self.version = 0
+        self.rows: list[dict[str, Any]] = []
+        self._rows_of: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        self.history: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.reviews: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.changed: asyncio.Condition | None = None
+        self.lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Refresh every repository (a thread); True when anything shown changed."""
+        with self.lock:
+            changed = False
+            for state in self.states:
+                changed = state.refresh() or changed
+            if changed or not self.version:
+                rows = []
+                for state in self.states:
+                    cached = self._rows_of.get(state.key)
+                    if cached is None or cached[0] != state.version:
+                        cached = (state.version, _views.intent_rows(state))
+                        self._rows_of[state.key] = cached
+                    rows.extend(cached[1])
+                self.rows = rows
+                if len(self.history) > 20_000:
+                    self.history.clear()
+                if len(self.reviews) > 2_000:
+                    self.reviews.clear()
+                self.version += 1
+            return changed
+
+    async def run(self) -> None:
+        assert self.changed is not None
+        while True:
+            try:
+                changed = await asyncio.to_thread(self.refresh)
+            except Exception as exc:  # noqa: BLE001 - a refresh must never stop the server
+                sys.stderr.write(f"alloy ui: refresh failed: {exc}\n")
+                changed = False
+            if changed:
+                async with self.changed:
+                    self.changed.notify_all()
+            await asyncio.sleep(self.poll)
+
+
+def _wants_json(request: Request) -> bool:
+    if request.query_params.get("format") == "json":
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _short(value: str | None, n: int = 12) -> str:
+    if not value:
+        return "-"
+    return value.removeprefix("sha256:")[:n]
+
+
+def _ago(stamp: str | None) -> str:
+    if not stamp:
+        return "-"
+    try:
+        moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment.tzinfo else stamp
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def create_app(
+    states: Sequence[RepoState],
+    *,
+    security: Security | None = None,
+    writable: bool = True,
+    poll: float = 0.5,
+    foundry: Sequence[str] | None = None,
+    refresh_in_background: bool = True,
+) -> Starlette:
+    """The application for `states`. `foundry` is the command that runs Foundry as a process
+    (for the Markdown, OTLP and in-toto downloads); Alloy never imports it."""
+    hub = Hub(states, poll=poll, writable=writable)
+    guard = security or Security()
+    converter = list(foundry or [sys.executable, "-P", "-m", "foundry"])
+    env = Environment(
+        loader=PackageLoader("alloy.web", "templates"), autoescape=select_autoescape(["html"])
+    )
+    env.filters.update(
+        short=_short,
+        ago=_ago,
+        duration=_duration,
+        tojson_pretty=lambda v: json.dumps(v, indent=2, sort_keys=True),
+    )
+    env.globals.update(urlencode=urlencode)
+
+    def render(
+        request: Request, template: str, data: dict[str, Any], status: int = 200
+    ) -> Response:
+        if _wants_json(request):
+            return JSONResponse(data, status_code=status)
+        cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        fragment = request.headers.get("x-alloy-fragment") == "1"
+        html = env.get_template(template).render(
+            d=data,
+            request=request,
+            hub=hub,
+            csrf=guard.csrf_for(cookie),
+            fragment=fragment,
+            identity=guard.identity_of(_token(request)),
+            version=hub.version,
+        )
+        response = HTMLResponse(html, status_code=status)
+        if CSRF_COOKIE not in request.cookies:
+            response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict")
+        return response
+
+    def problem(request: Request, status: int, message: str) -> Response:
+        return render(
+            request, "error.html", {"schemaVersion": 1, "view": "error", "error": message}, status
+        )
+
+    def state_of(request: Request) -> RepoState | None:
+        return hub.by_key.get(request.path_params["repo"])
+
+    async def overview(request: Request) -> Response:
+        q = request.query_params
+        try:
+            page = int(q.get("page", "1"))
+        except ValueError:
+            page = 1
+        filters = _views.Filters(
+            repo=q.get("repo", ""),
+            owner=q.get("owner", ""),
+            state=q.get("state", ""),
+            label=q.get("label", ""),
+            status=q.get("status", ""),
+            q=q.get("q", ""),
+            page=page,
+        )
+        return render(
+            request, "overview.html", _views.overview(hub.states, hub.rows, filters, hub.writable)
+        )
+
+    async def intent(request: Request) -> Response:
+        state = state_of(request)
+        name = request.path_params["name"]
+        if state is None or name not in state.intents.inputs:
+            return problem(
+                request, 404, f"no intent {name!r} in repository {request.path_params['repo']!r}"
+            )
+
+        def build() -> dict[str, Any]:
+            with state.lock:
+                history = _history.lifecycle(state, name, hub.history)
+                findings = _critique(state, name)
+                data = _views.intent_view(
+                    state,
+                    name,
+                    history=history,
+                    findings=findings,
+                    now=datetime.datetime.now(datetime.UTC),
+                )
+            auto = data["automation"]
+            data["graph"] = automation_svg(auto["blocks"]) if auto else ""
+            return data
+
+        return render(request, "intent.html", await asyncio.to_thread(build))
+
+    async def execution(request: Request) -> Response:
+        state = state_of(request)
+        exe = request.path_params["execution"]
+        ref = state.executions.get(exe) if state else None
+        if state is None or ref is None:
+            return problem(
+                request, 404, f"no execution {exe!r} in repository {request.path_params['repo']!r}"
+            )
+        found = await asyncio.to_thread(state.trace_document, exe)
+        if found is None:
+            return problem(request, 404, f"the trace of {exe} cannot be read")
+        trace, _ = found
+        spec = trace["spec"]
+        statuses = {b["id"]: b["status"] for b in spec.get("blocks", [])}
+        given = state.intents.inputs.get(ref.intent)
+        auto = (
+            _views.automation(given.intent, datetime.datetime.now(datetime.UTC)) if given else None
+        )
+        data = {
+            "schemaVersion": 1,
+            "view": "execution",
+            "repo": state.key,
+            "id": exe,
+            "intent": ref.intent,
+            "source": ref.source,
+            "claim": state.claims.get(exe, ({}, None))[0] or None,
+            "trace": trace,
+            "waiting": _views.waiting_items(state, ref, spec.get("gates", []))
+            if spec["status"] not in status_mod.FINISHED
+            else [],
+            "checkRun": state.checks.get(exe),
+            "downloads": {
+                f: str(request.url_for("download", repo=state.key, execution=exe, fmt=f))
+                for f in DOWNLOADS
+            },
+            "graph": automation_svg(auto["blocks"], statuses) if auto else "",
+        }
+        return render(request, "execution.html", data)
+
+    async def download(request: Request) -> Response:
+        state = state_of(request)
+        exe, fmt = request.path_params["execution"], request.path_params["fmt"]
+        if state is None or exe not in state.executions or fmt not in DOWNLOADS:
+            return PlainTextResponse("not found", status_code=404)
+        found = await asyncio.to_thread(state.trace_document, exe)
+        if found is None:
+            return PlainTextResponse("not found", status_code=404)
+        _, raw = found
+        name = f"{exe}.{'md' if fmt == 'markdown' else fmt + '.json' if fmt != 'json' else 'json'}"
+        headers = {"content-disposition": f'attachment; filename="{name}"'}
+        if fmt == "json":
+            return Response(raw, media_type=DOWNLOADS[fmt], headers=headers)
+        artifact = await asyncio.to_thread(state.artifact_bytes, exe)
+        out, err = await asyncio.to_thread(_convert, converter, fmt, raw, artifact)
+        if out is None:
+            return PlainTextResponse(err, status_code=422)
+        return Response(out, media_type=DOWNLOADS[fmt], headers=headers)
+
+    async def simple(request: Request) -> Response:
+        view = request.url.path.strip("/")
+        if view == "approvals":
+            data = _views.approvals(hub.states)
+        elif view == "lanes":
+            data = _views.lanes(hub.states)
+        elif view == "activity":
+            data = await asyncio.to_thread(_history.activity, hub.states, hub.history)
+        else:
+            data = await asyncio.to_thread(_reviews.reviews, hub.states, hub.reviews)
+        data["writable"] = hub.writable
+        return render(request, f"{view}.html", data)
+
+    async def propose_form(request: Request) -> Response:
+        state = state_of(request)
+        if state is None:
+            return problem(request, 404, "no such repository")
+        return render(
+            request,
+            "propose.html",
+            {"schemaVersion": 1, "view": "propose", "repo": state.key, "writable": hub.writable},
+        )
+
+    async def action(request: Request) -> Response:
+        state = state_of(request)
+        if state is None:
+            return problem(request, 404, "no such repository")
+        origin = request.headers.get("origin")
+        if origin and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+            return problem(request, 403, "refused: the form was sent from another site (Origin)")
+        form = await request.form()
+        if not guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
+            return problem(
+                request,
+                403,
+                "refused: the form's CSRF token is missing or wrong; reload the page and send it again",
+            )
+        if not hub.writable:
+            return problem(request, 403, "this server is read-only; nothing was written")
+        actor = guard.identity_of(_token(request))
+        kind = request.path_params["action"]
+        text = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+        try:
+            done = await asyncio.to_thread(_run_action, state, kind, text, form.getlist, actor)
+        except (AlloyError, ValueError) as exc:
+            return problem(request, 400, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a remote that refuses the push, say
+            return problem(request, 502, f"{kind}: {exc}")
+        await asyncio.to_thread(hub.refresh)
+        return render(
+            request,
+            "done.html",
+            {"schemaVersion": 1, "view": "action", "repo": state.key, **done.to_json()},
+            201,
+        )
+
+    async def events(request: Request) -> Response:
+        assert hub.changed is not None
+        try:
+            limit = int(request.query_params.get("limit", "0"))
+        except ValueError:
+            limit = 0
+
+        async def stream() -> AsyncIterator[bytes]:
+            assert hub.changed is not None
+            seen = int(request.query_params.get("since", hub.version) or hub.version)
+            sent = 0
+            yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'version': hub.version})}\n\n".encode()
+            while True:
+                if hub.version > seen:
+                    seen = hub.version
+                    yield f"event: change\ndata: {json.dumps({'version': seen})}\n\n".encode()
+                    sent += 1
+                    if limit and sent >= limit:
+                        return
+                async with hub.changed:
+                    try:
+                        await asyncio.wait_for(hub.changed.wait(), timeout=15)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"cache-control": "no-store"}
+        )
+
+    async def healthz(request: Request) -> Response:
+        errors = {s.key: s.error for s in hub.states if s.error}
+        return JSONResponse(
+            {"ok": not errors, "version": hub.version, "errors": errors},
+            status_code=200 if not errors else 503,
+        )
+
+    async def login(request: Request) -> Response:
+        if request.method == "POST":
+            form = await request.form()
+            token = str(form.get("token", ""))
+            if guard.token_ok(token):
+                response = RedirectResponse("/", status_code=303)
+                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+                return response
+            return HTMLResponse(env.get_template("login.html").render(failed=True), status_code=401)
+        return HTMLResponse(env.get_template("login.html").render(failed=False))
+
+    routes = [
+        Route("/", overview, name="overview"),
+        Route("/approvals", simple, name="approvals"),
+        Route("/reviews", simple, name="reviews"),
+        Route("/lanes", simple, name="lanes"),
+        Route("/activity", simple, name="activity"),
+        Route("/events", events, name="events"),
+        Route("/healthz", healthz),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/r/{repo}/intents/{name}", intent, name="intent"),
+        Route("/r/{repo}/executions/{execution}", execution, name="execution"),
+        Route("/r/{repo}/executions/{execution}/download/{fmt}", download, name="download"),
+        Route("/r/{repo}/propose", propose_form, name="propose"),
+        Route("/r/{repo}/actions/{action}", action, methods=["POST"], name="action"),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub.changed = asyncio.Condition()
+        await asyncio.to_thread(hub.refresh)
+        task = asyncio.create_task(hub.run()) if refresh_in_background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
+    async def gatekeeper(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        path = request.url.path
+        if (
+            guard.needs_token
+            and path not in ("/login", "/healthz")
+            and not path.startswith("/static/")
+            and not guard.token_ok(_token(request))
+        ):
+            if _wants_json(request) or request.method != "GET":
+                return JSONResponse(
+                    {"error": "a token is required (Authorization: Bearer TOKEN)"},
+                    status_code=401,
+                )
+            return RedirectResponse("/login", status_code=303)
+        response: Response = await call_next(request)
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        response.headers.setdefault("referrer-policy", "same-origin")
+        response.headers.setdefault(
+            "content-security-policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        )
+        return response
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=gatekeeper)],
+    )
+    app.state.hub = hub
+    return app
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.cookies.get(TOKEN_COOKIE)
+
+
+def _run_action(
+    state: RepoState,
+    kind: str,
+    form: dict[str, str],
+    getlist: Callable[[str], list[Any]],
+    actor: str,
+) -> _actions.Done:
+    def lines(name: str) -> list[str]:
+        return [line.strip() for line in form.get(name, "").splitlines() if line.strip()]
+
+    if kind in ("approve", "reject"):
+        return _actions.approve(
+            state,
+            execution=form.get("execution", ""),
+            gate=form.get("gate", ""),
+            decision=kind,
+            comment=form.get("comment", ""),
+            actor=actor,
+        )
+    if kind == "request":
+        return _actions.request(
+            state,
+            intent=form.get("intent", ""),
+            inputs=lines("inputs"),
+            reason=form.get("reason", ""),
+            actor=actor,
+        )
+    if kind == "propose":
+        return _actions.propose(
+            state,
+            name=form.get("name", "").strip(),
+            title=form.get("title", "").strip(),
+            goal=form.get("goal", ""),
+            rationale=form.get("rationale", ""),
+            owners=[
+                o.strip()
+                for o in form.get("owners", "").replace(",", "\n").splitlines()
+                if o.strip()
+            ],
+            acceptance=lines("acceptance"),
+            actor=actor,
+        )
+    if kind == "move":
+        return _actions.move(
+            state,
+            intent=form.get("intent", ""),
+            to=form.get("to", ""),
+            reason=form.get("reason", ""),
+            actor=actor,
+        )
+    raise ValueError(f"no action {kind!r}: approve, reject, request, propose or move")
+
+
+def _critique(state: RepoState, name: str) -> list[dict[str, Any]]:
+    """The intent assistant's deterministic findings about `name` (offline)."""
+    from alloy.critique import critique
+    from alloy.critique._rules import IntentDocument
+
+    commit = state.intents.commit
+    if commit is None:
+        return []
+    wanted = [name]
+    chain = set()
+    while wanted:
+        current = wanted.pop()
+        if current in chain or current not in state.intents.inputs:
+            continue
+        chain.add(current)
+        wanted.extend(state.intents.inputs[current].intent.spec.relations.supersedes)
+    documents = {}
+    for member in sorted(chain):
+        given = state.intents.inputs[member]
+        data = state.view.file_at(commit, given.path)
+        if data is not None:
+            documents[member] = IntentDocument(member, given.path, data, given.intent)
+    if name not in documents:
+        return []
+    states = {n: g.intent.spec.state for n, g in state.intents.inputs.items()}
+    project = state.intents.repo.project if state.intents.repo else None
+    report = critique(
+        documents,
+        names=[name],
+        project_owners=list(project.spec.owners) if project else [],
+        states=states,
+    )
+    return [f.to_json() for f in report.findings]
+
+
+def _convert(
+    command: list[str], fmt: str, trace: bytes, artifact: bytes | None
+) -> tuple[bytes | None, str]:
+    """Foundry renders Markdown, OTLP and in-toto (as a process: Alloy never imports it)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [*command, "traces", "convert", "--format", fmt, "--trace", "-"]
+        if artifact is not None:
+            path = Path(tmp) / "artifact.json"
+            path.write_bytes(artifact)
+            args += ["--artifact", str(path)]
+        try:
+            proc = subprocess.run(args, input=trace, capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"foundry traces convert: {exc}"
+    if proc.returncode != 0:
+        return None, proc.stderr.decode(
+            "utf-8", "replace"
+        ).strip() or "foundry traces convert failed"
+    return proc.stdout, ""

@@ -1,0 +1,401 @@
+"""One repository as the web interface sees it: everything read from its remote, in layers.
+
+Each layer is keyed by the refs it is made of and rebuilt only when they move: the intents of the
+default branch (documents parsed once per blob, through an in-memory parse cache), the traces of
+the traces branch (each trace parsed once per blob), claims (each claim commit read once), lanes
+and the local forge's check runs. A trace push therefore costs the parsing of the new traces
+only, not of every intent.
+
+What a running execution has done so far is read from the Trace document its claim carries
+(`trace.json`, kept current by whoever runs it): the boundary format, never Foundry's ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from alloy import status as status_mod
+from alloy.load import DocResult, Entry, load_repository
+from alloy.model import Intent, Trace
+
+if TYPE_CHECKING:
+    from alloy.load import Repository
+    from controllers.remote_view import RemoteView
+
+ALLOY_DIR = ".alloy"
+TRACES_DIR = "traces"
+CLAIMS = "refs/alloy/claims/"
+LANES = "refs/alloy/lanes/"
+FORGE = "refs/alloy/forge"
+READ_CAP = 4 * 1024 * 1024
+
+
+class MemoryCache:
+    """The loader's document cache, in memory: a document whose bytes did not change is not
+    parsed again when the default branch moves."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, DocResult] = {}
+        self.used: set[str] = set()
+
+    def get(self, key: str) -> DocResult | None:
+        found = self.results.get(key)
+        if found is not None:
+            self.used.add(key)
+        return found
+
+    def put(self, key: str, result: DocResult) -> None:
+        self.results[key] = result
+        self.used.add(key)
+
+    def sweep(self) -> None:
+        """Forget what the last load did not use."""
+        self.results = {k: v for k, v in self.results.items() if k in self.used}
+        self.used = set()
+
+
+@dataclass(frozen=True)
+class ExecutionRef:
+    """What the overview and lists need of one execution, from its trace (or its claim)."""
+
+    id: str
+    intent: str
+    status: str
+    event: dict[str, str]
+    digest: str
+    started_at: str | None
+    finished_at: str | None
+    reason: str | None
+    #: gates whose latest decision is `waiting`: (block, index, kind, reason, at)
+    waiting: tuple[tuple[str, int, str, str, str], ...]
+    #: where the trace was read: `traces` (the traces branch) or `claim` (live, from its claim)
+    source: str
+    blob: str
+
+
+@dataclass
+class Intents:
+    commit: str | None = None
+    repo: Repository | None = None
+    models: dict[str, tuple[DocResult, Intent]] = field(default_factory=dict)
+    inputs: dict[str, status_mod.IntentInput] = field(default_factory=dict)
+    problems: int = 0
+
+
+def _snapshot(view: RemoteView, commit: str) -> dict[str, Entry]:
+    from alloy.load import _files as file_rules
+    from alloy.load import git_sources
+
+    listing = view.tree(commit, ALLOY_DIR)
+    wanted = {f.sha for f in listing if f.regular or f.mode == "120000"}
+    blobs = view.blobs(wanted, READ_CAP)
+    files = {f.path: f for f in listing}
+    links = {
+        f.path: blobs[f.sha].decode("utf-8", "surrogateescape")
+        for f in listing
+        if f.mode == "120000" and f.sha in blobs
+    }
+    snap: dict[str, Entry] = {}
+    for path, source in git_sources({f.path: f.mode for f in listing}, links).items():
+        if source.path is None:
+            snap[path] = Entry(refusal=source.refusal)
+            continue
+        sha = files[source.path].sha
+        if sha in blobs:
+            snap[path] = Entry(data=blobs[sha], source=source.path if source.path != path else None)
+        else:
+            snap[path] = Entry(refusal=file_rules.not_in_repository())
+    return snap
+
+
+def _light(trace: Trace, source: str, blob: str) -> ExecutionRef:
+    spec = trace.spec
+    latest: dict[tuple[str, int], Any] = {}
+    for gate in spec.gates:
+        latest[(gate.block, gate.index)] = gate
+    waiting = tuple(
+        (g.block, g.index, g.kind, g.reason, g.at)
+        for g in latest.values()
+        if g.decision == "waiting"
+    )
+    return ExecutionRef(
+        trace.metadata.name,
+        spec.intent,
+        spec.status,
+        {"type": spec.event.type, "key": spec.event.key},
+        spec.artifact.digest,
+        spec.started_at,
+        spec.finished_at,
+        spec.reason,
+        waiting,
+        source,
+        blob,
+    )
+
+
+def _slim(trace: Trace) -> Trace:
+    """The trace without its blocks (attempts and log tails are most of its size): enough for
+    evidence and gates; the execution page reads the whole trace again."""
+    return trace.model_copy(update={"spec": trace.spec.model_copy(update={"blocks": []})})
+
+
+class RepoState:
+    """Everything shown of one repository, refreshed from its remote by `refresh()`."""
+
+    def __init__(self, key: str, view: RemoteView) -> None:
+        self.key = key
+        self.view = view
+        self.lock = threading.RLock()
+        self.cache = MemoryCache()
+        self.intents = Intents()
+        self.traces_commit: str | None = None
+        self.traces_branch = "alloy/traces"
+        #: trace blob -> (slim trace, light ref); rebuilt incrementally
+        self._trace_blobs: dict[str, tuple[Trace, ExecutionRef]] = {}
+        self.trace_paths: dict[str, str] = {}  # execution -> blob
+        #: claim commit -> (claim.json, live trace or None)
+        self._claims: dict[str, tuple[dict[str, Any], tuple[Trace, ExecutionRef] | None]] = {}
+        self.claims: dict[str, tuple[dict[str, Any], tuple[Trace, ExecutionRef] | None]] = {}
+        self.lanes: dict[str, dict[str, Any]] = {}
+        self.checks: dict[str, dict[str, Any]] = {}
+        self.forge_commit: str | None = None
+        self.executions: dict[str, ExecutionRef] = {}
+        self.by_intent: dict[str, list[ExecutionRef]] = {}
+        self.warnings: list[str] = []
+        self.version = 0
+        self.error: str | None = None
+
+    # -- refresh --------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Bring every layer up to date; True when anything shown may have changed."""
+        from controllers.remote_view import RemoteError
+
+        try:
+            moved = self.view.refresh()
+        except RemoteError as exc:
+            changed = self.error != str(exc)
+            self.error = str(exc)
+            return changed
+        if not moved and self.error is None and self.version:
+            return False
+        with self.lock:
+            self.error = None
+            self._load_intents()
+            self._load_traces()
+            self._load_claims()
+            self._load_lanes()
+            self._load_forge()
+            self._index()
+            self.version += 1
+        return True
+
+    @property
+    def default_branch(self) -> str:
+        return self.view.default_branch or "main"
+
+    def _ref(self, name: str) -> str | None:
+        return self.view.refs.get(name)
+
+    def _load_intents(self) -> None:
+        commit = self._ref(f"refs/heads/{self.default_branch}")
+        if commit == self.intents.commit:
+            return
+        if commit is None:
+            self.intents = Intents()
+            return
+        snapshot = _snapshot(self.view, commit)
+        repo = load_repository(snapshot, self.cache)
+        self.cache.sweep()
+        models = {
+            name: (doc, doc.model)
+            for name, doc in repo.intents().items()
+            if isinstance(doc.model, Intent)
+        }
+        artifacts = {}
+        for name in models:
+            entry = snapshot.get(f"{ALLOY_DIR}/artifacts/{name}.json")
+            if entry is not None and entry.data is not None:
+                artifacts[name] = entry.data
+        self.intents = Intents(
+            commit,
+            repo,
+            models,
+            status_mod.intent_inputs(models, artifacts),
+            sum(1 for d in repo.diagnostics if d.severity == "error"),
+        )
+        self.traces_branch = repo.project.spec.traces.branch
+
+    def _load_traces(self) -> None:
+        commit = self._ref(f"refs/heads/{self.traces_branch}")
+        if commit == self.traces_commit:
+            return
+        self.traces_commit = commit
+        listing = [] if commit is None else self.view.tree(commit, TRACES_DIR)
+        paths: dict[str, str] = {}
+        wanted: dict[str, str] = {}
+        warnings: list[str] = []
+        for f in listing:
+            parts = f.path.split("/")
+            if len(parts) != 3 or not parts[2].endswith(".json") or not f.regular:
+                continue
+            paths[f.path] = f.sha
+            if f.sha not in self._trace_blobs:
+                wanted[f.sha] = f.path
+        blobs = self.view.blobs(wanted, READ_CAP)
+        for sha, path in wanted.items():
+            data = blobs.get(sha)
+            trace = _parse_trace(data) if data is not None else None
+            if trace is None:
+                warnings.append(f"{self.traces_branch}:{path}: not a valid Trace; skipped")
+                continue
+            intent, stem = path.split("/")[1], path.split("/")[2][: -len(".json")]
+            if trace.spec.intent != intent or trace.metadata.name != stem:
+                warnings.append(f"{self.traces_branch}:{path}: holds another execution; skipped")
+                continue
+            self._trace_blobs[sha] = (_slim(trace), _light(trace, "traces", sha))
+        live = set(paths.values())
+        self._trace_blobs = {k: v for k, v in self._trace_blobs.items() if k in live}
+        self.trace_paths = {
+            self._trace_blobs[sha][1].id: sha for sha in paths.values() if sha in self._trace_blobs
+        }
+        self.warnings = warnings
+
+    def _load_claims(self) -> None:
+        heads = {
+            name[len(CLAIMS) :]: sha
+            for name, sha in self.view.refs.items()
+            if name.startswith(CLAIMS)
+        }
+        wanted = [sha for sha in heads.values() if sha not in self._claims]
+        names = [f"{sha}:{leaf}" for sha in wanted for leaf in ("claim.json", "trace.json")]
+        blobs = self.view.named(names, READ_CAP)
+        for sha in wanted:
+            try:
+                claim = json.loads(blobs.get(f"{sha}:claim.json", b"null"))
+            except ValueError:
+                claim = None
+            if not isinstance(claim, dict):
+                claim = {"state": "unreadable"}
+            live = None
+            data = blobs.get(f"{sha}:trace.json")
+            trace = _parse_trace(data) if data is not None else None
+            if trace is not None:
+                live = (_slim(trace), _light(trace, "claim", f"{sha}:trace.json"))
+            self._claims[sha] = (claim, live)
+        self._claims = {sha: self._claims[sha] for sha in heads.values()}
+        self.claims = {execution: self._claims[sha] for execution, sha in heads.items()}
+
+    def _load_lanes(self) -> None:
+        lanes = {}
+        names = {
+            name[len(LANES) :]: f"{sha}:lane.json"
+            for name, sha in self.view.refs.items()
+            if name.startswith(LANES)
+        }
+        blobs = self.view.named(names.values(), READ_CAP)
+        for lane, obj in names.items():
+            try:
+                doc = json.loads(blobs.get(obj, b"null"))
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict):
+                lanes[lane] = doc
+        self.lanes = lanes
+
+    def _load_forge(self) -> None:
+        commit = self._ref(FORGE)
+        if commit == self.forge_commit:
+            return
+        self.forge_commit = commit
+        checks: dict[str, dict[str, Any]] = {}
+        if commit is not None:
+            listing = [f for f in self.view.tree(commit, "checks") if f.regular]
+            blobs = self.view.blobs({f.sha for f in listing}, READ_CAP)
+            for f in listing:
+                try:
+                    run = json.loads(blobs.get(f.sha, b"null"))
+                except ValueError:
+                    continue
+                if isinstance(run, dict) and isinstance(run.get("external_id"), str):
+                    checks[run["external_id"]] = run
+        self.checks = checks
+
+    def _index(self) -> None:
+        executions: dict[str, ExecutionRef] = {}
+        for _slim_trace, ref in self._trace_blobs.values():
+            executions[ref.id] = ref
+        for execution, (claim, live) in self.claims.items():
+            # A claim's live trace stands in while the traces branch has none, or an older one.
+            if live is None:
+                continue
+            known = executions.get(execution)
+            if known is None or (
+                known.status not in status_mod.FINISHED and claim.get("state") == "running"
+            ):
+                executions[execution] = live[1]
+        by_intent: dict[str, list[ExecutionRef]] = {}
+        for ref in executions.values():
+            by_intent.setdefault(ref.intent, []).append(ref)
+        for refs in by_intent.values():
+            refs.sort(key=lambda r: r.id)
+            refs.sort(key=lambda r: status_mod.sort_instant(r.started_at), reverse=True)
+        self.executions = executions
+        self.by_intent = by_intent
+
+    # -- reading ------------------------------------------------------------------------
+    def slim_traces(self, intent: str) -> list[Trace]:
+        """The (slim) traces of `intent`'s executions, newest first."""
+        out = []
+        for ref in self.by_intent.get(intent, []):
+            found = self._trace_blobs.get(ref.blob)
+            if found is None:
+                claim = self.claims.get(ref.id)
+                live = claim[1] if claim else None
+                if live is not None:
+                    out.append(live[0])
+            else:
+                out.append(found[0])
+        return out
+
+    def trace_document(self, execution: str) -> tuple[dict[str, Any], bytes] | None:
+        """The whole Trace document of `execution` as JSON data and bytes, read again from git."""
+        ref = self.executions.get(execution)
+        if ref is None:
+            return None
+        reader = self.view.named if ":" in ref.blob else self.view.blobs
+        data = reader([ref.blob], READ_CAP).get(ref.blob)
+        if data is None:
+            return None
+        return json.loads(data), data
+
+    def artifact_bytes(self, execution: str) -> bytes | None:
+        """The artifact an execution ran, from its claim (which carries it)."""
+        sha = self.view.refs.get(CLAIMS + execution)
+        if sha is None:
+            return None
+        return self.view.named([f"{sha}:artifact.json"], READ_CAP).get(f"{sha}:artifact.json")
+
+    def evidence(self, name: str) -> list[dict[str, Any]]:
+        given = self.intents.inputs.get(name)
+        if given is None:
+            return []
+        current = given.artifact.digest if given.artifact is not None else None
+        return status_mod.evidence_of(given.intent, self.slim_traces(name), current)
+
+
+def _parse_trace(data: bytes) -> Trace | None:
+    try:
+        return Trace.model_validate_json(data)
+    except ValidationError:
+        return None
+
+
+def intent_of(models: Mapping[str, tuple[DocResult, Intent]], name: str) -> Intent | None:
+    found = models.get(name)
+    return found[1] if found else None
