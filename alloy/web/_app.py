@@ -324,6 +324,8 @@ def create_app(
         origin = request.headers.get("origin")
         if origin and origin.rstrip("/") != str(request.base_url).rstrip("/"):
             return problem(request, 403, "refused: the form was sent from another site (Origin)")
+        if not hub.writable:
+            return problem(request, 403, "this server is read-only; nothing was written")
         form = await request.form()
         if not guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
             return problem(
@@ -331,8 +333,6 @@ def create_app(
                 403,
                 "refused: the form's CSRF token is missing or wrong; reload the page and send it again",
             )
-        if not hub.writable:
-            return problem(request, 403, "this server is read-only; nothing was written")
         actor = guard.identity_of(_token(request))
         kind = request.path_params["action"]
         text = {k: str(v) for k, v in form.items() if isinstance(v, str)}

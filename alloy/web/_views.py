@@ -366,7 +366,7 @@ def waiting_items(
         if kind == "approval":
             unblock = (
                 f"an Approval merged to {state.default_branch}: "
-                f"alloy approve {ref.id} --gate {block}#{index}"
+                f"alloy approve {ref.id} --gate {block}/{index}"
             )
         elif kind == "check":
             unblock = "the named check runs succeeding on the commit"
@@ -426,7 +426,7 @@ def approvals(states: Sequence[RepoState]) -> dict[str, Any]:
                         "kind": "approval",
                         "block": block,
                         "index": index,
-                        "gate": f"{block}#{index}",
+                        "gate": f"{block}/{index}",
                         "reason": reason,
                         "onWhom": who,
                         "until": until,
