@@ -1,4 +1,5 @@
-"""Foundry's own models of the `alloy.dev/v1` boundary kinds it reads: Artifact and Request.
+"""Foundry's own models of the `alloy.dev/v1` boundary kinds it reads: Artifact, Request,
+Approval, and Trace (the kind it writes, read back by `foundry traces convert`).
 
 Closed: a field Foundry does not know is refused, never ignored (it could loosen a guarantee
 the writer meant to give). Durations are whole seconds.
@@ -6,9 +7,11 @@ the writer meant to give). Durations are whole seconds.
 
 from __future__ import annotations
 
+import calendar
+import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -236,3 +239,111 @@ class Approval(Closed):
     kind: Literal["Approval"]
     metadata: RequestMetadata
     spec: ApprovalSpec
+
+
+# --- Trace ------------------------------------------------------------------------------------
+
+
+def _real_time(stamp: str) -> str:
+    """An RFC 3339 UTC time that is a real date and time (the pattern alone lets month 13 by)."""
+    try:
+        calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        raise ValueError(f"{stamp!r} is not a valid date and time") from None
+    return stamp
+
+
+Timestamp = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$"
+    ),
+    AfterValidator(_real_time),
+]
+ExecutionId = Annotated[str, StringConstraints(pattern=r"^exe-[0-9a-f]{16}$")]
+Count = Annotated[int, Field(ge=0)]
+
+
+class TraceMetadata(Closed):
+    name: ExecutionId
+
+
+class TraceArtifactRef(Closed):
+    name: Name
+    digest: Digest
+
+
+class TraceEvent(Closed):
+    type: Literal["apply", "push", "schedule", "request"]
+    key: str
+
+
+class TraceOutput(Closed):
+    path: str
+    digest: Digest
+    size: Count
+
+
+class TraceAttempt(Closed):
+    number: Annotated[int, Field(ge=1)]
+    started_at: Timestamp
+    finished_at: Timestamp | None = None
+    duration_ms: Count | None = None
+    exit_code: int | None = None
+    outcome: Literal["succeeded", "failed", "timeout", "cancelled", "interrupted"] | None = None
+    log_digest: Digest | None = None
+    log_tail: str | None = None
+
+
+class TraceBlock(Closed):
+    id: BlockId
+    status: Literal[
+        "pending", "waiting", "running", "succeeded", "failed", "skipped", "cancelled",
+        "indeterminate",
+    ]  # fmt: skip
+    attempts: list[TraceAttempt] = Field(default_factory=list)
+    outputs: list[TraceOutput] = Field(default_factory=list)
+
+
+class TraceGate(Closed):
+    block: BlockId
+    index: Count
+    kind: Literal["approval", "check", "window", "after", "command"]
+    decision: Literal["waiting", "passed", "failed"]
+    reason: str
+    at: Timestamp
+
+
+class TraceEvidence(Closed):
+    acceptance: str
+    block: BlockId
+    output: str
+    digest: Digest | None = None
+    status: Literal["produced", "missing"]
+
+
+class TraceSpec(Closed):
+    intent: Name
+    artifact: TraceArtifactRef
+    event: TraceEvent
+    status: Literal[
+        "planned", "queued", "running", "waiting", "succeeded", "failed", "cancelled",
+        "indeterminate", "skipped",
+    ]  # fmt: skip
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    blocks: list[TraceBlock] = Field(default_factory=list)
+    gates: list[TraceGate] = Field(default_factory=list)
+    evidence: list[TraceEvidence] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class Trace(Closed):
+    """What one execution did (`traces/<intent>/<execution>.json` on the traces branch): the
+    kind Foundry writes, read back closed by the rules of `schemas/alloy.dev/v1/trace.schema.json`
+    (and its times must be real dates)."""
+
+    api_version: Literal["alloy.dev/v1"]
+    kind: Literal["Trace"]
+    metadata: TraceMetadata
+    spec: TraceSpec

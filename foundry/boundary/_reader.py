@@ -1,4 +1,5 @@
-"""Read artifacts and requests from a snapshot, refusing anything Foundry cannot run exactly.
+"""Read artifacts and requests from a snapshot, refusing anything Foundry cannot run exactly;
+read a Trace back (`read_trace`), refusing anything Foundry would not have written.
 
 Order of checks: the file is JSON (or YAML for requests) of plain data; apiVersion and kind are
 ones this Foundry reads; the digest matches the content; every field and gate kind is known.
@@ -17,11 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.boundary._canonical import digest_of
-from foundry.boundary._models import GATE_KINDS, Approval, Artifact, Request
+from foundry.boundary._models import GATE_KINDS, Approval, Artifact, Request, Trace
 from foundry.errors import BoundaryError
 
 M = TypeVar("M", bound=BaseModel)
 MAX_BYTES = 1024 * 1024
+#: A trace holds up to 16 KiB of log tail per attempt: it may be far larger than an artifact.
+TRACE_MAX_BYTES = 64 * 1024 * 1024
 _ARTIFACT = re.compile(r"^\.alloy/artifacts/([^/]+)\.json$")
 _REQUEST = re.compile(r"^\.alloy/requests/([^/]+)\.yaml$")
 _APPROVAL = re.compile(r"^\.alloy/approvals/([^/]+)\.yaml$")
@@ -57,14 +60,21 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _refuse_model(path: str, document: Mapping[str, Any], exc: ValidationError) -> BoundaryError:
+def _refuse_model(
+    path: str,
+    document: Mapping[str, Any],
+    exc: ValidationError,
+    *,
+    what: str = "the artifact",
+    needs: str | None = None,
+) -> BoundaryError:
     for err in exc.errors(include_url=False):
         where = _loc(tuple(err["loc"]))
         if err["type"] == "extra_forbidden":
             return BoundaryError(
                 path,
                 f"{where}: unknown field; Foundry {__version__} does not know it and refuses "
-                f"the artifact rather than ignore it ({_needs(document)})",
+                f"{what} rather than ignore it ({needs or _needs(document)})",
             )
         if err["type"] == "union_tag_invalid":
             tag = (err.get("ctx") or {}).get("tag", "?")
@@ -74,7 +84,8 @@ def _refuse_model(path: str, document: Mapping[str, Any], exc: ValidationError) 
                 f"{', '.join(GATE_KINDS)} ({_needs(document)})",
             )
     first = exc.errors(include_url=False)[0]
-    return BoundaryError(path, f"{_loc(tuple(first['loc']))}: {first['msg']}")
+    message = first["msg"].removeprefix("Value error, ")  # a validator's own words
+    return BoundaryError(path, f"{_loc(tuple(first['loc']))}: {message}")
 
 
 def _envelope(path: str, document: Any, kind: str) -> None:
@@ -91,16 +102,20 @@ def _envelope(path: str, document: Any, kind: str) -> None:
         raise BoundaryError(path, f"kind {document.get('kind')!r} where {kind} was expected")
 
 
-def read_artifact(path: str, data: bytes) -> Artifact:
-    """An artifact, verified: its digest matches its content, and Foundry knows every field."""
-    if len(data) > MAX_BYTES:
-        raise BoundaryError(path, f"larger than {MAX_BYTES} bytes; refused")
+def _json_document(path: str, data: bytes, limit: int) -> Any:
+    if len(data) > limit:
+        raise BoundaryError(path, f"larger than {limit} bytes; refused")
     try:
-        document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BoundaryError(path, f"not valid JSON: {exc}") from None
     except RecursionError:
         raise BoundaryError(path, "not valid JSON: nested too deeply") from None
+
+
+def read_artifact(path: str, data: bytes) -> Artifact:
+    """An artifact, verified: its digest matches its content, and Foundry knows every field."""
+    document = _json_document(path, data, MAX_BYTES)
     _envelope(path, document, "Artifact")
     try:
         actual = digest_of(document)
@@ -127,6 +142,23 @@ def read_artifact(path: str, data: bytes) -> Artifact:
     if match and match.group(1) != artifact.metadata.name:
         raise BoundaryError(path, f"holds artifact {artifact.metadata.name!r}; file name differs")
     return artifact
+
+
+def read_trace(path: str, data: bytes) -> dict[str, Any]:
+    """A Trace document (JSON), validated closed (`Trace`: the fields, enums, patterns and
+    required fields of the boundary's trace schema, strictly typed, so no float; times that
+    are real dates). Returned as the plain data read, which is what the renderers of
+    `foundry.traces` take."""
+    document = _json_document(path, data, TRACE_MAX_BYTES)
+    _envelope(path, document, "Trace")
+    try:
+        Trace.model_validate(document)
+    except ValidationError as exc:
+        raise _refuse_model(
+            path, document, exc, what="the trace", needs="written by a newer Foundry?"
+        ) from None
+    result: dict[str, Any] = document
+    return result
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -26,7 +26,7 @@ from foundry.errors import FoundryError
 from foundry.ports import SystemClock
 
 if TYPE_CHECKING:
-    from foundry.traces import TraceBundle
+    from foundry.traces import InputFile, TraceBundle
 
 EXIT_FAILED, EXIT_WAITING, EXIT_INDETERMINATE, EXIT_NOT_RUN = 4, 5, 6, 7
 _STATUS_EXIT = {
@@ -221,7 +221,7 @@ def _state(path: Path, state_dir: Path | None) -> Path:
 
 @cli.group()
 def traces() -> None:
-    """Read the traces of executions: list, show, export."""
+    """Read the traces of executions: list, show, export; convert a Trace document."""
 
 
 @traces.command("list")
@@ -294,6 +294,68 @@ def traces_export(execution: str, fmt: str, path: Path, state_dir: Path | None) 
         raise UserError(f"{execution} produced no outputs, so there is nothing to attest")
     document = {"json": bundle.trace, "otlp": bundle.otlp, "intoto": bundle.intoto}[fmt]
     click.echo(json.dumps(document, indent=2, sort_keys=True))
+
+
+def _input_file(path: str, *, stdin: bool = False) -> InputFile:
+    """The bytes of `path` (`-` with `stdin`: standard input), read to a bound."""
+    from foundry.boundary import TRACE_MAX_BYTES
+    from foundry.errors import UserError
+    from foundry.traces import InputFile
+
+    if stdin and path == "-":
+        name = "<stdin>"
+        data = sys.stdin.buffer.read(TRACE_MAX_BYTES + 1)
+    else:
+        name = path
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(TRACE_MAX_BYTES + 1)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > TRACE_MAX_BYTES:
+        raise UserError(f"{name}: larger than {TRACE_MAX_BYTES} bytes; refused")
+    return InputFile(name, data)
+
+
+@traces.command("convert")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "otlp", "intoto"]), required=True)
+@click.option(
+    "--trace",
+    "trace_path",
+    required=True,
+    metavar="FILE|-",
+    help="A Trace document (alloy.dev/v1 JSON); `-` reads standard input.",
+)
+@click.option(
+    "--artifact",
+    "artifact_path",
+    metavar="FILE",
+    help="The artifact the execution ran (its digest is verified). Needed by intoto; "
+    "gives otlp the blocks' effects.",
+)
+@click.option(
+    "--inputs-from-ledger",
+    "ledger_path",
+    metavar="FILE",
+    help="The execution's ledger (JSON Lines): intoto then states its inputs.",
+)
+def traces_convert(
+    fmt: str, trace_path: str, artifact_path: str | None, ledger_path: str | None
+) -> None:
+    """A Trace document as Markdown, OTLP/JSON or an in-toto statement, on standard output:
+    exactly what Foundry writes beside the trace on the traces branch (markdown) and what
+    `foundry traces export` prints (otlp, intoto). Nothing else is read or written."""
+    from foundry.traces import convert_trace
+
+    text = convert_trace(
+        fmt,
+        _input_file(trace_path, stdin=True),
+        artifact=_input_file(artifact_path) if artifact_path is not None else None,
+        ledger=_input_file(ledger_path) if ledger_path is not None else None,
+        environ=os.environ,
+    )
+    # The bytes of the file (UTF-8 whatever the locale), with no newline added.
+    click.echo(text.encode("utf-8"), nl=False)
 
 
 def _register() -> None:
