@@ -12,7 +12,8 @@
   stop event of the running reconcilers (running blocks get `grace` seconds, the rest are
   recorded as interrupted and resumed by a later pass), waits for them and returns 0.
 * **HTTP** on a loopback address: `GET /healthz` (JSON; 503 while draining) and `GET /metrics`
-  (Prometheus text exposition from the daemon's own registry).
+  (Prometheus text exposition from the daemon's own registry). With `ui:`, every other path is
+  the web interface: `alloy ui` as a supervised child process, proxied (controllers/daemon_ui.py).
 
 Config: `load_config()` reads the YAML file strictly (unknown keys, wrong types and duplicate
 keys are errors naming the file and line). See docs/daemon.md.
@@ -66,6 +67,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from controllers.daemon_ui import UiChild, UiConfig
 from controllers.forge import Forge
 from controllers.reconcile import PassReport, Reconciler, Settings, state_dir_for
 from foundry.errors import FoundryError, UserError
@@ -86,8 +88,12 @@ _TOP_KEYS = (
     "portFile",
     "jitter",
     "log",
+    "ui",
     "repositories",
 )
+_UI_KEYS = ("readOnly", "tokenFile", "as", "poll")
+#: `alloy ui --poll` takes this range of seconds.
+_UI_POLL = (0.05, 60.0)
 _REPO_KEYS = (
     "repo",
     "branch",
@@ -141,6 +147,8 @@ class DaemonConfig:
     port_file: Path | None = None
     jitter: float = 0.1
     log: str = "text"
+    #: The web interface (`ui:`), None without it.
+    ui: UiConfig | None = None
     source: str = "<config>"
 
 
@@ -220,6 +228,7 @@ class _ConfigReader:
             raise self.fail(("log",), f"log must be `text` or `json`, not {log!r}")
         state = self._path(data, (), "state")
         port_file = self._path(data, (), "portFile")
+        ui = self._ui(data["ui"]) if "ui" in data else None
         repos = data.get("repositories")
         if not isinstance(repos, list) or not repos:
             raise self.fail(
@@ -251,6 +260,7 @@ class _ConfigReader:
             port_file=port_file,
             jitter=jitter,
             log=str(log),
+            ui=ui,
             source=self.source,
         )
 
@@ -385,6 +395,54 @@ class _ConfigReader:
             raise self.fail((*where, key), f"{key} must be a path, not {value!r}")
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base / path
+
+    def _ui(self, value: object) -> UiConfig | None:
+        where: tuple[str | int, ...] = ("ui",)
+        if value is True:
+            return UiConfig()
+        if value is False:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(
+                where,
+                f"ui must be `true`, `false` or a mapping of {', '.join(_UI_KEYS)} "
+                f"(e.g. `ui: {{readOnly: true}}`), not {value!r}",
+            )
+        self._unknown(value, where, _UI_KEYS, "in ui")
+        read_only = value.get("readOnly", False)
+        if not isinstance(read_only, bool):
+            raise self.fail(
+                (*where, "readOnly"), f"ui.readOnly must be true or false, not {read_only!r}"
+            )
+        token_file = value.get("tokenFile")
+        if token_file is not None and (not isinstance(token_file, str) or not token_file.strip()):
+            raise self.fail(
+                (*where, "tokenFile"),
+                f"ui.tokenFile must be the path of a file of access tokens, not {token_file!r}",
+            )
+        identity = value.get("as")
+        if identity is not None and (
+            not isinstance(identity, str) or not identity.strip() or "\n" in identity
+        ):
+            raise self.fail(
+                (*where, "as"),
+                f"ui.as must be a name actions are recorded as (e.g. `as: foundry-daemon`), "
+                f"not {identity!r}",
+            )
+        low, high = _UI_POLL
+        poll = parse_duration(value.get("poll", 0.5))
+        if poll is None or not low <= poll <= high:
+            raise self.fail(
+                (*where, "poll"),
+                f"ui.poll: {value['poll']!r} is not a duration from {low:g} to {high:g} seconds; "
+                'write seconds as a number (0.5) or a string like "500ms", "2s"',
+            )
+        return UiConfig(
+            read_only=read_only,
+            token_file=self._path(value, where, "tokenFile"),
+            identity=identity.strip() if isinstance(identity, str) else None,
+            poll=poll,
+        )
 
     def _repository(self, item: object, where: tuple[str | int, ...]) -> RepoConfig:
         name = f"repositories[{where[-1]}]"
@@ -621,6 +679,15 @@ class Daemon:
         self.server: _Server | None = None
         self.port: int | None = None
         self._observer: BaseObserver | None = None
+        #: The web interface's child process (`ui:`), proxied by the HTTP handler.
+        self.ui: UiChild | None = None
+        if config.ui is not None:
+            self.ui = UiChild(
+                config.ui,
+                [rc.repo for rc in config.repositories],
+                self._state_base(),
+                log=lambda line: self._log(self.redact(line), event="ui"),
+            )
 
     # -- control ---------------------------------------------------------------------------
 
@@ -644,6 +711,8 @@ class Daemon:
             target=self._schedule, args=(pool,), name="scheduler", daemon=True
         )
         try:
+            if self.ui is not None:
+                self.ui.start()
             self._watch()
             self.metrics.repositories.set(len(self.repos))
             self.metrics.watched.set(sum(r.watched for r in self.repos))
@@ -652,7 +721,8 @@ class Daemon:
                 f"foundry daemon: {_count(len(self.repos), 'repository', 'repositories')} "
                 f"({sum(r.watched for r in self.repos)} watched), "
                 f"concurrency {self.config.concurrency}; "
-                f"http://{self._authority()}/healthz and /metrics",
+                f"http://{self._authority()}/healthz and /metrics"
+                + (f"; the web interface at http://{self._authority()}/" if self.ui else ""),
                 event="start",
             )
             while not self._drain_requested:
@@ -677,6 +747,8 @@ class Daemon:
             f"{self.config.grace:g}s, the rest are recorded as interrupted",
             event="drain",
         )
+        if self.ui is not None:
+            self.ui.stop()
         if scheduler.is_alive():
             scheduler.join()
         pool.shutdown(wait=True)
@@ -760,6 +832,13 @@ class Daemon:
             return report, None
         report.seconds = time.monotonic() - begun
         return report, crash
+
+    def _state_base(self) -> Path:
+        """`state`, else the base `foundry reconcile` uses (`$FOUNDRY_STATE`, else
+        `$XDG_STATE_HOME/foundry`): `<base>/reconcile/<hash>` is a repository's."""
+        if self.config.state is not None:
+            return self.config.state
+        return state_dir_for("state://").parent.parent
 
     def _state_dir(self, repo: str) -> Path:
         """As `foundry reconcile` lays it out: `<state>/reconcile/<hash of the remote>`."""
@@ -944,6 +1023,7 @@ class Daemon:
         body = {
             "status": "draining" if draining else "ok",
             "inFlight": in_flight,
+            "ui": self.ui.status() if self.ui is not None else None,
             "repositories": repos,
         }
         return (503 if draining else 200), body
@@ -1026,6 +1106,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(code, "application/json", (json.dumps(body, indent=2) + "\n").encode())
         elif path == "/metrics":
             self._send(200, CONTENT_TYPE_LATEST, daemon.metrics.exposition())
+        else:
+            self._other()
+
+    def do_HEAD(self) -> None:
+        self._other()
+
+    def do_POST(self) -> None:
+        self._other()
+
+    def _other(self) -> None:
+        """The web interface's (`ui:`), else 404; /healthz and /metrics answer GET only."""
+        assert isinstance(self.server, _Server)
+        ui = self.server.foundry_daemon.ui
+        if self.path.split("?", 1)[0] in self.routes:
+            self.send_response(405)
+            self.send_header("Allow", "GET")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif ui is not None:
+            ui.proxy(self)
         else:
             self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
 

@@ -23,7 +23,8 @@ def daemon(config_path: Path, check: bool) -> None:
     Each repository is polled at its own interval (with jitter); repositories on this machine
     are also watched, so a push is picked up at once. SIGTERM or SIGINT drains: no new passes,
     running blocks get `grace` seconds, the rest are recorded as interrupted and resumed by the
-    next pass; then the daemon exits 0. GET /healthz and /metrics are served on 127.0.0.1.
+    next pass; then the daemon exits 0. GET /healthz and /metrics are served on 127.0.0.1, and
+    with `ui:` in the config the web interface of `alloy ui` (run as a child process) beside them.
     Exit 1 when the config file is wrong (the message names the line and the fix).
     """
     from controllers.daemon import Daemon, load_config
