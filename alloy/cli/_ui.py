@@ -148,4 +148,11 @@ def ui(
     click.echo(f"alloy ui: serving {', '.join(s.key for s in states)} on {address}", err=True)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(address,)).start()
-    uvicorn.run(app, host=host.strip("[]"), port=int(port_text), log_level="warning")
+    # Open event streams never end by themselves: a stop waits for them at most 2 s.
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port_text),
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )
