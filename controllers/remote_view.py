@@ -65,9 +65,20 @@ def _run(args: list[str], *, cwd: Path | None = None, data: bytes | None = None)
     except subprocess.TimeoutExpired:
         raise RemoteError(f"git {args[0]}: no answer in {_TIMEOUT:.0f}s") from None
     if proc.returncode != 0:
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RemoteError(f"git {args[0]}: {lines[-1] if lines else 'failed'}")
+        raise RemoteError(f"git {args[0]}: {_reason(proc.stderr)}")
     return proc.stdout
+
+
+def _reason(stderr: bytes) -> str:
+    """What git said went wrong: its first `fatal:`/`error:` line (the lines after it are
+    advice, like "Please make sure you have the correct access rights ..."), else its last."""
+    lines = [
+        line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()
+    ]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line.split(":", 1)[1].strip()
+    return lines[-1] if lines else "failed"
 
 
 def cache_name(url: str) -> str:
@@ -234,8 +245,7 @@ class RemoteView:
                     timeout=_TIMEOUT,
                 )
                 if proc.returncode != 0:
-                    lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-                    raise RemoteError(f"git {args[0]}: {lines[-1] if lines else 'failed'}")
+                    raise RemoteError(f"git {args[0]}: {_reason(proc.stderr)}")
                 return proc.stdout.decode("utf-8", "surrogateescape").strip()
 
             git("read-tree", parent)

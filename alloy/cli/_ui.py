@@ -133,11 +133,16 @@ def ui(
         states = open_repositories(urls, cache or default_cache())
     except (RemoteError, OSError) as exc:
         raise UserError(f"cannot prepare the cache: {exc}") from None
+    failures = []
     for state in states:
         try:
             state.view.refresh()
         except RemoteError as exc:
-            raise UserError(f"--repo {state.view.url}: {exc}") from None
+            failures.append(f"--repo {state.view.url}: {exc}")
+    if failures and len(failures) == len(states):
+        raise UserError("; ".join(failures))
+    for failure in failures:  # the others are served; the page says this one cannot be read
+        click.echo(f"alloy ui: warning: {failure}", err=True)
     app = create_app(
         states,
         security=Security(tokens=tokens, identity=_identity(identity, where)),

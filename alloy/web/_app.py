@@ -354,12 +354,13 @@ def create_app(
         assert hub.changed is not None
         try:
             limit = int(request.query_params.get("limit", "0"))
+            since = int(request.query_params.get("since", hub.version))
         except ValueError:
-            limit = 0
+            return PlainTextResponse("limit and since are whole numbers", status_code=400)
 
         async def stream() -> AsyncIterator[bytes]:
             assert hub.changed is not None
-            seen = int(request.query_params.get("since", hub.version) or hub.version)
+            seen = since
             sent = 0
             yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'version': hub.version})}\n\n".encode()
             while True:
