@@ -11,6 +11,7 @@ real server process (`alloy ui`) on a repository run by real `foundry reconcile`
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -284,3 +285,71 @@ def test_every_form_control_has_a_label_and_the_keyboard_reaches_it(
     page.keyboard.type("release")
     page.keyboard.press("Enter")
     page.wait_for_url("**/?*q=release*")
+
+
+def _slow_intent(mark: Path, go: Path) -> str:
+    """`one`, then `two` (which waits until the file `go` exists), then `three`."""
+    env = f"        env: {{MARK: {json.dumps(str(mark))}, GO: {json.dumps(str(go))}}}\n"
+    wait = json.dumps('echo two >> "$MARK"; while [ ! -f "$GO" ]; do sleep 0.05; done')
+    blocks = ""
+    for block, run, needs in [
+        ("one", json.dumps('echo one >> "$MARK"'), ""),
+        ("two", wait, "        needs: [one]\n"),
+        ("three", json.dumps('echo three >> "$MARK"'), "        needs: [two]\n"),
+    ]:
+        blocks += (
+            f"      - id: {block}\n{needs}        run: [sh, -c, {run}]\n{env}"
+            "        effects: none\n        timeout: 5m\n"
+        )
+    return (
+        "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata:\n  name: slow\n  owners: [alice]\n"
+        "spec:\n  state: active\n  goal: The page follows a run block by block.\n"
+        "  automation:\n    on: {apply: true}\n    blocks:\n" + blocks
+    )
+
+
+def test_a_running_execution_updates_block_by_block_on_the_open_page(
+    browser_page: Page, server: Server, ui_world: UiWorld, tmp_path: Path
+) -> None:
+    page = browser_page
+    go = tmp_path / "go"
+    mark = ui_world.mark("slow")
+    ui_world.work.write({".alloy/intents/slow.yaml": _slow_intent(mark, go)})
+    ui_world.merge("A slow intent")
+    runner = subprocess.Popen(
+        ui_world.command(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **ui_world.env},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (mark.exists() and "two" in mark.read_text()):
+            assert runner.poll() is None, runner.communicate()
+            assert time.monotonic() < deadline, "block two never started"
+            time.sleep(0.05)
+        # The overview finds the running execution (from its claim's live trace) ...
+        page.goto(server.url + "/?q=slow")
+        link = page.locator("tr[data-intent='slow'] a[href*='/executions/']")
+        link.wait_for(timeout=WAIT_MS)
+        link.click()
+        page.wait_for_url("**/executions/exe-*")
+        _live(page)
+        page.evaluate("window.__notReloaded = true")
+        # ... and its page shows how far it got: one done, two running, three not started.
+        row = "table.timeline tr[data-block='{}'] .status-{}"
+        page.locator(row.format("one", "succeeded")).wait_for(timeout=WAIT_MS)
+        page.locator(row.format("two", "running")).wait_for(timeout=WAIT_MS)
+        assert "live, from its claim" in page.inner_text(".headline")
+        assert page.locator(row.format("three", "succeeded")).count() == 0
+        go.write_text("go")
+        page.locator(row.format("three", "succeeded")).wait_for(timeout=WAIT_MS)
+        page.locator(".headline .status-succeeded").wait_for(timeout=WAIT_MS)
+        assert page.evaluate("window.__notReloaded") is True
+        _, err = runner.communicate(timeout=120)
+        assert runner.returncode == 5, err  # deploy still waits on its approval
+    finally:
+        go.write_text("go")
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
