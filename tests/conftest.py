@@ -15,8 +15,10 @@ import pytest
 from tests.github_fake import FakeGitHub
 from tests.github_prism import GitHubRig, PrismProxy, cleaned_spec
 
-#: The `world` and `daemon_world` fixtures (real remotes for reconcile tests).
-pytest_plugins = ["tests.reconcile_support"]
+#: The `world` and `daemon_world` fixtures (real remotes for reconcile tests), `browser_page`
+#: (headless Chromium through Playwright) and `ui_world` (a repository with every state the web
+#: interface shows).
+pytest_plugins = ["tests.reconcile_support", "tests.browser_support", "tests.ui_support"]
 
 PROJECT = """\
 apiVersion: alloy.dev/v1
