@@ -275,9 +275,14 @@ def test_reviews_view_shows_the_branch_that_changes_intent(client: TestClient) -
 
 
 def test_lanes_and_activity_views(client: TestClient, shared: UiWorld) -> None:
-    lanes = _json(client, "/lanes")
-    assert isinstance(lanes["lanes"], list)
-    _html(client, "/lanes")
+    lanes = {lane["lane"]: lane for lane in _json(client, "/lanes")["lanes"]}
+    assert set(lanes) == {"docs", "production"}
+    assert lanes["docs"]["intents"] == ["docs-build"]
+    assert lanes["production"]["intents"] == ["deploy"]
+    assert lanes["docs"]["holders"] == []  # docs-build finished: its slot is free again
+    page = _html(client, "/lanes")
+    assert "production" in page
+    assert f"/r/{KEY}/intents/deploy" in page
     activity = _json(client, "/activity")
     kinds = {(i["kind"], i.get("intent")) for i in activity["items"]}
     assert ("execution-finished", "flaky") in kinds

@@ -122,6 +122,7 @@ def docs_build(mark: Path) -> str:
         "    supersedes: [old-docs]\n"
         "  automation:\n"
         "    on: {apply: true, request: true}\n"
+        "    lane: {name: docs}\n"
         "    blocks:\n"
         + _block(
             "build",
@@ -182,6 +183,7 @@ def deploy(mark: Path) -> str:
         "      evidence: {block: ship, output: shipped.txt}\n"
         "  automation:\n"
         "    on: {apply: true, request: true}\n"
+        "    lane: {name: production, limit: 1}\n"
         "    blocks:\n"
         + _block(
             "plan",
