@@ -4,11 +4,14 @@ database (DESIGN sections 8 and 9).
 A claim is the ref `refs/alloy/claims/<execution>` on the remote. It points at a commit (no
 parent) holding `claim.json` — who holds it, in which state, until when, its **generation** and
 the commit the execution runs at — the execution's `artifact.json`, and, once there is one, its
-`ledger.jsonl`:
+`ledger.jsonl` and `trace.json`, the execution's Trace (`alloy.dev/v1`) built from that very
+ledger (the live trace: what a reader shows of a running execution; a claim written by an older
+version has none, and nothing here needs it):
 
 * `running` — held by `holder` until `expires`; the holder renews the lease while it works and
-  publishes its ledger with each renewal, before any attempt with reversible or irreversible
-  effects starts, and after such an attempt ends;
+  publishes its ledger and trace with each renewal, before any attempt starts, after an attempt
+  with reversible or irreversible effects ends, and, soon after, whenever an attempt started or
+  ended;
 * `parked` — the execution waits (a gate, an indeterminate block, its lane, a stop); anyone may
   take it to re-evaluate it;
 * `finished` — done; nobody runs it again. The claim carries everything its trace and check run
@@ -71,6 +74,9 @@ class Claim:
     #: claim alone (`{"event": {"type", "key"}, "inputs": {...}}`).
     facts: dict[str, Any] = field(default_factory=dict)
     taken_over: str | None = None
+    #: The ledger of the last claim commit this process wrote (a publication that would carry
+    #: the same ledger again can be left out).
+    published: bytes | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -119,7 +125,9 @@ class Claims:
         #: lease after we first saw it). Kept between passes by the reconciler.
         self.seen: dict[str, float] = {}
 
-    def _commit(self, claim: Claim, state: State, ledger: bytes | None) -> str:
+    def _commit(
+        self, claim: Claim, state: State, ledger: bytes | None, trace: bytes | None = None
+    ) -> str:
         body: dict[str, Any] = {
             "execution": claim.execution,
             "holder": self.holder,
@@ -134,6 +142,8 @@ class Claims:
         files = {"claim.json": (json.dumps(body, sort_keys=True) + "\n").encode()}
         if ledger is not None:
             files["ledger.jsonl"] = ledger
+        if trace is not None:
+            files["trace.json"] = trace
         if claim.artifact is not None:
             files["artifact.json"] = claim.artifact
         # Each claim commit stands alone (no parent): the ref's history is not needed, and a
@@ -223,6 +233,8 @@ class Claims:
             self.held_until[execution] = until
             return None, f"held by {held.holder} for {until - now:.0f}s more", held
         record = self.record(held)
+        # The trace the last holder published describes the ledger carried over: kept with it.
+        trace = self._file(held.sha, "trace.json") if record.ledger is not None else None
         claim = Claim(
             execution,
             "",
@@ -234,10 +246,11 @@ class Claims:
             held.facts or dict(facts or {}),
             taken_over=held.holder,
         )
-        taken = self._commit(claim, "running", record.ledger)
+        taken = self._commit(claim, "running", record.ledger, trace)
         if not self.mirror.push([(taken, ref, held.sha)]).ok:
             return None, "taken by someone else just now", None
         claim.sha = taken
+        claim.published = record.ledger
         crash_point("claim-taken", execution)
         why = (
             f"took over from {held.holder} (lease expired; generation {claim.generation})"
@@ -252,26 +265,43 @@ class Claims:
         first = self.seen.setdefault(held.sha, self.clock.now())
         return min(held.expires, first + (held.lease or self.lease))
 
-    def renew(self, claim: Claim, ledger: bytes | None, *, renewal: bool = False) -> None:
-        """Extend the lease and publish the ledger so far; LeaseLost if the claim was taken.
-        `renewal`: this is the periodic renewal (a crash point sits between its push and our
-        noting it)."""
-        self._move(claim, "running", ledger, renewal=renewal)
+    def renew(
+        self,
+        claim: Claim,
+        ledger: bytes | None,
+        *,
+        trace: bytes | None = None,
+        renewal: bool = False,
+    ) -> None:
+        """Extend the lease and publish the ledger so far, with its trace (`trace.json`; None
+        writes none); LeaseLost if the claim was taken. `renewal`: this is a push of the
+        renewer thread (a crash point sits between its push and our noting it)."""
+        self._move(claim, "running", ledger, trace, renewal=renewal)
 
-    def release(self, claim: Claim, state: State, ledger: bytes | None) -> None:
-        """Give the claim up as `parked` (anyone may resume it) or `finished`."""
-        self._move(claim, state, ledger)
+    def release(
+        self, claim: Claim, state: State, ledger: bytes | None, *, trace: bytes | None = None
+    ) -> None:
+        """Give the claim up as `parked` (anyone may resume it) or `finished`, with the final
+        ledger and its trace."""
+        self._move(claim, state, ledger, trace)
 
     def _move(
-        self, claim: Claim, state: State, ledger: bytes | None, *, renewal: bool = False
+        self,
+        claim: Claim,
+        state: State,
+        ledger: bytes | None,
+        trace: bytes | None,
+        *,
+        renewal: bool = False,
     ) -> None:
         with claim.lock:
-            new = self._commit(claim, state, ledger)
+            new = self._commit(claim, state, ledger, trace)
             result = self.mirror.push([(new, claim.ref, claim.sha)])
             if renewal:
                 crash_point("renewal", claim.execution)
             if result.ok:
                 claim.sha = new
+                claim.published = ledger
                 return
             # Rejected: someone else moved the ref — or our own earlier push landed although we
             # never heard back. The remote tells which: its claim names holder and generation.
@@ -288,10 +318,11 @@ class Claims:
             if held.state != "running":
                 raise LeaseLost(f"{claim.execution}: the claim was already released ({held.state})")
             claim.sha = held.sha
-            new = self._commit(claim, state, ledger)
+            new = self._commit(claim, state, ledger, trace)
             if not self.mirror.push([(new, claim.ref, claim.sha)]).ok:
                 raise LeaseLost(f"{claim.execution}: the claim was taken over just now")
             claim.sha = new
+            claim.published = ledger
 
 
 def _holding(sha: str, data: bytes | None) -> Holding:

@@ -198,7 +198,12 @@ class Publishing:
                 dict(payload.get("facts") or {}),
             )
             try:
-                self.claims.release(claim, payload["state"], _unb64(payload.get("ledger")))
+                self.claims.release(
+                    claim,
+                    payload["state"],
+                    _unb64(payload.get("ledger")),
+                    trace=_unb64(payload.get("trace")),  # None from an older host's entry
+                )
             except LeaseLost:
                 return  # someone took it over meanwhile: nothing left to deliver
         else:

@@ -5,10 +5,13 @@ The order that makes every crash safe (docs/reconcile.md, "The protocol"):
 1. take the claim (a new generation); merge the remote's ledger with ours (`merge_ledgers`:
    by record identity, never by size — an old local ledger never hides a later holder's work);
 2. run: renewals and ledger publications are one writer (the claim's lock); the ledger is
-   published before an attempt with reversible or irreversible effects starts (if that fails,
-   nothing starts) and after it ends;
-3. release the claim `finished` (or `parked`) with the final ledger, the artifact and the
-   commit: from then on any host can publish the execution's trace and check run;
+   published before any attempt starts (if that fails, nothing starts) and after an attempt
+   with reversible or irreversible effects ends. Every claim commit also carries the live
+   trace (`trace.json`, the Trace of the ledger it carries): when an attempt starts or ends,
+   the engine wakes the renewer thread, which publishes at once (one push at a time; what
+   happens meanwhile goes with the next);
+3. release the claim `finished` (or `parked`) with the final ledger and trace, the artifact and
+   the commit: from then on any host can publish the execution's trace and check run;
 4. publish the check run, then the trace. The trace on the traces branch is the last step: a
    finished claim without a finished trace is repaired by whichever host sees it first.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,13 +132,19 @@ class Running:
             reason = redact_text(f"{type(exc).__name__}: {exc}", secrets)
             report.parked[execution] = reason
             report.errors.append(f"{execution}: could not run: {reason}")
-            self._let_go(claim, report)
+            self._let_go(claim, work, report)
         return None
 
-    def _let_go(self, claim: Claim, report: PassReport) -> None:
+    def _let_go(self, claim: Claim, work: Work, report: PassReport) -> None:
         """Park a claim after an unexpected error, so any host may take it up again."""
+        from foundry.workspace import declared_secrets
+
+        ledger = _read(self._ledger_path(claim.execution))
+        secrets = list(declared_secrets(work.artifact).values())
         try:
-            self.claims.release(claim, "parked", _read(self._ledger_path(claim.execution)))
+            self.claims.release(
+                claim, "parked", ledger, trace=live_trace(ledger, work.artifact, secrets)
+            )
         except (LeaseLost, GitError) as exc:
             report.errors.append(f"{claim.execution}: could not park its claim: {exc}")
 
@@ -179,11 +190,17 @@ class Running:
             self.mirror.add_worktree(worktree, work.commit)
         keep_artifact(self.state, execution, work.artifact_bytes)
         secrets = declared_secrets(work.artifact)
+        masked = list(secrets.values())
         lost = threading.Event()
         stop = threading.Event()
+        #: Set by the engine when an attempt started or ended (and when the run is over): the
+        #: renewer publishes the claim at once.
+        progress = threading.Event()
 
-        def publish() -> None:
-            self.claims.renew(claim, _read(ledger_path))
+        def publish(*, renewal: bool = False) -> None:
+            ledger = _read(ledger_path)
+            trace = live_trace(ledger, work.artifact, masked)
+            self.claims.renew(claim, ledger, trace=trace, renewal=renewal)
 
         def publish_after() -> None:
             try:
@@ -191,6 +208,7 @@ class Running:
             except LeaseLost:
                 lost.set()
                 stop.set()
+                progress.set()  # the renewer ends too
             except GitError:
                 pass  # the next renewal carries it
 
@@ -213,6 +231,7 @@ class Running:
             stop_grace=self.settings.grace,
             before_start=publish,
             after_effects=publish_after,
+            on_progress=progress.set,
             generation=claim.generation,
             unattended=True,
         )
@@ -232,7 +251,8 @@ class Running:
         )
         renewer = threading.Thread(
             target=self._renew,
-            args=(claim, ledger_path, stop, lost),
+            args=(claim, ledger_path),
+            kwargs={"publish": publish, "stop": stop, "lost": lost, "progress": progress},
             name=f"lease-{execution}",
             daemon=True,
         )
@@ -250,6 +270,7 @@ class Running:
             )
         finally:
             stop.set()
+            progress.set()  # wakes the renewer, which sees `stop` and ends
             renewer.join()
             lanes.close()
             if policy.exists():
@@ -260,16 +281,16 @@ class Running:
         status = result.status
         records = LedgerIndex(self.state).records(execution)
         final = status in FINISHED
-        if not self._release(claim, "finished" if final else "parked", _read(ledger_path), report):
+        ledger = _read(ledger_path)
+        trace = live_trace(ledger, work.artifact, masked)
+        if not self._release(claim, "finished" if final else "parked", ledger, trace, report):
             return None
         report.finished[execution] = status
         if status == "stopped":
             report.parked[execution] = "stopped before it finished"
         if final:
             self.mirror.remove_worktree(worktree)
-        return self._done(
-            execution, records, work.artifact, work.commit, secrets=list(secrets.values())
-        )
+        return self._done(execution, records, work.artifact, work.commit, secrets=masked)
 
     def _policy_checkout(self, where: Path) -> Path:
         """A fresh checkout of the default branch's head as this pass read it, for policy
@@ -314,26 +335,53 @@ class Running:
         return self._authors[commit]
 
     def _renew(
-        self, claim: Claim, ledger_path: Path, stop: threading.Event, lost: threading.Event
+        self,
+        claim: Claim,
+        ledger_path: Path,
+        *,
+        publish: Callable[..., None],
+        stop: threading.Event,
+        lost: threading.Event,
+        progress: threading.Event,
     ) -> None:
+        """Renew the lease every third of it, and publish the claim (ledger and live trace) as
+        soon as `progress` says an attempt started or ended. One push at a time: progress that
+        comes while a push is under way is coalesced into the next one; a wake whose ledger the
+        claim carries already (the engine's own publication before a start, after an end with
+        effects) pushes nothing. Ends when `stop` is set (and `progress`, to wake it)."""
         every = max(0.2, self.settings.lease / 3)
-        while not stop.wait(every):
+        due = time.monotonic() + every
+        while True:
+            progress.wait(max(0.0, due - time.monotonic()))
+            if stop.is_set():
+                return
+            progress.clear()
+            if time.monotonic() < due and _read(ledger_path) == claim.published:
+                continue  # news already on the remote; the lease is not due yet
             try:
                 crash_point("ledger-push-before", "renewal")
-                self.claims.renew(claim, _read(ledger_path), renewal=True)
+                publish(renewal=True)
                 crash_point("ledger-push-after", "renewal")
             except LeaseLost:
                 lost.set()
                 stop.set()
                 return
             except GitError:
-                continue  # the remote is away; the lease may still hold when it is back
+                pass  # the remote is away; the lease may still hold when it is back
+            due = time.monotonic() + every
 
-    def _release(self, claim: Claim, state: str, ledger: bytes | None, report: PassReport) -> bool:
+    def _release(
+        self,
+        claim: Claim,
+        state: str,
+        ledger: bytes | None,
+        trace: bytes | None,
+        report: PassReport,
+    ) -> bool:
         """Release the claim; False when it is not ours any more (nothing to publish then)."""
         crash_point("release-before")
         try:
-            self.claims.release(claim, state, ledger)  # type: ignore[arg-type]
+            self.claims.release(claim, state, ledger, trace=trace)  # type: ignore[arg-type]
         except LeaseLost as exc:
             report.parked[claim.execution] = f"lost its claim before its end was recorded: {exc}"
             return False
@@ -349,6 +397,7 @@ class Running:
                     "generation": claim.generation,
                     "state": state,
                     "ledger": base64.b64encode(ledger).decode() if ledger is not None else None,
+                    "trace": base64.b64encode(trace).decode() if trace is not None else None,
                     "artifact": base64.b64encode(claim.artifact).decode()
                     if claim.artifact is not None
                     else None,
@@ -417,7 +466,7 @@ class Running:
         )
         markdown_path = bundle.path.removesuffix(".json") + ".md"
         files = {
-            bundle.path: (json.dumps(bundle.trace, indent=2, sort_keys=True) + "\n").encode(),
+            bundle.path: trace_bytes(bundle.trace),
             markdown_path: bundle.markdown.encode(),
         }
         check = CheckRun(
@@ -504,6 +553,29 @@ def _relay(source: threading.Event, target: threading.Event) -> None:
         if source.wait(0.2):
             target.set()
             return
+
+
+def trace_bytes(trace: dict[str, Any]) -> bytes:
+    """A Trace document as a file: on the traces branch and in a claim (`trace.json`)."""
+    return (json.dumps(trace, indent=2, sort_keys=True) + "\n").encode()
+
+
+def live_trace(ledger: bytes | None, artifact: Artifact, secrets: list[str]) -> bytes | None:
+    """The Trace of a ledger as it is now, for the claim (the same document the traces
+    branch gets from it: `trace_bundle` builds it with `trace_document`), masked of `secrets`
+    (the ledger was masked where it was written; masked again here). None when there is none
+    yet (no `planned` record) or it cannot be built: a view of the ledger never keeps the
+    ledger itself from being published."""
+    if not ledger:
+        return None
+    from foundry.traces import trace_document
+
+    whole = ledger[: ledger.rfind(b"\n") + 1]  # a line being written is not read
+    try:
+        records = [json.loads(line) for line in whole.splitlines() if line.strip()]
+        return trace_bytes(trace_document(records, artifact, secrets=secrets))
+    except Exception:  # noqa: BLE001 - a ledger a trace cannot be built from yet
+        return None
 
 
 def _read(path: Path) -> bytes | None:

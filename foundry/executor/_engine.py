@@ -3,6 +3,7 @@ processes, and record everything in the ledger first."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import os
@@ -421,6 +422,14 @@ class Executor:
             selector.register(proc.out_fd, selectors.EVENT_READ, ("out", att))
             if proc.pidfd >= 0:
                 selector.register(proc.pidfd, selectors.EVENT_READ, ("exit", att))
+        self._progress()
+
+    def _progress(self) -> None:
+        """Tell the controller that the ledger moved (an attempt started or ended). News, not
+        a step of the run: whatever the callback raises is ignored."""
+        if self.opts.on_progress is not None:
+            with contextlib.suppress(Exception):
+                self.opts.on_progress()
 
     def _not_started(self, blocks: list[Block], numbers: list[int], exc: BaseException) -> None:
         """The ledger could not be published before attempts with effects: none of them
@@ -470,6 +479,7 @@ class Executor:
         self._end_attempt(state, att, not_before)
         if block.effects in SYNC_EFFECTS and self.opts.after_effects is not None:
             self.opts.after_effects()
+        self._progress()
 
     def _end_attempt(self, state: Replay, att: _Attempt, not_before: dict[str, float]) -> None:
         block = att.block

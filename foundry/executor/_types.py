@@ -77,6 +77,12 @@ class RunOptions:
     #: ledger there, so whoever takes over knows the attempt ended); failures are the
     #: controller's to handle, the run goes on.
     after_effects: Callable[[], None] | None = None
+    #: Called after attempts' `attempt-started` records are written (once their processes were
+    #: started) and after each attempt's end is in the ledger, for every block whatever its
+    #: effects: news for whoever shows the execution while it runs (reconcile publishes the
+    #: claim's live trace). It must return at once (reconcile only wakes a thread); whatever
+    #: it raises is ignored, the run goes on.
+    on_progress: Callable[[], None] | None = None
     #: The claim generation this run holds (a fencing number, DESIGN section 9): stamped on
     #: every ledger record it writes. None outside a claim (`foundry run`).
     generation: int | None = None
