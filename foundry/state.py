@@ -79,7 +79,11 @@ class LedgerIndex:
         except FileNotFoundError:
             return None
         out = []
-        for line in text.splitlines():
+        # "\n" only: records are written with ensure_ascii=False, and str.splitlines would also
+        # split a record at an unescaped U+2028, U+2029 or U+0085 in a log tail.
+        for line in text.split("\n"):
+            if not line.strip():
+                continue
             try:
                 out.append(json.loads(line))
             except ValueError:
