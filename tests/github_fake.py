@@ -6,8 +6,8 @@ returns is checked against GitHub's contract. Responses therefore carry every fi
 response schemas require, and every URL in them points at `public_url` (the proxy), so a client
 that follows a URL stays behind Prism.
 
-What it keeps: repositories, check runs (with their annotations), issue comments, pull requests,
-reviews, commit statuses, team memberships, an App installation and its tokens, a request log,
+What it keeps: repositories and their branches (name -> head sha), check runs (with their
+annotations), issue comments, pull requests, reviews, commit statuses, team memberships, an App installation and its tokens, a request log,
 the core rate-limit quota, and faults queued by the test (`fail_next`). It is thread-safe: one
 lock guards all state.
 """
@@ -390,6 +390,7 @@ class FakeGitHub:
             self._tokens = dict(self._initial_tokens)
             self._token_apps: dict[str, dict[str, Any]] = {}
             self._repos: dict[str, Repo] = {}
+            self._branches: dict[tuple[str, str], str] = {}  # (repo, branch) -> head sha
             self._check_runs: dict[int, CheckRun] = {}
             self._suites: dict[tuple[str, str], int] = {}
             self._comments: dict[int, Comment] = {}
@@ -431,6 +432,13 @@ class FakeGitHub:
             self._repos[full_name] = Repo(
                 owner, name, repo_id or self._new_id(), private, default_branch, fork
             )
+            sha = hashlib.sha1(f"{full_name}:{default_branch}".encode()).hexdigest()  # noqa: S324
+            self._branches.setdefault((full_name, default_branch), sha)
+
+    def add_branch(self, name: str, sha: str, *, repo: str = DEFAULT_REPO) -> None:
+        """A branch of `repo` (a pull request can be opened from it) at commit `sha`."""
+        with self._lock:
+            self._branches[(repo, name)] = sha
 
     def add_issue(self, number: int, title: str = "An issue", *, repo: str = DEFAULT_REPO) -> None:
         with self._lock:
@@ -462,13 +470,15 @@ class FakeGitHub:
             if head_repo not in self._repos:
                 self.add_repo(head_repo, fork=head_repo != repo)
             now = _now()
+            head_ref = head_ref or f"topic-{number}"
+            self._branches.setdefault((head_repo, head_ref), head_sha)
             self._issues[(repo, number)] = title or f"Pull request {number}"
             self._pulls[(repo, number)] = Pull(
                 repo=repo,
                 number=number,
                 id=self._new_id(),
                 head_sha=head_sha,
-                head_ref=head_ref or f"topic-{number}",
+                head_ref=head_ref,
                 head_repo=head_repo,
                 base_ref=base_ref,
                 base_sha=base_sha,
@@ -610,6 +620,12 @@ class FakeGitHub:
                 for c in self._comments.values()
                 if c.repo == repo and issue_number in (None, c.issue_number)
             ]
+
+    def pulls(self, repo: str = DEFAULT_REPO) -> list[Pull]:
+        """The pull requests of `repo`, by number."""
+        with self._lock:
+            found = [p for p in self._pulls.values() if p.repo == repo]
+            return [copy.deepcopy(p) for p in sorted(found, key=lambda p: p.number)]
 
     def statuses(self, repo: str = DEFAULT_REPO, sha: str | None = None) -> list[Status]:
         with self._lock:
@@ -1016,6 +1032,8 @@ class FakeGitHub:
         r("POST", "/repos/{owner}/{repo}/issues/{number}/comments", self._create_comment)
         r("GET", "/repos/{owner}/{repo}/issues/comments/{id}", self._get_comment)
         r("PATCH", "/repos/{owner}/{repo}/issues/comments/{id}", self._update_comment)
+        r("GET", "/repos/{owner}/{repo}/pulls", self._list_pulls)
+        r("POST", "/repos/{owner}/{repo}/pulls", self._create_pull)
         r("GET", "/repos/{owner}/{repo}/pulls/{number}", self._get_pull)
         r("GET", "/repos/{owner}/{repo}/pulls/{number}/reviews", self._list_reviews)
         r("GET", "/repos/{owner}/{repo}/commits/{sha}/pulls", self._pulls_for_commit)
@@ -1301,6 +1319,129 @@ class FakeGitHub:
 
     def _get_pull(self, call: _Call) -> tuple[int, Any]:
         return 200, self._pull_json(self._find_pull(call), call.media)
+
+    def _list_pulls(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
+        """`GET /repos/{o}/{r}/pulls`: `state` (open by default), `head` as `owner:ref` (GitHub
+        ignores a head without the owner, so does the fake), `base`; newest first unless
+        `sort`/`direction` say otherwise; paginated."""
+        full = self._repo_of(call)
+        state = call.q("state", "open")
+        pulls = [p for p in self._pulls.values() if p.repo == full]
+        if state != "all":
+            pulls = [p for p in pulls if p.state == state]
+        head = call.q("head")
+        if head and ":" in head:
+            owner, _, ref = head.partition(":")
+            pulls = [
+                p
+                for p in pulls
+                if _owner(p.head_repo).lower() == owner.lower() and (not ref or p.head_ref == ref)
+            ]
+        base = call.q("base")
+        if base:
+            pulls = [p for p in pulls if p.base_ref == base]
+        sort = call.q("sort", "created")
+        direction = call.q("direction", "desc" if sort == "created" else "asc")
+        pulls.sort(key=lambda p: p.number, reverse=direction == "desc")
+        items, headers = self._page(call, pulls, f"/repos/{full}/pulls")
+        return 200, [self._pull_json(p, call.media) for p in items], headers
+
+    def _create_pull(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
+        """`POST /repos/{o}/{r}/pulls`, with GitHub's 422s: a title (or an issue) missing, a
+        head or base branch the repository does not have, no commits between them, or an open
+        pull request already there for that head and base."""
+        full = self._repo_of(call)
+        body = call.body if isinstance(call.body, dict) else {}
+        head, base = str(body.get("head") or ""), str(body.get("base") or "")
+        repo = self._repos[full]
+        if ":" in head:
+            head_owner, _, ref = head.partition(":")
+        else:
+            head_owner, ref = repo.owner, head
+        head_repo = body.get("head_repo")
+        if not isinstance(head_repo, str) or head_repo not in self._repos:
+            head_repo = None
+            if head_owner.lower() == repo.owner.lower():
+                head_repo = full
+            else:  # a fork in the network: the head owner's repository of that name, else any
+                forks = sorted(
+                    (
+                        r.full_name
+                        for r in self._repos.values()
+                        if r.owner.lower() == head_owner.lower()
+                    ),
+                    key=lambda n: n.split("/", 1)[1] != repo.name,
+                )
+                head_repo = forks[0] if forks else None
+
+        def invalid(field: str, code: str = "invalid") -> ApiError:
+            return ApiError(
+                422,
+                "Validation Failed",
+                [{"resource": "PullRequest", "field": field, "code": code}],
+                docs=f"{DOCS}/pulls/pulls#create-a-pull-request",
+            )
+
+        def custom(message: str) -> ApiError:
+            return ApiError(
+                422,
+                "Validation Failed",
+                [{"resource": "PullRequest", "code": "custom", "message": message}],
+                docs=f"{DOCS}/pulls/pulls#create-a-pull-request",
+            )
+
+        issue = body.get("issue")
+        title = body.get("title")
+        number = None
+        if issue is not None:
+            issue_key = (full, int(issue))
+            if issue_key not in self._issues or issue_key in self._pulls:
+                raise invalid("issue")
+            number, title = int(issue), self._issues[issue_key]
+        if not title:
+            raise invalid("title", "missing_field")
+        head_sha = self._branches.get((head_repo, ref)) if head_repo and ref else None
+        if head_sha is None:
+            raise invalid("head")
+        base_sha = self._branches.get((full, base))
+        if base_sha is None:
+            raise invalid("base")
+        if (head_repo == full and ref == base) or head_sha == base_sha:
+            raise custom(f"No commits between {base} and {head}")
+        for p in self._pulls.values():
+            if (p.repo, p.head_repo, p.head_ref, p.base_ref, p.state) == (
+                full,
+                head_repo,
+                ref,
+                base,
+                "open",
+            ):
+                raise custom(f"A pull request already exists for {_owner(head_repo)}:{ref}.")
+        if number is None:
+            number = max((n for (r, n) in self._issues if r == full), default=0) + 1
+        self._issues[(full, number)] = str(title)
+        pull = Pull(
+            repo=full,
+            number=number,
+            id=self._new_id(),
+            head_sha=head_sha,
+            head_ref=ref,
+            head_repo=head_repo,
+            base_ref=base,
+            base_sha=base_sha,
+            user=call.login or "ghost",
+            title=str(title),
+            body=body.get("body") if isinstance(body.get("body"), str) else None,
+            state="open",
+            merged=False,
+            merge_commit_sha=None,
+            draft=bool(body.get("draft")),
+            created_at=_now(),
+            merged_at=None,
+        )
+        self._pulls[(full, number)] = pull
+        out = self._pull_json(pull, call.media)
+        return 201, out, {"Location": out["url"]}
 
     def _list_reviews(self, call: _Call) -> tuple[int, Any, dict[str, str]]:
         pull = self._find_pull(call)
