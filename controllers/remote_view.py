@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import threading
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +83,51 @@ def _reason(stderr: bytes) -> str:
     return lines[-1] if lines else "failed"
 
 
+def redact(url: str) -> str:
+    """`url` with its user information (a password, or a token written as the user name)
+    replaced by `***`: what pages, errors and logs show of a remote."""
+    if "://" not in url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` (git's words) with `url`'s user information masked wherever it appears."""
+    if "://" not in url:
+        return text
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return text
+    text = text.replace(url, redact(url))
+    secret = parts.password
+    if secret is None and parts.scheme in ("http", "https"):
+        secret = parts.username  # https://TOKEN@host/...: the user name is the secret
+    return text.replace(secret, "***") if secret else text
+
+
+#: A rejected ref in `git push --porcelain`'s output: `!<TAB>src:dst<TAB>[rejected] (reason)`.
+_REJECTED = re.compile(r"^!\t[^\t]*\t(?P<what>.*)$", re.M)
+
+
+def _push_reason(stdout: bytes, stderr: bytes) -> str:
+    """Why a push failed, in git's and the remote's words: the ref's status line (`[remote
+    rejected] (pre-receive hook declined)`), then what the remote said (its hooks' `remote:`
+    lines), else git's own fatal line."""
+    said = [m.group("what").strip() for m in _REJECTED.finditer(stdout.decode("utf-8", "replace"))]
+    for line in stderr.decode("utf-8", "replace").splitlines():
+        if line.startswith("remote:"):
+            text = line[len("remote:") :].strip()
+            if text and text not in said:
+                said.append(text)
+    if said:
+        return "; ".join(said)[:2000]
+    return _reason(stderr)
+
+
 def cache_name(url: str) -> str:
     """The cache directory's name for `url`: readable, and unique by a hash of the URL."""
     tail = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "repo"
@@ -94,6 +141,8 @@ class RemoteView:
 
     def __init__(self, url: str, cache: Path) -> None:
         self.url = url
+        #: `url` as pages and messages show it (user information masked)
+        self.display_url = redact(url)
         self.cache = cache
         self.refs: dict[str, str] = {}
         self.default_branch: str | None = None
@@ -103,8 +152,15 @@ class RemoteView:
             cache.parent.mkdir(parents=True, exist_ok=True)
             _run(["init", "--quiet", "--bare", str(cache)])
 
+    def _git(self, args: list[str]) -> bytes:
+        """`git ARGS` in the cache; a failure's message never carries the URL's credentials."""
+        try:
+            return _run(args, cwd=self.cache)
+        except RemoteError as exc:
+            raise RemoteError(_scrub(str(exc), self.url)) from None
+
     def _ls_remote(self) -> tuple[dict[str, str], str | None]:
-        out = _run(["ls-remote", "--symref", self.url], cwd=self.cache)
+        out = self._git(["ls-remote", "--symref", self.url])
         refs: dict[str, str] = {}
         head: str | None = None
         for line in out.decode("utf-8", "surrogateescape").splitlines():
@@ -122,10 +178,7 @@ class RemoteView:
             if remote == self._seen and head == self.default_branch:
                 return False
             if remote != self._seen:
-                _run(
-                    ["fetch", "--quiet", "--prune", "--no-tags", self.url, *REFSPECS],
-                    cwd=self.cache,
-                )
+                self._git(["fetch", "--quiet", "--prune", "--no-tags", self.url, *REFSPECS])
                 self.refs = self._local_refs()
                 self._seen = remote
             self.default_branch = head
@@ -138,6 +191,18 @@ class RemoteView:
             sha, _, name = line.partition(" ")
             refs[name] = sha
         return refs
+
+    def branch_dates(self) -> dict[str, int]:
+        """Each fetched branch's commit time (seconds), by ref name: one `git for-each-ref`."""
+        out = self._git(
+            ["for-each-ref", "--format=%(committerdate:unix) %(refname)", "refs/heads/"]
+        )
+        dates = {}
+        for line in out.decode("utf-8", "surrogateescape").splitlines():
+            stamp, _, name = line.partition(" ")
+            if stamp.isdigit():
+                dates[name] = int(stamp)
+        return dates
 
     def tree(self, commit: str, prefix: str) -> list[TreeFile]:
         return list_tree(self.cache, commit, prefix)
@@ -223,6 +288,15 @@ class RemoteView:
     ) -> str:
         """Commit `files` (and `remove` removed) on top of `parent` and push it as the new
         branch `branch` (refused when the branch exists). Returns the commit id."""
+        for path in [*files, *remove]:
+            parts = path.split("/")
+            if (
+                not path
+                or path.startswith("/")
+                or any(c in path for c in "\n\r\t\0")
+                or any(p in ("", ".", "..") for p in parts)
+            ):
+                raise ValueError(f"{path!r} is not a path inside the repository")
         name, email = author
         env = {
             **_environment(),
@@ -258,15 +332,27 @@ class RemoteView:
             tree = git("write-tree")
             commit = git("commit-tree", tree, "-p", parent, "-m", message)
             ref = f"refs/heads/{branch}"
+            where = f"cannot create branch {branch} on {self.display_url}"
             try:
-                git(
-                    "push",
-                    "--porcelain",
-                    "--no-verify",
-                    f"--force-with-lease={ref}:",
-                    self.url,
-                    f"{commit}:{ref}",
+                push = subprocess.run(
+                    [
+                        "git",
+                        "push",
+                        "--porcelain",
+                        "--no-verify",
+                        f"--force-with-lease={ref}:",
+                        self.url,
+                        f"{commit}:{ref}",
+                    ],
+                    cwd=self.cache,
+                    capture_output=True,
+                    check=False,
+                    env=env,
+                    timeout=_TIMEOUT,
                 )
-            except RemoteError as exc:
-                raise RemoteError(f"cannot create branch {branch} on {self.url}: {exc}") from None
+            except subprocess.TimeoutExpired:
+                raise RemoteError(f"{where}: no answer in {_TIMEOUT:.0f}s") from None
+            if push.returncode != 0:
+                reason = _scrub(_push_reason(push.stdout, push.stderr), self.url)
+                raise RemoteError(f"{where}: {reason}") from None
         return commit

@@ -45,6 +45,27 @@ def _identity(given: str | None, where: Path) -> str:
         return "alloy-ui"
 
 
+def _stream_room() -> int:
+    """How many event streams to keep open at once: each holds a file descriptor, and the
+    refresh needs some too (git processes and their pipes). The soft limit is raised to the
+    hard one first (a server's usual start)."""
+    import resource
+
+    from alloy.web import MAX_STREAMS
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_STREAMS
+    return max(4, min(MAX_STREAMS, (soft - 64) // 2))
+
+
 @cli.command()
 @click.option(
     "--repo",
@@ -138,16 +159,21 @@ def ui(
         try:
             state.view.refresh()
         except RemoteError as exc:
-            failures.append(f"--repo {state.view.url}: {exc}")
+            failures.append(f"--repo {state.view.display_url}: {exc}")
     if failures and len(failures) == len(states):
         raise UserError("; ".join(failures))
     for failure in failures:  # the others are served; the page says this one cannot be read
         click.echo(f"alloy ui: warning: {failure}", err=True)
+    # Without tokens the server is for this machine only: a request must name it by a loopback
+    # address (a page of another site whose name was made to resolve to 127.0.0.1 — DNS
+    # rebinding — is refused). With tokens, the token is what admits a request.
+    hosts = None if tokens else frozenset({host.strip("[]").lower(), "localhost"})
     app = create_app(
         states,
-        security=Security(tokens=tokens, identity=_identity(identity, where)),
+        security=Security(tokens=tokens, identity=_identity(identity, where), hosts=hosts),
         writable=not read_only,
         poll=poll,
+        max_streams=_stream_room(),
     )
     address = f"http://{host if ':' not in host else '[' + host + ']'}:{port_text}/"
     click.echo(f"alloy ui: serving {', '.join(s.key for s in states)} on {address}", err=True)

@@ -12,11 +12,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from alloy.web._app import create_app
+from alloy.web._app import MAX_STREAMS, create_app
 from alloy.web._repo import RepoState
 from alloy.web._security import Security, is_loopback, read_tokens
 
 __all__ = [
+    "MAX_STREAMS",
     "RepoState",
     "Security",
     "create_app",

@@ -15,18 +15,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from yaml.nodes import MappingNode, Node, ScalarNode
+
 from alloy import approve as approve_mod
 from alloy import scaffold
+from alloy import status as status_mod
 from alloy.compile import pretty_bytes
 from alloy.errors import UserError
-from alloy.load import PROJECT_PATH, Entry, load_document, load_project
+from alloy.load import PROJECT_PATH, Entry, YamlProblem, load_document, load_project, parse
 from alloy.model import COMPILED_STATES
-from alloy.web._repo import RepoState
+from alloy.web._repo import ExecutionRef, RepoState
 
 LIFECYCLE = ("proposed", "accepted", "active", "deprecated", "retired", "rejected")
-_STATE_LINE = re.compile(
-    r"^(?P<lead>\s+state:\s*)(?P<value>[A-Za-z\"']+)(?P<tail>\s*(#.*)?)$", re.M
-)
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,21 @@ def approve(
     if decision not in ("approve", "reject"):
         raise UserError(f"decision {decision!r}: approve or reject")
     block, index = approve_mod.parse_gate(gate)
+    ref = state.executions.get(execution)
+    if ref is None:
+        raise UserError(
+            f"execution {execution!r} is not one of repository {state.key}'s; decide a gate "
+            "listed under Approvals"
+        )
+    if ref.status in status_mod.FINISHED:
+        raise UserError(f"execution {execution} has {ref.status}: it waits on no gate any more")
+    gates = _approval_gates(state, ref)
+    if (block, index) not in gates:
+        named = ", ".join(f"{b}/{i}" for b, i in sorted(gates)) or "none"
+        raise UserError(
+            f"gate {block}/{index}: execution {execution} has no approval gate by that name "
+            f"(its approval gates: {named})"
+        )
     intents = {n: g.intent for n, g in state.intents.inputs.items()}
     with tempfile.TemporaryDirectory() as tmp:
         root = _scratch_root(state, Path(tmp))
@@ -131,6 +146,17 @@ def approve(
         message=f"{decision.capitalize()} {gate} of {execution}",
         actor=actor,
     )
+
+
+def _approval_gates(state: RepoState, ref: ExecutionRef) -> set[tuple[str, int]]:
+    """The approval gates an execution may be decided on: those it waits on, and those its
+    intent declares (a running execution may not have reached them yet)."""
+    gates = {(block, index) for block, index, kind, _, _ in ref.waiting if kind == "approval"}
+    given = state.intents.inputs.get(ref.intent)
+    automation = given.intent.spec.automation if given else None
+    for b in automation.blocks if automation else []:
+        gates.update((b.id, i) for i, g in enumerate(b.gates) if g.approval is not None)
+    return gates
 
 
 def request(state: RepoState, *, intent: str, inputs: list[str], reason: str, actor: str) -> Done:
@@ -242,14 +268,11 @@ def move(state: RepoState, *, intent: str, to: str, reason: str, actor: str) -> 
     if not reason.strip():
         raise UserError("reason is empty; say why the intent moves")
     text = (state.view.file_at(_head(state), given.path) or b"").decode("utf-8")
-    spec_at = text.find("\nspec:")
-    found = _STATE_LINE.search(text, spec_at if spec_at >= 0 else 0)
-    if found is None:
-        new_text = re.sub(r"(\nspec:\s*\n)", f"\\1  state: {to}\n", text, count=1)
-    else:
-        new_text = text[: found.start("value")] + to + text[found.end("value") :]
+    new_text = _with_state(text, to, given.path)
     data = new_text.encode()
     artifact = _validate(state, given.path, data)
+    if _spec_state(new_text) != to:  # never a branch that says "move" and moves nothing
+        raise UserError(f"{given.path}: cannot set spec.state in this file; edit it by hand")
     files = {given.path: data}
     artifact_path = f".alloy/artifacts/{intent}.json"
     if to in COMPILED_STATES and artifact is not None:
@@ -267,3 +290,46 @@ def move(state: RepoState, *, intent: str, to: str, reason: str, actor: str) -> 
         actor=actor,
         remove=remove,
     )
+
+
+def _key(mapping: MappingNode, name: str) -> tuple[Node, Node] | None:
+    for key, value in mapping.value:
+        if isinstance(key, ScalarNode) and key.value == name:
+            return key, value
+    return None
+
+
+def _with_state(text: str, to: str, path: str) -> str:
+    """`text` (an intent file) with `spec.state` set to `to`: the value's own characters
+    replaced where the parser found them (comments, layout and every other `state:` kept), or
+    the key added as the first of `spec` when it has none."""
+    try:
+        root = parse(text).node
+    except YamlProblem as exc:
+        raise UserError(f"{path}:{exc.line}:{exc.column}: {exc.message}") from None
+    found = _key(root, "spec") if isinstance(root, MappingNode) else None
+    spec = found[1] if found else None
+    if not isinstance(spec, MappingNode):
+        raise UserError(f"{path}: no spec mapping to set spec.state in")
+    current = _key(spec, "state")
+    if current is not None:
+        value = current[1]
+        if not isinstance(value, ScalarNode):
+            raise UserError(f"{path}: spec.state is not a single value")
+        return text[: value.start_mark.index] + to + text[value.end_mark.index :]
+    if spec.flow_style or not spec.value:
+        at = spec.start_mark.index + 1  # just after the `{`
+        return text[:at] + f"state: {to}" + (", " if spec.value else "") + text[at:]
+    first: Node = spec.value[0][0]
+    line = text.rfind("\n", 0, first.start_mark.index) + 1
+    indent = " " * int(first.start_mark.column)
+    return f"{text[:line]}{indent}state: {to}\n{text[line:]}"
+
+
+def _spec_state(text: str) -> object:
+    try:
+        doc = parse(text).data
+    except YamlProblem:
+        return None
+    spec = doc.get("spec") if isinstance(doc, dict) else None
+    return spec.get("state", "proposed") if isinstance(spec, dict) else None

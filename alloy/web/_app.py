@@ -16,6 +16,8 @@ import secrets
 import subprocess
 import sys
 import threading
+import traceback
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -46,6 +49,13 @@ from alloy.web._repo import RepoState
 from alloy.web._security import CSRF_COOKIE, TOKEN_COOKIE, Security
 
 STATIC = Path(__file__).parent / "static"
+#: Event streams open at once, by default: each holds a connection (a file descriptor) for as
+#: long as its reader stays; the refresh needs descriptors too (git processes).
+MAX_STREAMS = 200
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 DOWNLOADS = {
     "json": "application/json",
     "markdown": "text/markdown",
@@ -66,8 +76,12 @@ class Hub:
         self.rows: list[dict[str, Any]] = []
         self._rows_of: dict[str, tuple[int, list[dict[str, Any]]]] = {}
         self.history: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.reviews: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.changed: asyncio.Condition | None = None
+        self.reviews: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        #: set, and replaced by a new one, at each change: a stream waits on the one it took
+        #: (no lock a cancelled reader could leave held)
+        self.changed = asyncio.Event()
+        #: the bodies of the event streams open now (an abandoned one leaves by itself)
+        self.streams: weakref.WeakSet[AsyncIterator[bytes]] = weakref.WeakSet()
         self.lock = threading.Lock()
 
     def refresh(self) -> bool:
@@ -92,17 +106,24 @@ class Hub:
                 self.version += 1
             return changed
 
+    def announce(self) -> None:
+        """Wake every event stream (they then compare versions)."""
+        woken, self.changed = self.changed, asyncio.Event()
+        woken.set()
+
+    async def refreshed(self) -> None:
+        """`refresh()` in a thread, and the event streams told when anything changed."""
+        try:
+            changed = await asyncio.to_thread(self.refresh)
+        except Exception as exc:  # noqa: BLE001 - a refresh must never stop the server
+            sys.stderr.write(f"alloy ui: refresh failed: {exc}\n")
+            changed = False
+        if changed:
+            self.announce()
+
     async def run(self) -> None:
-        assert self.changed is not None
         while True:
-            try:
-                changed = await asyncio.to_thread(self.refresh)
-            except Exception as exc:  # noqa: BLE001 - a refresh must never stop the server
-                sys.stderr.write(f"alloy ui: refresh failed: {exc}\n")
-                changed = False
-            if changed:
-                async with self.changed:
-                    self.changed.notify_all()
+            await self.refreshed()
             await asyncio.sleep(self.poll)
 
 
@@ -113,15 +134,17 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _short(value: str | None, n: int = 12) -> str:
+def _short(value: object, n: int = 12) -> str:
     if not value:
         return "-"
-    return value.removeprefix("sha256:")[:n]
+    return str(value).removeprefix("sha256:")[:n]
 
 
-def _ago(stamp: str | None) -> str:
+def _ago(stamp: object) -> str:
     if not stamp:
         return "-"
+    if not isinstance(stamp, str):
+        return str(stamp)
     try:
         moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
@@ -129,8 +152,8 @@ def _ago(stamp: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment.tzinfo else stamp
 
 
-def _duration(ms: int | None) -> str:
-    if ms is None:
+def _duration(ms: object) -> str:
+    if not isinstance(ms, int | float):
         return "-"
     if ms < 1000:
         return f"{ms} ms"
@@ -146,9 +169,11 @@ def create_app(
     poll: float = 0.5,
     foundry: Sequence[str] | None = None,
     refresh_in_background: bool = True,
+    max_streams: int = MAX_STREAMS,
 ) -> Starlette:
     """The application for `states`. `foundry` is the command that runs Foundry as a process
-    (for the Markdown, OTLP and in-toto downloads); Alloy never imports it."""
+    (for the Markdown, OTLP and in-toto downloads); Alloy never imports it. At most
+    `max_streams` event streams are open at once (each holds a connection: beyond it a 503)."""
     hub = Hub(states, poll=poll, writable=writable)
     guard = security or Security()
     converter = list(foundry or [sys.executable, "-P", "-m", "foundry"])
@@ -321,9 +346,6 @@ def create_app(
         state = state_of(request)
         if state is None:
             return problem(request, 404, "no such repository")
-        origin = request.headers.get("origin")
-        if origin and origin.rstrip("/") != str(request.base_url).rstrip("/"):
-            return problem(request, 403, "refused: the form was sent from another site (Origin)")
         if not hub.writable:
             return problem(request, 403, "this server is read-only; nothing was written")
         form = await request.form()
@@ -336,13 +358,18 @@ def create_app(
         actor = guard.identity_of(_token(request))
         kind = request.path_params["action"]
         text = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+        # What the action checks and builds on is the remote as it is now, not as the page
+        # showed it (the default branch may have moved since).
+        await hub.refreshed()
+        if state.error is not None:
+            return problem(request, 502, f"{kind}: repository {state.key}: {state.error}")
         try:
             done = await asyncio.to_thread(_run_action, state, kind, text, form.getlist, actor)
         except (AlloyError, ValueError) as exc:
             return problem(request, 400, str(exc))
         except Exception as exc:  # noqa: BLE001 - a remote that refuses the push, say
             return problem(request, 502, f"{kind}: {exc}")
-        await asyncio.to_thread(hub.refresh)
+        await hub.refreshed()
         return render(
             request,
             "done.html",
@@ -351,41 +378,52 @@ def create_app(
         )
 
     async def events(request: Request) -> Response:
-        assert hub.changed is not None
         try:
             limit = int(request.query_params.get("limit", "0"))
             since = int(request.query_params.get("since", hub.version))
         except ValueError:
             return PlainTextResponse("limit and since are whole numbers", status_code=400)
+        if request.method == "HEAD":  # the headers of a stream, without one that never ends
+            return Response(media_type="text/event-stream", headers={"cache-control": "no-store"})
+        if len(hub.streams) >= max_streams:
+            return PlainTextResponse(
+                f"{len(hub.streams)} live connections are open, the most this server keeps; "
+                "the page works without one (reload it to see changes)",
+                status_code=503,
+                headers={"retry-after": "30", "connection": "close"},
+            )
 
         async def stream() -> AsyncIterator[bytes]:
-            assert hub.changed is not None
             seen = since
             sent = 0
-            yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'version': hub.version})}\n\n".encode()
+            hello = json.dumps({"version": hub.version})
+            yield f"retry: 1000\nevent: hello\ndata: {hello}\n\n".encode()
             while True:
+                woken = hub.changed  # taken before the version is compared: no change is lost
                 if hub.version > seen:
                     seen = hub.version
                     yield f"event: change\ndata: {json.dumps({'version': seen})}\n\n".encode()
                     sent += 1
                     if limit and sent >= limit:
                         return
-                async with hub.changed:
-                    try:
-                        await asyncio.wait_for(hub.changed.wait(), timeout=15)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
+                    continue
+                try:
+                    await asyncio.wait_for(woken.wait(), timeout=15)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
 
+        body = stream()
+        hub.streams.add(body)
         return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"cache-control": "no-store"}
+            body, media_type="text/event-stream", headers={"cache-control": "no-store"}
         )
 
     async def healthz(request: Request) -> Response:
         errors = {s.key: s.error for s in hub.states if s.error}
-        return JSONResponse(
-            {"ok": not errors, "version": hub.version, "errors": errors},
-            status_code=200 if not errors else 503,
-        )
+        body: dict[str, Any] = {"ok": not errors, "version": hub.version}
+        if guard.token_ok(_token(request)):  # what went wrong is for those who may read it
+            body["errors"] = errors
+        return JSONResponse(body, status_code=200 if not errors else 503)
 
     async def login(request: Request) -> Response:
         if request.method == "POST":
@@ -417,8 +455,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub.changed = asyncio.Condition()
-        await asyncio.to_thread(hub.refresh)
+        hub.changed = asyncio.Event()  # of this event loop (an app may be served again)
+        await hub.refreshed()
         task = asyncio.create_task(hub.run()) if refresh_in_background else None
         try:
             yield
@@ -427,7 +465,24 @@ def create_app(
                 task.cancel()
 
     async def gatekeeper(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        response = await _guarded(request, call_next)
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        response.headers.setdefault("referrer-policy", "same-origin")
+        response.headers.setdefault("content-security-policy", CSP)
+        return response
+
+    async def _guarded(request: Request, call_next: Callable[[Request], Any]) -> Response:
         path = request.url.path
+        if not guard.host_ok(request.headers.get("host")):
+            # DNS rebinding: a page of another site whose name now resolves to this host.
+            return _refusal(
+                request,
+                400,
+                "this server answers to its loopback address only (Host "
+                f"{request.headers.get('host', '')!r}); open it as http://127.0.0.1:PORT/",
+            )
+        if request.method not in ("GET", "HEAD") and _cross_site(request):
+            return _refusal(request, 403, "refused: the form was sent from another site (Origin)")
         if (
             guard.needs_token
             and path not in ("/login", "/healthz")
@@ -440,22 +495,46 @@ def create_app(
                     status_code=401,
                 )
             return RedirectResponse("/login", status_code=303)
-        response: Response = await call_next(request)
-        response.headers.setdefault("x-content-type-options", "nosniff")
-        response.headers.setdefault("referrer-policy", "same-origin")
-        response.headers.setdefault(
-            "content-security-policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-        )
+        try:
+            response: Response = await call_next(request)
+        except Exception:  # noqa: BLE001 - a page never shows a traceback
+            sys.stderr.write(f"alloy ui: {request.method} {path} failed:\n{traceback.format_exc()}")
+            return problem(request, 500, "an internal error; the server's log says what went wrong")
+        return response
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        response = problem(request, exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
         return response
 
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=gatekeeper)],
+        exception_handlers={HTTPException: http_error},
     )
     app.state.hub = hub
     return app
+
+
+def _refusal(request: Request, status: int, message: str) -> Response:
+    """A refusal before anything of the request is served (no page, no cookie)."""
+    if _wants_json(request):
+        return JSONResponse({"error": message}, status_code=status)
+    return PlainTextResponse(message, status_code=status)
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether a POST comes from a page of another origin (`Origin`, else `Referer`)."""
+    here = str(request.base_url).rstrip("/")
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin.rstrip("/") != here
+    referer = request.headers.get("referer")
+    if referer:
+        return referer != here and not referer.startswith(here + "/")
+    return False
 
 
 def _token(request: Request) -> str | None:

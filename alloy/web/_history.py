@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
 from alloy import status as status_mod
-from alloy.web._repo import RepoState
+from alloy.load import YamlProblem, parse
+from alloy.web._repo import READ_CAP, RepoState
 
 _PULL = re.compile(r"(?:#|pull request #|!)(\d+)")
 _HISTORY_LIMIT = 200
@@ -20,11 +19,13 @@ ACTIVITY_LIMIT = 200
 
 
 def _state_of(data: bytes | None) -> str | None:
+    """The lifecycle state an intent file says (`spec.state`, proposed when absent), read by the
+    loader's YAML parser (bounded nesting, aliases and size); None when it says none."""
     if data is None:
         return None
     try:
-        doc = yaml.safe_load(data)
-    except yaml.YAMLError:
+        doc = parse(data.decode("utf-8")).data
+    except (YamlProblem, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
         return None
@@ -50,10 +51,12 @@ def lifecycle(
     if key in cache:
         return cache[key]
     entries = state.view.log(commit, [given.path], limit=_HISTORY_LIMIT)
+    # Every version at once (one batch read); a version larger than READ_CAP is not read.
+    versions = state.view.named([f"{e.commit}:{given.path}" for e in entries], READ_CAP)
     moves: list[dict[str, Any]] = []
     previous: str | None = None
     for entry in reversed(entries):
-        current = _state_of(state.view.file_at(entry.commit, given.path))
+        current = _state_of(versions.get(f"{entry.commit}:{given.path}"))
         if current is None or current == previous:
             continue
         moves.append(

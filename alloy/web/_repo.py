@@ -114,6 +114,25 @@ def _snapshot(view: RemoteView, commit: str) -> dict[str, Entry]:
     return snap
 
 
+def _json(data: bytes | None) -> Any:
+    """A JSON document read from a ref, or None when it is not JSON (or nested too deep for
+    the parser: a hostile document must never stop a refresh)."""
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _entries(value: object) -> list[dict[str, Any]]:
+    """The entries of a lane's list (holders, waiting, superseded) that are what a lane state
+    writes: objects naming an execution; anything else is left out."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, dict) and isinstance(v.get("execution"), str)]
+
+
 def _light(trace: Trace, source: str, blob: str) -> ExecutionRef:
     spec = trace.spec
     latest: dict[tuple[str, int], Any] = {}
@@ -167,7 +186,8 @@ class RepoState:
         self.forge_commit: str | None = None
         self.executions: dict[str, ExecutionRef] = {}
         self.by_intent: dict[str, list[ExecutionRef]] = {}
-        self.warnings: list[str] = []
+        #: what could not be shown, per layer (the traces branch, claims, lanes)
+        self._warned: dict[str, list[str]] = {}
         self.version = 0
         self.error: str | None = None
 
@@ -186,14 +206,22 @@ class RepoState:
             return False
         with self.lock:
             self.error = None
-            self._load_intents()
-            self._load_traces()
-            self._load_claims()
-            self._load_lanes()
-            self._load_forge()
+            try:
+                self._load_intents()
+                self._load_traces()
+                self._load_claims()
+                self._load_lanes()
+                self._load_forge()
+            except Exception as exc:  # noqa: BLE001 - one repository must never stop the others
+                # What could be read stays shown; the page says what could not.
+                self.error = f"cannot read what the remote holds: {type(exc).__name__}: {exc}"
             self._index()
             self.version += 1
         return True
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for layer in ("traces", "claims", "lanes") for w in self._warned.get(layer, [])]
 
     @property
     def default_branch(self) -> str:
@@ -238,33 +266,35 @@ class RepoState:
         self.traces_commit = commit
         listing = [] if commit is None else self.view.tree(commit, TRACES_DIR)
         paths: dict[str, str] = {}
-        wanted: dict[str, str] = {}
         warnings: list[str] = []
         for f in listing:
             parts = f.path.split("/")
             if len(parts) != 3 or not parts[2].endswith(".json") or not f.regular:
                 continue
             paths[f.path] = f.sha
-            if f.sha not in self._trace_blobs:
-                wanted[f.sha] = f.path
+        wanted = {sha for sha in paths.values() if sha not in self._trace_blobs}
         blobs = self.view.blobs(wanted, READ_CAP)
-        for sha, path in wanted.items():
+        parsed: dict[str, tuple[Trace, ExecutionRef] | None] = {}
+        for sha in wanted:
             data = blobs.get(sha)
             trace = _parse_trace(data) if data is not None else None
-            if trace is None:
+            parsed[sha] = None if trace is None else (_slim(trace), _light(trace, "traces", sha))
+        # Each path is checked, not each blob: the same bytes at another path (a trace copied
+        # under another intent or id) neither count there nor hide the trace where it belongs.
+        kept: dict[str, tuple[Trace, ExecutionRef]] = {}
+        for path, sha in sorted(paths.items()):
+            found = self._trace_blobs.get(sha) or parsed.get(sha)
+            if found is None:
                 warnings.append(f"{self.traces_branch}:{path}: not a valid Trace; skipped")
                 continue
-            intent, stem = path.split("/")[1], path.split("/")[2][: -len(".json")]
-            if trace.spec.intent != intent or trace.metadata.name != stem:
+            _, intent, name = path.split("/")
+            if found[1].intent != intent or found[1].id != name[: -len(".json")]:
                 warnings.append(f"{self.traces_branch}:{path}: holds another execution; skipped")
                 continue
-            self._trace_blobs[sha] = (_slim(trace), _light(trace, "traces", sha))
-        live = set(paths.values())
-        self._trace_blobs = {k: v for k, v in self._trace_blobs.items() if k in live}
-        self.trace_paths = {
-            self._trace_blobs[sha][1].id: sha for sha in paths.values() if sha in self._trace_blobs
-        }
-        self.warnings = warnings
+            kept[sha] = found
+        self._trace_blobs = kept
+        self.trace_paths = {ref.id: sha for sha, (_, ref) in kept.items()}
+        self._warned["traces"] = warnings
 
     def _load_claims(self) -> None:
         heads = {
@@ -276,10 +306,7 @@ class RepoState:
         names = [f"{sha}:{leaf}" for sha in wanted for leaf in ("claim.json", "trace.json")]
         blobs = self.view.named(names, READ_CAP)
         for sha in wanted:
-            try:
-                claim = json.loads(blobs.get(f"{sha}:claim.json", b"null"))
-            except ValueError:
-                claim = None
+            claim = _json(blobs.get(f"{sha}:claim.json"))
             if not isinstance(claim, dict):
                 claim = {"state": "unreadable"}
             live = None
@@ -289,10 +316,24 @@ class RepoState:
                 live = (_slim(trace), _light(trace, "claim", f"{sha}:trace.json"))
             self._claims[sha] = (claim, live)
         self._claims = {sha: self._claims[sha] for sha in heads.values()}
-        self.claims = {execution: self._claims[sha] for execution, sha in heads.items()}
+        warnings: list[str] = []
+        claims = {}
+        for execution, sha in heads.items():
+            claim, live = self._claims[sha]
+            if live is not None and live[1].id != execution:
+                # A claim speaks for its own execution only: a trace that names another one
+                # is not shown as this one (nor as the other).
+                warnings.append(
+                    f"{CLAIMS}{execution}: trace.json holds execution {live[1].id}; ignored"
+                )
+                live = None
+            claims[execution] = (claim, live)
+        self.claims = claims
+        self._warned["claims"] = warnings
 
     def _load_lanes(self) -> None:
         lanes = {}
+        warnings: list[str] = []
         names = {
             name[len(LANES) :]: f"{sha}:lane.json"
             for name, sha in self.view.refs.items()
@@ -300,13 +341,17 @@ class RepoState:
         }
         blobs = self.view.named(names.values(), READ_CAP)
         for lane, obj in names.items():
-            try:
-                doc = json.loads(blobs.get(obj, b"null"))
-            except ValueError:
-                doc = None
-            if isinstance(doc, dict):
-                lanes[lane] = doc
+            doc = _json(blobs.get(obj))
+            if not isinstance(doc, dict):
+                warnings.append(f"{LANES}{lane}: lane.json is not a lane state; skipped")
+                continue
+            lanes[lane] = {
+                "holders": _entries(doc.get("holders")),
+                "waiting": _entries(doc.get("waiting")),
+                "superseded": _entries(doc.get("superseded")),
+            }
         self.lanes = lanes
+        self._warned["lanes"] = warnings
 
     def _load_forge(self) -> None:
         commit = self._ref(FORGE)
@@ -318,10 +363,7 @@ class RepoState:
             listing = [f for f in self.view.tree(commit, "checks") if f.regular]
             blobs = self.view.blobs({f.sha for f in listing}, READ_CAP)
             for f in listing:
-                try:
-                    run = json.loads(blobs.get(f.sha, b"null"))
-                except ValueError:
-                    continue
+                run = _json(blobs.get(f.sha))
                 if isinstance(run, dict) and isinstance(run.get("external_id"), str):
                     checks[run["external_id"]] = run
         self.checks = checks

@@ -1,7 +1,8 @@
 """Reviews: every branch of a repository that changes `.alloy/`, reviewed as `alloy review`
 reviews it (`--format json`: the same data), against the default branch's head.
 
-A review is cached by (base, head) commits; nothing of a branch is checked out or run.
+A review is cached by the branch and its (base, head) commits (two branches at one commit are
+two reviews: each names its branch); nothing of a branch is checked out or run.
 """
 
 from __future__ import annotations
@@ -10,55 +11,71 @@ from typing import Any
 
 from alloy.web._repo import RepoState
 
+#: Reviews shown per repository, newest branch first; and branches looked at to find them (a
+#: branch that does not change `.alloy/` is looked at, not reviewed).
 REVIEW_LIMIT = 50
+SCAN_LIMIT = 500
 
 
 def reviews(
-    states: list[RepoState], cache: dict[tuple[str, str, str], dict[str, Any]]
+    states: list[RepoState], cache: dict[tuple[str, str, str, str], dict[str, Any]]
 ) -> dict[str, Any]:
-    from alloy.cli._review import _review
-    from controllers import git as gitctl
-
     items = []
+    omitted = 0
     for state in states:
         base = state.intents.commit
         if base is None:
             continue
         skip = {f"refs/heads/{state.default_branch}", f"refs/heads/{state.traces_branch}"}
+        dates = state.view.branch_dates()
         branches = sorted(
-            (name, sha)
-            for name, sha in state.view.refs.items()
-            if name.startswith("refs/heads/") and name not in skip and sha != base
+            (
+                (name, sha)
+                for name, sha in state.view.refs.items()
+                if name.startswith("refs/heads/") and name not in skip and sha != base
+            ),
+            key=lambda ref: (-dates.get(ref[0], 0), ref[0]),  # the newest first
         )
-        for ref, head in branches[:REVIEW_LIMIT]:
+        shown = 0
+        for looked, (ref, head) in enumerate(branches):
+            if shown >= REVIEW_LIMIT or looked >= SCAN_LIMIT:
+                omitted += len(branches) - looked
+                break
             branch = ref[len("refs/heads/") :]
-            key = (state.key, base, head)
+            key = (state.key, branch, base, head)
             if key not in cache:
-                changed = [
-                    p
-                    for p in gitctl.changed_paths(state.view.cache, base, head)
-                    if p.startswith(".alloy/")
-                ]
-                if not changed:
-                    cache[key] = {}
-                else:
-                    review, _, _ = _review(
-                        state.view.cache,
-                        base,
-                        head,
-                        state.default_branch,
-                        branch,
-                        state.traces_branch,
-                        use_cache=False,
-                    )
-                    cache[key] = {
-                        "repo": state.key,
-                        "branch": branch,
-                        "base": base,
-                        "head": head,
-                        "changed": changed[:50],
-                        "review": review.to_json(),
-                    }
+                cache[key] = _review_of(state, branch, base, head)
             if cache[key]:
                 items.append(cache[key])
-    return {"schemaVersion": 1, "view": "reviews", "items": items}
+                shown += 1
+    return {"schemaVersion": 1, "view": "reviews", "items": items, "omitted": omitted}
+
+
+def _review_of(state: RepoState, branch: str, base: str, head: str) -> dict[str, Any]:
+    """The review of `branch` (at `head`) against `base`; empty when it does not change
+    `.alloy/`."""
+    from alloy.cli._review import _review
+    from controllers import git as gitctl
+
+    changed = [
+        p for p in gitctl.changed_paths(state.view.cache, base, head) if p.startswith(".alloy/")
+    ]
+    if not changed:
+        return {}
+    review, _, _ = _review(
+        state.view.cache,
+        base,
+        head,
+        state.default_branch,
+        branch,
+        state.traces_branch,
+        use_cache=False,
+    )
+    return {
+        "repo": state.key,
+        "branch": branch,
+        "base": base,
+        "head": head,
+        "changed": changed[:50],
+        "review": review.to_json(),
+    }

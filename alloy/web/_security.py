@@ -8,6 +8,12 @@ the acting identity recorded by actions.
 * **CSRF.** Every page sets a random cookie; every form carries the HMAC of it under the
   server's secret; a POST whose field does not match, or whose `Origin` is another site, is
   refused (403) before anything is read from it.
+* **Host.** Without tokens (loopback), a request must name the server by a loopback address
+  (`Host`): a web page whose own name was made to resolve to 127.0.0.1 (DNS rebinding) would
+  otherwise be "same origin" with the dashboard, read it and send its forms.
+
+Every comparison of a secret is made on bytes in constant time (any text a client sends,
+non-ASCII included, is compared, never an error).
 """
 
 from __future__ import annotations
@@ -33,6 +39,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_of(header: str) -> str:
+    """The host name of a `Host` header (`name:port`, `[v6]:port`), lowercase."""
+    value = header.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+#: Fewer different characters than this is a guessable token (`aaaa…`, `0101…`).
+MIN_DISTINCT = 8
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
+
+
 def read_tokens(path: str, data: str) -> dict[str, str | None]:
     """Tokens of a token file (token -> identity or None); refuses an empty or weak file."""
     tokens: dict[str, str | None] = {}
@@ -46,7 +70,15 @@ def read_tokens(path: str, data: str) -> dict[str, str | None]:
         token = parts[-1]
         if len(token) < 16:
             raise UserError(f"{path}:{number}: a token of at least 16 characters, please")
-        tokens[token] = parts[0] if len(parts) == 2 else None
+        if len(set(token)) < MIN_DISTINCT or not token.isascii() or not token.isprintable():
+            raise UserError(
+                f"{path}:{number}: that token is easy to guess (or not printable ASCII); make one "
+                "with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
+        name = parts[0] if len(parts) == 2 else None
+        if token in tokens and tokens[token] != name:
+            raise UserError(f"{path}:{number}: the same token twice, for different names")
+        tokens[token] = name
     if not tokens:
         raise UserError(f"{path}: no token in it; write one token per line")
     return tokens
@@ -58,6 +90,8 @@ class Security:
     #: identity when none comes with the token (loopback: the operator's git identity)
     identity: str = "alloy-ui"
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    #: host names a request may address the server by (`Host`); None: any
+    hosts: frozenset[str] | None = None
 
     @property
     def needs_token(self) -> bool:
@@ -68,14 +102,21 @@ class Security:
             return True
         if not given:
             return False
-        return any(hmac.compare_digest(given, t) for t in self.tokens)
+        matches = [_same(given, t) for t in self.tokens]  # every one: no early exit
+        return any(matches)
 
     def identity_of(self, given: str | None) -> str:
         if given and self.tokens:
             for token, name in self.tokens.items():
-                if hmac.compare_digest(given, token):
+                if _same(given, token):
                     return name or self.identity
         return self.identity
+
+    def host_ok(self, header: str | None) -> bool:
+        """Whether a request's `Host` names this server (always, without a list of hosts)."""
+        if self.hosts is None or header is None:
+            return True
+        return host_of(header) in self.hosts or is_loopback(host_of(header))
 
     def csrf_for(self, cookie: str) -> str:
         return hmac.new(self.secret, cookie.encode(), hashlib.sha256).hexdigest()
@@ -83,4 +124,4 @@ class Security:
     def csrf_ok(self, cookie: str | None, field_value: str | None) -> bool:
         if not cookie or not field_value:
             return False
-        return hmac.compare_digest(self.csrf_for(cookie), field_value)
+        return _same(field_value, self.csrf_for(cookie))

@@ -141,7 +141,7 @@ def repositories(states: Sequence[RepoState], writable: bool) -> list[dict[str, 
     return [
         {
             "key": s.key,
-            "url": s.view.url,
+            "url": s.view.display_url,
             "defaultBranch": s.default_branch,
             "tracesBranch": s.traces_branch,
             "commit": s.intents.commit,
