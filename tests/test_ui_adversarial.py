@@ -241,6 +241,27 @@ def test_documents_nested_too_deep_on_claim_lane_and_forge_refs_stop_nothing(
         assert any("lanes/deploy" in w for w in warnings), warnings
 
 
+def test_refs_that_name_no_commit_are_skipped_with_a_warning(
+    remote: Remote, shared: UiWorld, tmp_path: Path
+) -> None:
+    blob = remote.git("hash-object", "-w", "--stdin", data=b"not a commit")
+    tree = remote.git("rev-parse", "refs/heads/main^{tree}")
+    remote.git("tag", "-a", "-m", "a tag", "v1", "refs/heads/main")
+    remote.git("update-ref", "refs/alloy/forge", blob)
+    remote.git("update-ref", "refs/alloy/claims/exe-00000000000000aa", tree)
+    remote.git(
+        "update-ref", "refs/alloy/claims/exe-00000000000000ab", remote.git("rev-parse", "v1")
+    )
+    remote.git("update-ref", "refs/alloy/lanes/deploy", blob)
+    with _client(remote.path, cache=tmp_path / "cache") as c:
+        repo = c.get("/", params={"format": "json"}).json()["repositories"][0]
+        assert repo["error"] is None, repo
+        assert any("refs/alloy/forge" in w for w in repo["warnings"]), repo["warnings"]
+        assert _intents(c) == {"old-docs", "docs-build", "flaky", "deploy", "planned"}
+        assert c.get("/healthz").json()["ok"] is True
+        _pages(c, shared)
+
+
 def test_lane_documents_of_the_wrong_shape_are_skipped_not_a_crash(
     remote: Remote, tmp_path: Path
 ) -> None:
@@ -616,6 +637,10 @@ def test_every_response_carries_the_security_headers(
         assert response.headers.get("x-content-type-options") == "nosniff", what
     assert responses["missing static"].status_code == 404
     assert responses["method"].status_code == 405
+    # What a page shows (and its CSRF token) is for its reader: no cache keeps it for another
+    for what, response in responses.items():
+        if what not in ("css", "script"):
+            assert response.headers.get("cache-control") == "no-store", what
 
 
 def test_an_internal_error_is_a_500_page_with_the_headers_and_no_traceback(
@@ -979,6 +1004,31 @@ def test_a_lifecycle_move_changes_spec_state_and_nothing_else(
     assert remote.heads()["refs/heads/main"] == before
 
 
+def test_a_lifecycle_move_of_an_intent_read_through_a_link_edits_the_linked_file(
+    remote: Remote, tmp_path: Path
+) -> None:
+    text = remote.show("refs/heads/main:.alloy/intents/planned.yaml")
+    remote.update(
+        "refs/heads/main",
+        {
+            ".alloy/shared/planned.yaml": text,
+            ".alloy/intents/planned.yaml": ("120000", b"../shared/planned.yaml"),
+        },
+    )
+    with _client(remote.path, cache=tmp_path / "cache") as c:
+        assert "planned" in _intents(c)
+        form = {"csrf": _csrf(c), "intent": "planned", "to": "accepted", "reason": "agreed"}
+        done = _post(c, "move", form)
+        assert done.status_code == 201, done.text
+    branch = done.json()["branch"]
+    assert ".alloy/shared/planned.yaml" in done.json()["files"]
+    moved = remote.show(f"{branch}:.alloy/shared/planned.yaml")
+    assert moved == text.replace(b"state: proposed", b"state: accepted")
+    # the link is still a link
+    listing = remote.git("ls-tree", branch, ".alloy/intents/planned.yaml")
+    assert listing.startswith("120000 "), listing
+
+
 def test_an_action_sees_the_default_branch_as_it_is_now(
     remote: Remote, shared: UiWorld, tmp_path: Path
 ) -> None:
@@ -1239,6 +1289,21 @@ def _read_until(sock: socket.socket, words: bytes, deadline: float) -> bytes:
             break
         data += chunk
     return data
+
+
+def test_the_real_server_logs_no_credentials_of_a_remote_url(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_ALLOW_PROTOCOL", "file:http:https")
+    secret = "glpat-Vx8Qm2Lk9Rt4Zw1"
+    url = f"https://oauth2:{secret}@127.0.0.1:9/group/project.git"
+    with _serve(remote.path, tmp_path, "--repo", url) as port:
+        status, _, body = _get(port, "/?format=json")
+        assert status == 200
+        assert secret.encode() not in body
+    logs = b"".join(p.read_bytes() for p in tmp_path.glob("ui-*.log"))
+    assert b"warning: --repo https://***@127.0.0.1:9/group/project.git" in logs, logs
+    assert secret.encode() not in logs
 
 
 def test_dns_rebinding_is_refused_by_the_real_server(remote: Remote, tmp_path: Path) -> None:

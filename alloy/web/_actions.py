@@ -9,6 +9,7 @@ repository is checked out or run.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import secrets
 import tempfile
@@ -267,13 +268,14 @@ def move(state: RepoState, *, intent: str, to: str, reason: str, actor: str) -> 
         raise UserError(f"intent {intent!r} is already {to}")
     if not reason.strip():
         raise UserError("reason is empty; say why the intent moves")
-    text = (state.view.file_at(_head(state), given.path) or b"").decode("utf-8")
-    new_text = _with_state(text, to, given.path)
+    path = _text_file(state, given.path)
+    text = (state.view.file_at(_head(state), path) or b"").decode("utf-8")
+    new_text = _with_state(text, to, path)
     data = new_text.encode()
     artifact = _validate(state, given.path, data)
     if _spec_state(new_text) != to:  # never a branch that says "move" and moves nothing
-        raise UserError(f"{given.path}: cannot set spec.state in this file; edit it by hand")
-    files = {given.path: data}
+        raise UserError(f"{path}: cannot set spec.state in this file; edit it by hand")
+    files = {path: data}
     artifact_path = f".alloy/artifacts/{intent}.json"
     if to in COMPILED_STATES and artifact is not None:
         files[artifact_path] = pretty_bytes(artifact)
@@ -290,6 +292,20 @@ def move(state: RepoState, *, intent: str, to: str, reason: str, actor: str) -> 
         actor=actor,
         remove=remove,
     )
+
+
+def _text_file(state: RepoState, path: str) -> str:
+    """The file that holds the text of the document at `path`: itself, or the file its symbolic
+    link names (inside `.alloy/`, as the loader read it)."""
+    head = _head(state)
+    entry = next((f for f in state.view.tree(head, path) if f.path == path), None)
+    if entry is None or entry.mode != "120000":
+        return path
+    link = (state.view.file_at(head, path) or b"").decode("utf-8", "replace")
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(path), link))
+    if not target.startswith(".alloy/"):
+        raise UserError(f"{path} links to {link}, outside .alloy/; edit it by hand")
+    return target
 
 
 def _key(mapping: MappingNode, name: str) -> tuple[Node, Node] | None:

@@ -469,6 +469,9 @@ def create_app(
         response.headers.setdefault("x-content-type-options", "nosniff")
         response.headers.setdefault("referrer-policy", "same-origin")
         response.headers.setdefault("content-security-policy", CSP)
+        if not request.url.path.startswith("/static/") or response.status_code >= 400:
+            # what a page shows (and its CSRF token) is for its reader: no cache keeps it
+            response.headers.setdefault("cache-control", "no-store")
         return response
 
     async def _guarded(request: Request, call_next: Callable[[Request], Any]) -> Response:

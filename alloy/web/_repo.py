@@ -186,7 +186,7 @@ class RepoState:
         self.forge_commit: str | None = None
         self.executions: dict[str, ExecutionRef] = {}
         self.by_intent: dict[str, list[ExecutionRef]] = {}
-        #: what could not be shown, per layer (the traces branch, claims, lanes)
+        #: what could not be shown, per layer (the traces branch, claims, lanes, the forge)
         self._warned: dict[str, list[str]] = {}
         self.version = 0
         self.error: str | None = None
@@ -221,7 +221,8 @@ class RepoState:
 
     @property
     def warnings(self) -> list[str]:
-        return [w for layer in ("traces", "claims", "lanes") for w in self._warned.get(layer, [])]
+        layers = ("traces", "claims", "lanes", "forge")
+        return [w for layer in layers for w in self._warned.get(layer, [])]
 
     @property
     def default_branch(self) -> str:
@@ -359,8 +360,13 @@ class RepoState:
             return
         self.forge_commit = commit
         checks: dict[str, dict[str, Any]] = {}
+        self._warned["forge"] = []
         if commit is not None:
-            listing = [f for f in self.view.tree(commit, "checks") if f.regular]
+            try:
+                listing = [f for f in self.view.tree(commit, "checks") if f.regular]
+            except ValueError:  # git's RevisionError: the ref names a blob or a tree
+                self._warned["forge"] = [f"{FORGE}: not a commit; no check run is shown"]
+                listing = []
             blobs = self.view.blobs({f.sha for f in listing}, READ_CAP)
             for f in listing:
                 run = _json(blobs.get(f.sha))
