@@ -967,6 +967,33 @@ def test_malformed_action_input_is_refused_and_writes_nothing(
     assert remote.everything() == before
 
 
+def test_a_form_with_files_or_a_flood_of_fields_is_refused_before_it_is_read(
+    remote: Remote, shared: UiWorld, tmp_path: Path
+) -> None:
+    """No form of the dashboard has a file or more than a dozen fields: a body that does is
+    refused as it is parsed (before it is spooled to disk or held in memory)."""
+    before = remote.everything()
+    form = {"execution": shared.executions["deploy"], "gate": "ship/0", "comment": "ok"}
+    with _client(remote.path, cache=tmp_path / "cache") as c:
+        token = _csrf(c)
+        upload = c.post(
+            f"/r/{KEY}/actions/approve",
+            data={**form, "csrf": token},
+            files={"attachment": ("big.bin", b"\0" * (3 * 1024 * 1024))},
+            params={"format": "json"},
+        )
+        assert upload.status_code == 400, upload.text
+        assert "files" in upload.json()["error"]
+        flood = _post(c, "approve", {**form, "csrf": token, **{f"f{i}": "x" for i in range(150)}})
+        assert flood.status_code == 400, flood.text
+        assert "fields" in flood.json()["error"]
+        big = _post(c, "approve", {**form, "csrf": token, "comment": "x" * (300 * 1024)})
+        assert big.status_code == 400
+        login = c.post("/login", data={"token": "x" * (300 * 1024)})
+        assert login.status_code == 400
+    assert remote.everything() == before
+
+
 def test_a_lifecycle_move_changes_spec_state_and_nothing_else(
     remote: Remote, tmp_path: Path
 ) -> None:

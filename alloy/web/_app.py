@@ -49,6 +49,10 @@ from alloy.web._repo import RepoState
 from alloy.web._security import CSRF_COOKIE, TOKEN_COOKIE, Security
 
 STATIC = Path(__file__).parent / "static"
+#: What a form may hold: no form of the dashboard has a file, or more than a dozen fields, or a
+#: field near this size (a comment or a goal is at most 10,000 characters). A body beyond it is
+#: refused while it is parsed: never spooled to disk, never held whole.
+FORM_LIMITS: dict[str, int] = {"max_files": 0, "max_fields": 32, "max_part_size": 256 * 1024}
 #: Event streams open at once, by default: each holds a connection (a file descriptor) for as
 #: long as its reader stays; the refresh needs descriptors too (git processes).
 MAX_STREAMS = 200
@@ -348,23 +352,24 @@ def create_app(
             return problem(request, 404, "no such repository")
         if not hub.writable:
             return problem(request, 403, "this server is read-only; nothing was written")
-        form = await request.form()
-        if not guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
-            return problem(
-                request,
-                403,
-                "refused: the form's CSRF token is missing or wrong; reload the page and send it again",
-            )
+        async with request.form(**FORM_LIMITS) as form:
+            if not guard.csrf_ok(request.cookies.get(CSRF_COOKIE), str(form.get("csrf", ""))):
+                return problem(
+                    request,
+                    403,
+                    "refused: the form's CSRF token is missing or wrong; reload the page and send it again",
+                )
+            text = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+            getlist = form.getlist
         actor = guard.identity_of(_token(request))
         kind = request.path_params["action"]
-        text = {k: str(v) for k, v in form.items() if isinstance(v, str)}
         # What the action checks and builds on is the remote as it is now, not as the page
         # showed it (the default branch may have moved since).
         await hub.refreshed()
         if state.error is not None:
             return problem(request, 502, f"{kind}: repository {state.key}: {state.error}")
         try:
-            done = await asyncio.to_thread(_run_action, state, kind, text, form.getlist, actor)
+            done = await asyncio.to_thread(_run_action, state, kind, text, getlist, actor)
         except (AlloyError, ValueError) as exc:
             return problem(request, 400, str(exc))
         except Exception as exc:  # noqa: BLE001 - a remote that refuses the push, say
@@ -427,8 +432,8 @@ def create_app(
 
     async def login(request: Request) -> Response:
         if request.method == "POST":
-            form = await request.form()
-            token = str(form.get("token", ""))
+            async with request.form(**FORM_LIMITS) as form:
+                token = str(form.get("token", ""))
             if guard.token_ok(token):
                 response = RedirectResponse("/", status_code=303)
                 response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
