@@ -211,6 +211,27 @@ class RemoteView:
         wanted = set(shas)
         return read_blobs(self.cache, wanted, cap, {}) if wanted else {}
 
+    def changes(self, old: str, new: str, prefix: str) -> list[tuple[str, str, str | None]] | None:
+        """What changed under `prefix` from commit `old` to `new`: (path, new mode, new blob or
+        None when removed), one `git diff-tree`; None when git cannot tell (say `old` is gone)."""
+        try:
+            out = _run(
+                ["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", old, new, "--", prefix],
+                cwd=self.cache,
+            )
+        except RemoteError:
+            return None
+        fields = out.split(b"\0")
+        changes: list[tuple[str, str, str | None]] = []
+        for meta, raw in zip(fields[0::2], fields[1::2], strict=False):
+            parts = meta.decode("ascii", "replace").lstrip(":").split()
+            if len(parts) != 5:
+                continue
+            _, mode, _, sha, status = parts
+            path = raw.decode("utf-8", "surrogateescape")
+            changes.append((path, mode, None if status.startswith("D") else sha))
+        return changes
+
     def named(self, names: Iterable[str], cap: int) -> dict[str, bytes]:
         """The content of each object named `<commit>:<path>` that exists (one look-up of all
         names, then one batch read)."""

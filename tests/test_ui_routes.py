@@ -535,3 +535,47 @@ def test_the_cli_refuses_a_public_address_without_a_token(ui_world: UiWorld) -> 
     assert result.code == 1
     assert "--token-file" in result.err
     assert "Traceback" not in result.err
+
+
+def _without_versions(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    data["repositories"] = [
+        {k: v for k, v in r.items() if k not in ("commit", "tracesCommit")}
+        for r in data["repositories"]
+    ]
+    return data
+
+
+def test_what_a_refresh_updates_in_place_equals_a_fresh_read(
+    fresh: TestClient, ui_world: UiWorld, tmp_path: Path
+) -> None:
+    """Rows are made again only for the intents a change touched, and a traces push is read as
+    a diff: after merges, new executions, an approval, a removed trace and a resumed execution,
+    the overview equals the one a new server reads from scratch."""
+    hub = fresh.app.state.hub  # type: ignore[attr-defined]
+    git(ui_world.work.path, "merge", "-q", "--no-ff", "-m", "Merge", "origin/propose-x")
+    git(ui_world.work.path, "push", "-q", "origin", "HEAD:main")
+    assert ui_world.reconcile().code == 5
+    hub.refresh()
+    ui_world.approve(ui_world.executions["deploy"], "bob", gate="ship")
+    ui_world.merge("Approve the deploy", compile_=False)
+    assert ui_world.reconcile().code == 0
+    hub.refresh()
+    # a trace removed from the traces branch by hand (and a pass that writes nothing)
+    flaky = ui_world.traces()[ui_world.executions["flaky"]]
+    scratch = tmp_path / "scratch"
+    git(tmp_path, "clone", "-q", "-b", "alloy/traces", str(ui_world.bare), str(scratch))
+    git(scratch, "rm", "-q", flaky, flaky.removesuffix(".json") + ".md")
+    git(scratch, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "-m", "drop")
+    git(scratch, "push", "-q", "origin", "alloy/traces")
+    hub.refresh()
+    incremental = _json(fresh, "/")
+    rows = _rows(incremental)
+    assert rows["deploy"]["lastExecution"]["status"] == "succeeded"
+    assert rows["release-notes"]["lastExecution"]["status"] == "succeeded"
+    # the trace is gone from the branch; the execution's finished claim still carries it
+    assert rows["flaky"]["lastExecution"]["status"] == "failed"
+    flaky_page = _json(fresh, f"/r/{KEY}/executions/{ui_world.executions['flaky']}")
+    assert flaky_page["source"] == "claim"
+    with _client(ui_world, tmp_path / "again") as again:
+        assert _without_versions(_json(again, "/")) == _without_versions(incremental)

@@ -174,6 +174,7 @@ def ui(
         writable=not read_only,
         poll=poll,
         max_streams=_stream_room(),
+        freeze_gc=True,
     )
     address = f"http://{host if ':' not in host else '[' + host + ']'}:{port_text}/"
     click.echo(f"alloy ui: serving {', '.join(s.key for s in states)} on {address}", err=True)

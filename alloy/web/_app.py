@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import json
 import secrets
 import subprocess
@@ -71,14 +72,18 @@ DOWNLOADS = {
 class Hub:
     """The repositories, their refreshes, and who waits for the next change."""
 
-    def __init__(self, states: Sequence[RepoState], *, poll: float, writable: bool) -> None:
+    def __init__(
+        self, states: Sequence[RepoState], *, poll: float, writable: bool, freeze: bool = False
+    ) -> None:
         self.states = list(states)
+        #: the server's own process (not a test's): freeze what a refresh read, see `refresh`
+        self.freeze = freeze
         self.by_key = {s.key: s for s in self.states}
         self.poll = poll
         self.writable = writable
         self.version = 0
         self.rows: list[dict[str, Any]] = []
-        self._rows_of: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        self._rows_of: dict[str, _views.Rows] = {}
         self.history: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.reviews: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         #: set, and replaced by a new one, at each change: a stream waits on the one it took
@@ -97,17 +102,19 @@ class Hub:
             if changed or not self.version:
                 rows = []
                 for state in self.states:
-                    cached = self._rows_of.get(state.key)
-                    if cached is None or cached[0] != state.version:
-                        cached = (state.version, _views.intent_rows(state))
-                        self._rows_of[state.key] = cached
-                    rows.extend(cached[1])
+                    kept = self._rows_of.setdefault(state.key, _views.Rows())
+                    kept.update(state)
+                    rows.extend(kept.rows)
                 self.rows = rows
                 if len(self.history) > 20_000:
                     self.history.clear()
                 if len(self.reviews) > 2_000:
                     self.reviews.clear()
                 self.version += 1
+                # What was just read lives until the next change: out of the cycle collector's
+                # sight, a full collection does not stop the server to walk millions of objects.
+                if self.freeze:
+                    gc.freeze()
             return changed
 
     def announce(self) -> None:
@@ -174,11 +181,12 @@ def create_app(
     foundry: Sequence[str] | None = None,
     refresh_in_background: bool = True,
     max_streams: int = MAX_STREAMS,
+    freeze_gc: bool = False,
 ) -> Starlette:
     """The application for `states`. `foundry` is the command that runs Foundry as a process
     (for the Markdown, OTLP and in-toto downloads); Alloy never imports it. At most
     `max_streams` event streams are open at once (each holds a connection: beyond it a 503)."""
-    hub = Hub(states, poll=poll, writable=writable)
+    hub = Hub(states, poll=poll, writable=writable, freeze=freeze_gc)
     guard = security or Security()
     converter = list(foundry or [sys.executable, "-P", "-m", "foundry"])
     env = Environment(
@@ -624,12 +632,12 @@ def _critique(state: RepoState, name: str) -> list[dict[str, Any]]:
     documents = {}
     for member in sorted(chain):
         given = state.intents.inputs[member]
-        data = state.view.file_at(commit, given.path)
+        data = state.file(commit, given.path)
         if data is not None:
             documents[member] = IntentDocument(member, given.path, data, given.intent)
     if name not in documents:
         return []
-    states = {n: g.intent.spec.state for n, g in state.intents.inputs.items()}
+    states = state.intents.states
     project = state.intents.repo.project if state.intents.repo else None
     report = critique(
         documents,

@@ -86,6 +86,22 @@ class Intents:
     models: dict[str, tuple[DocResult, Intent]] = field(default_factory=dict)
     inputs: dict[str, status_mod.IntentInput] = field(default_factory=dict)
     problems: int = 0
+    #: each intent's lifecycle state, and who names it: `dependedOnBy`, `supersededBy`
+    states: dict[str, str] = field(default_factory=dict)
+    reverse: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+def _reverse(models: Mapping[str, tuple[DocResult, Intent]]) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for name in sorted(models):
+        relations = models[name][1].spec.relations
+        for field_name, targets in (
+            ("dependedOnBy", relations.depends_on),
+            ("supersededBy", relations.supersedes),
+        ):
+            for target in targets:
+                out.setdefault(target, {}).setdefault(field_name, []).append(name)
+    return out
 
 
 def _snapshot(view: RemoteView, commit: str) -> dict[str, Entry]:
@@ -190,6 +206,31 @@ class RepoState:
         self._warned: dict[str, list[str]] = {}
         self.version = 0
         self.error: str | None = None
+        #: the intents whose overview row may have changed since `take_dirty()`; None: all
+        self._dirty: set[str] | None = None
+        #: (commit, path) -> bytes of files read for pages (the intent assistant), per commit
+        self._files: dict[tuple[str, str], bytes | None] = {}
+        #: path -> blob of the traces branch as last read (a push is read as a diff)
+        self._trace_paths: dict[str, str] = {}
+
+    def take_dirty(self) -> set[str] | None:
+        """The intents whose rows must be made again (None: every one), and start afresh."""
+        with self.lock:
+            dirty, self._dirty = self._dirty, set()
+            return dirty
+
+    def _touch(self, intents: set[str]) -> None:
+        if self._dirty is not None:
+            self._dirty |= intents
+
+    def file(self, commit: str, path: str) -> bytes | None:
+        """A file of the default branch's `commit`, read once."""
+        key = (commit, path)
+        if key not in self._files:
+            if len(self._files) > 1000:
+                self._files.clear()
+            self._files[key] = self.view.file_at(commit, path)
+        return self._files[key]
 
     # -- refresh --------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -246,6 +287,10 @@ class RepoState:
             for name, doc in repo.intents().items()
             if isinstance(doc.model, Intent)
         }
+        for doc, _ in models.values():
+            # The compiled artifact is only needed for its digest (in `facts`); a move's branch
+            # compiles the intent afresh. Kept, it would be a large share of the server's memory.
+            doc.artifact = None
         artifacts = {}
         for name in models:
             entry = snapshot.get(f"{ALLOY_DIR}/artifacts/{name}.json")
@@ -257,22 +302,21 @@ class RepoState:
             models,
             status_mod.intent_inputs(models, artifacts),
             sum(1 for d in repo.diagnostics if d.severity == "error"),
+            {name: model.spec.state for name, (_, model) in models.items()},
+            _reverse(models),
         )
         self.traces_branch = repo.project.spec.traces.branch
+        self._dirty = None
+        self._files = {}
 
     def _load_traces(self) -> None:
         commit = self._ref(f"refs/heads/{self.traces_branch}")
         if commit == self.traces_commit:
             return
-        self.traces_commit = commit
-        listing = [] if commit is None else self.view.tree(commit, TRACES_DIR)
-        paths: dict[str, str] = {}
+        previous, self.traces_commit = self.traces_commit, commit
+        paths = self._trace_listing(previous, commit)
+        self._trace_paths = paths
         warnings: list[str] = []
-        for f in listing:
-            parts = f.path.split("/")
-            if len(parts) != 3 or not parts[2].endswith(".json") or not f.regular:
-                continue
-            paths[f.path] = f.sha
         wanted = {sha for sha in paths.values() if sha not in self._trace_blobs}
         blobs = self.view.blobs(wanted, READ_CAP)
         parsed: dict[str, tuple[Trace, ExecutionRef] | None] = {}
@@ -293,9 +337,37 @@ class RepoState:
                 warnings.append(f"{self.traces_branch}:{path}: holds another execution; skipped")
                 continue
             kept[sha] = found
+        gone = set(self._trace_blobs) ^ set(kept)
+        self._touch({(self._trace_blobs.get(sha) or kept[sha])[1].intent for sha in gone})
         self._trace_blobs = kept
         self.trace_paths = {ref.id: sha for sha, (_, ref) in kept.items()}
         self._warned["traces"] = warnings
+
+    def _trace_listing(self, previous: str | None, commit: str | None) -> dict[str, str]:
+        """The trace files (`traces/<intent>/<execution>.json` -> blob) at `commit`: what the
+        diff from `previous` changed, applied to the listing read then (a push adds a few
+        traces to thousands); the whole tree when there is no earlier listing."""
+        if commit is None:
+            return {}
+        paths: dict[str, str] | None = None
+        if previous is not None:
+            changes = self.view.changes(previous, commit, TRACES_DIR)
+            if changes is not None:
+                paths = dict(self._trace_paths)
+                for path, mode, sha in changes:
+                    if sha is None:
+                        paths.pop(path, None)
+                    elif _trace_path(path) and mode in ("100644", "100755"):
+                        paths[path] = sha
+                    else:
+                        paths.pop(path, None)
+        if paths is None:
+            paths = {
+                f.path: f.sha
+                for f in self.view.tree(commit, TRACES_DIR)
+                if f.regular and _trace_path(f.path)
+            }
+        return paths
 
     def _load_claims(self) -> None:
         heads = {
@@ -316,7 +388,12 @@ class RepoState:
             if trace is not None:
                 live = (_slim(trace), _light(trace, "claim", f"{sha}:trace.json"))
             self._claims[sha] = (claim, live)
-        self._claims = {sha: self._claims[sha] for sha in heads.values()}
+        current = set(heads.values())
+        for sha in set(self._claims) ^ current | set(wanted):
+            live = self._claims[sha][1]
+            if live is not None:
+                self._touch({live[1].intent})
+        self._claims = {sha: self._claims[sha] for sha in current}
         warnings: list[str] = []
         claims = {}
         for execution, sha in heads.items():
@@ -435,6 +512,11 @@ class RepoState:
             return []
         current = given.artifact.digest if given.artifact is not None else None
         return status_mod.evidence_of(given.intent, self.slim_traces(name), current)
+
+
+def _trace_path(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) == 3 and parts[0] == TRACES_DIR and parts[2].endswith(".json")
 
 
 def _parse_trace(data: bytes) -> Trace | None:

@@ -71,40 +71,55 @@ def _attention(
     return None
 
 
-def intent_rows(state: RepoState) -> list[dict[str, Any]]:
-    """One row per intent of one repository (cached by the caller per state version)."""
-    rows = []
-    for name, given in sorted(state.intents.inputs.items()):
-        intent = given.intent
-        executions = state.by_intent.get(name, [])
-        last = executions[0] if executions else None
-        waiting = [
-            {"execution": ref.id, "block": w[0], "index": w[1], "kind": w[2], "reason": w[3]}
-            for ref in executions
-            if ref.status not in status_mod.FINISHED
-            for w in ref.waiting
-        ]
-        evidence = [
-            {"acceptance": e["acceptance"], "state": evidence_state(e), "execution": e["execution"]}
-            for e in state.evidence(name)
-        ]
-        attention = _attention(last, waiting, [e["state"] for e in evidence])
-        rows.append(
-            {
-                "repo": state.key,
-                "name": name,
-                "title": intent.metadata.title,
-                "state": intent.spec.state,
-                "owners": list(intent.metadata.owners),
-                "labels": dict(intent.metadata.labels),
-                "goal": intent.spec.goal,
-                "lastExecution": _execution_brief(last),
-                "evidence": evidence,
-                "waiting": waiting,
-                "attention": attention,
-            }
-        )
-    return rows
+def intent_row(state: RepoState, name: str) -> dict[str, Any]:
+    """The overview's row of intent `name` of one repository."""
+    intent = state.intents.inputs[name].intent
+    executions = state.by_intent.get(name, [])
+    last = executions[0] if executions else None
+    waiting = [
+        {"execution": ref.id, "block": w[0], "index": w[1], "kind": w[2], "reason": w[3]}
+        for ref in executions
+        if ref.status not in status_mod.FINISHED
+        for w in ref.waiting
+    ]
+    evidence = [
+        {"acceptance": e["acceptance"], "state": evidence_state(e), "execution": e["execution"]}
+        for e in state.evidence(name)
+    ]
+    return {
+        "repo": state.key,
+        "name": name,
+        "title": intent.metadata.title,
+        "state": intent.spec.state,
+        "owners": list(intent.metadata.owners),
+        "labels": dict(intent.metadata.labels),
+        "goal": intent.spec.goal,
+        "lastExecution": _execution_brief(last),
+        "evidence": evidence,
+        "waiting": waiting,
+        "attention": _attention(last, waiting, [e["state"] for e in evidence]),
+    }
+
+
+class Rows:
+    """The overview's rows of one repository, made again only for the intents that changed
+    (`RepoState.take_dirty`): a trace push costs the rows of the intents it ran."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, dict[str, Any]] = {}
+        self.rows: list[dict[str, Any]] = []
+
+    def update(self, state: RepoState) -> None:
+        with state.lock:
+            dirty = state.take_dirty()
+            names = state.intents.inputs
+            if dirty is None:
+                self.by_name = {name: intent_row(state, name) for name in sorted(names)}
+            else:
+                for name in dirty:
+                    if name in names:
+                        self.by_name[name] = intent_row(state, name)
+            self.rows = list(self.by_name.values())
 
 
 def _matches(row: dict[str, Any], f: Filters) -> bool:
@@ -189,19 +204,13 @@ def overview(
 def relations(state: RepoState, name: str) -> dict[str, list[str]]:
     """`dependsOn` and `supersedes` both ways."""
     intent = state.intents.inputs[name].intent
-    out: dict[str, list[str]] = {
+    reverse = state.intents.reverse.get(name, {})
+    return {
         "dependsOn": list(intent.spec.relations.depends_on),
         "supersedes": list(intent.spec.relations.supersedes),
-        "dependedOnBy": [],
-        "supersededBy": [],
+        "dependedOnBy": list(reverse.get("dependedOnBy", [])),
+        "supersededBy": list(reverse.get("supersededBy", [])),
     }
-    for other, given in sorted(state.intents.inputs.items()):
-        rel = given.intent.spec.relations
-        if name in rel.depends_on:
-            out["dependedOnBy"].append(other)
-        if name in rel.supersedes:
-            out["supersededBy"].append(other)
-    return out
 
 
 def automation(intent: Intent, now: datetime.datetime) -> dict[str, Any] | None:
