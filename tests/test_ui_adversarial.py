@@ -1367,6 +1367,9 @@ def test_head_of_the_event_stream_is_its_headers_not_an_endless_wait(
             assert response.status == 200
             assert response.getheader("content-type", "").startswith("text/event-stream")
             assert response.read() == b""
+            # the response ended: the same connection carries the next request
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
         finally:
             conn.close()
 
