@@ -28,7 +28,12 @@ from controllers.git import TreeFile, list_tree, read_blobs
 
 ZERO = "0" * 40
 #: What is fetched: branches, and everything Foundry and the controllers keep under refs/alloy/.
-REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/alloy/*:refs/alloy/*")
+REFSPECS = (
+    "+refs/heads/*:refs/heads/*",
+    "+refs/alloy/*:refs/alloy/*",
+    # GitHub's pull request heads (a fork's branch is only there)
+    "+refs/pull/*/head:refs/pull/*/head",
+)
 _TIMEOUT = 60.0
 
 
@@ -167,7 +172,9 @@ class RemoteView:
             value, _, name = line.partition("\t")
             if value.startswith("ref: ") and name == "HEAD":
                 head = value[len("ref: ") :].removeprefix("refs/heads/")
-            elif name.startswith(("refs/heads/", "refs/alloy/")):
+            elif name.startswith(("refs/heads/", "refs/alloy/")) or (
+                name.startswith("refs/pull/") and name.endswith("/head")
+            ):
                 refs[name] = value
         return refs, head
 

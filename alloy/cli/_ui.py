@@ -31,6 +31,17 @@ def _default_remote(where: Path) -> str:
     return str(root)
 
 
+def _github_names(given: tuple[str, ...]) -> dict[str, str]:
+    names = {}
+    for item in given:
+        key, sep, repository = item.partition("=")
+        owner, slash, name = repository.partition("/")
+        if not sep or not key or not slash or not owner or not name or "/" in name:
+            raise UserError(f"--github {item!r}: write KEY=OWNER/NAME, like docs=acme/docs")
+        names[key] = repository
+    return names
+
+
 def _identity(given: str | None, where: Path) -> str:
     if given:
         return given
@@ -97,6 +108,20 @@ def _stream_room() -> int:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the bare caches of the remotes are kept (default: ~/.cache/alloy/ui).",
 )
+@click.option(
+    "--github",
+    "github",
+    multiple=True,
+    metavar="KEY=OWNER/NAME",
+    help="The repository KEY (as in the dashboard's URLs) is OWNER/NAME on GitHub: its pull "
+    "requests are shown and opened (a remote URL on github.com is found by itself). Token: "
+    "GITHUB_TOKEN or GH_TOKEN.",
+)
+@click.option(
+    "--github-api",
+    metavar="URL",
+    help="GitHub Enterprise's API base URL (https://HOST/api/v3); default: github.com's.",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a browser.")
 @pass_ctx
 def ui(
@@ -108,6 +133,8 @@ def ui(
     identity: str | None,
     poll: float,
     cache: Path | None,
+    github: tuple[str, ...],
+    github_api: str | None,
     open_browser: bool,
 ) -> None:
     """Serve the web dashboard of intent, executions and evidence.
@@ -130,6 +157,7 @@ def ui(
         open_repositories,
         read_tokens,
     )
+    from controllers.github_pulls import token_from_env
     from controllers.remote_view import RemoteError
 
     host, sep, port_text = listen.rpartition(":")
@@ -151,7 +179,13 @@ def ui(
         _default_remote(where)
     ]
     try:
-        states = open_repositories(urls, cache or default_cache())
+        states = open_repositories(
+            urls,
+            cache or default_cache(),
+            github=_github_names(github),
+            github_api=github_api,
+            token=token_from_env(),
+        )
     except (RemoteError, OSError) as exc:
         raise UserError(f"cannot prepare the cache: {exc}") from None
     failures = []

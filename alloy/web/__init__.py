@@ -9,7 +9,7 @@ Jinja2. See docs/ui.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from alloy.web._app import MAX_STREAMS, create_app
@@ -43,9 +43,25 @@ def _key(url: str, taken: set[str]) -> str:
     return candidate
 
 
-def open_repositories(urls: Sequence[str], cache: Path) -> list[RepoState]:
-    """A state for each remote (a path or a URL), each read through its own bare cache."""
+def open_repositories(
+    urls: Sequence[str],
+    cache: Path,
+    *,
+    github: Mapping[str, str] | None = None,
+    github_api: str | None = None,
+    token: str | None = None,
+) -> list[RepoState]:
+    """A state for each remote (a path or a URL), each read through its own bare cache. A
+    remote on GitHub (its URL names github.com, or the host of `github_api`; or `github` maps
+    its key to `owner/name`) shows its pull requests and gets one for each action's branch."""
+    from alloy.web._github import GitHub, detect
     from controllers.remote_view import RemoteView, cache_name
 
     taken: set[str] = set()
-    return [RepoState(_key(url, taken), RemoteView(url, cache / cache_name(url))) for url in urls]
+    states = []
+    for url in urls:
+        state = RepoState(_key(url, taken), RemoteView(url, cache / cache_name(url)))
+        named = (github or {}).get(state.key)
+        state.github = GitHub(named, github_api, token) if named else detect(url, github_api, token)
+        states.append(state)
+    return states

@@ -39,6 +39,8 @@ class Done:
     commit: str
     files: tuple[str, ...]
     message: str
+    #: on GitHub: the pull request opened from the branch (`number`, `url`), or why not (`error`)
+    pull_request: dict[str, object] | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -47,6 +49,7 @@ class Done:
             "commit": self.commit,
             "files": list(self.files),
             "message": self.message,
+            "pullRequest": self.pull_request,
         }
 
 
@@ -88,7 +91,16 @@ def _publish(
         author=(actor, _email(actor)),
         remove=remove,
     )
-    return Done(action, branch, commit, tuple(sorted([*files, *remove])), message.splitlines()[0])
+    title = message.splitlines()[0]
+    pull = None
+    if state.github is not None:
+        pull = state.github.open(
+            head=branch,
+            base=state.default_branch,
+            title=title,
+            body=f"{message}\n\nProposed with `alloy ui` by {actor}.",
+        )
+    return Done(action, branch, commit, tuple(sorted([*files, *remove])), title, pull)
 
 
 def _email(actor: str) -> str:

@@ -26,6 +26,7 @@ from alloy.model import Intent, Trace
 
 if TYPE_CHECKING:
     from alloy.load import Repository
+    from alloy.web._github import GitHub
     from controllers.remote_view import RemoteView
 
 ALLOY_DIR = ".alloy"
@@ -206,6 +207,8 @@ class RepoState:
         self._warned: dict[str, list[str]] = {}
         self.version = 0
         self.error: str | None = None
+        #: the repository on GitHub, when it reports there (pull requests: alloy.web._github)
+        self.github: GitHub | None = None
         #: the intents whose overview row may have changed since `take_dirty()`; None: all
         self._dirty: set[str] | None = None
         #: (commit, path) -> bytes of files read for pages (the intent assistant), per commit

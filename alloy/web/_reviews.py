@@ -22,6 +22,7 @@ def reviews(
 ) -> dict[str, Any]:
     items = []
     omitted = 0
+    problems: dict[str, str] = {}
     for state in states:
         base = state.intents.commit
         if base is None:
@@ -48,7 +49,54 @@ def reviews(
             if cache[key]:
                 items.append(cache[key])
                 shown += 1
-    return {"schemaVersion": 1, "view": "reviews", "items": items, "omitted": omitted}
+        if state.github is not None:
+            error = _pull_requests(state, base, items, cache)
+            if error:
+                problems[state.key] = error
+    return {
+        "schemaVersion": 1,
+        "view": "reviews",
+        "items": items,
+        "omitted": omitted,
+        "github": problems,
+    }
+
+
+def _pull_requests(
+    state: RepoState,
+    base: str,
+    items: list[dict[str, Any]],
+    cache: dict[tuple[str, str, str, str], dict[str, Any]],
+) -> str | None:
+    """Each open pull request beside the review of its branch; a pull request from a fork is
+    reviewed at `refs/pull/<n>/head`. Returns why GitHub could not be asked, if so."""
+    assert state.github is not None
+    pulls, error = state.github.open_pulls()
+    mine = {i["branch"]: i for i in items if i["repo"] == state.key}
+    for pull in pulls:
+        if pull["baseRef"] != state.default_branch:
+            continue
+        item = mine.get(pull["headRef"]) if pull["headRepo"] == state.github.repository else None
+        if item is None:
+            head = state.view.refs.get(f"refs/pull/{pull['number']}/head")
+            if head is None or head == base:
+                continue
+            label = f"pull/{pull['number']}"
+            key = (state.key, label, base, head)
+            if key not in cache:
+                cache[key] = _review_of(state, label, base, head)
+            if not cache[key]:
+                continue
+            item = dict(cache[key])
+            items.append(item)
+        else:
+            item = mine[pull["headRef"]] = dict(item)
+            items[:] = [
+                item if i["repo"] == state.key and i["branch"] == pull["headRef"] else i
+                for i in items
+            ]
+        item["pullRequest"] = pull
+    return error
 
 
 def _review_of(state: RepoState, branch: str, base: str, head: str) -> dict[str, Any]:
