@@ -99,7 +99,7 @@ def write_approval(
     approver, and an existing file with other content; writing the same document again changes
     nothing. `intents` (the current intents, if known) only adds notes when the block or gate
     is not found in them: an execution may have run an older artifact, so that is no error."""
-    if not _EXECUTION.match(execution):
+    if not _EXECUTION.fullmatch(execution):
         raise UserError(
             f"execution id {execution!r} is not exe- and 16 hex digits (like exe-0123456789abcdef);"
             " copy it from `foundry traces list`, the check run or `alloy status`"
@@ -117,7 +117,7 @@ def write_approval(
         raise UserError(f"--comment is {len(comment)} characters; keep it within 10000")
     if name is None:
         name = approval_name(execution, block, index, decision)
-    elif not _SLUG.match(name):
+    elif not _SLUG.fullmatch(name):
         raise UserError(
             f"--name {name!r} is not a slug: use lowercase letters, digits and '-', at most 63 "
             "characters, not starting or ending with '-'"

@@ -22,7 +22,7 @@ _GITATTRIBUTES = ".alloy/artifacts/*.json linguist-generated=true\n"
 
 
 def check_name(name: str, what: str = "name") -> None:
-    if not _SLUG.match(name):
+    if not _SLUG.fullmatch(name):
         raise UserError(
             f"{what} {name!r} is not a slug: use lowercase letters, digits and '-', "
             "at most 63 characters, not starting or ending with '-'"
@@ -85,6 +85,18 @@ _AUTOMATION_EXAMPLE = """\
 """
 
 
+_OWNER = re.compile(r"team:[a-z0-9][a-z0-9-]{0,62}|[A-Za-z0-9][A-Za-z0-9-]{0,38}")
+
+
+def check_owner(owner: str) -> None:
+    """Refuse an owner the Intent schema would refuse, saying what an owner looks like."""
+    if not _OWNER.fullmatch(owner):
+        raise UserError(
+            f"owners: {owner!r} is not a user name or team: write a login (letters, digits and "
+            "'-', like alice-smith) or team:slug (like team:platform)"
+        )
+
+
 def check_new_intent(root: Path, name: str) -> str:
     """The path of a new intent `name`; refuse a bad name or one that is taken."""
     check_name(name, "intent name")
@@ -106,6 +118,8 @@ def new_intent(
 ) -> str:
     """Write `.alloy/intents/<name>.yaml` (state: proposed) and return its path."""
     rel = check_new_intent(root, name)
+    for owner in owners:
+        check_owner(owner)
     metadata: dict[str, Any] = {"name": name}
     if title:
         metadata["title"] = title

@@ -450,6 +450,11 @@ def test_bad_action_input_is_a_clear_400_and_writes_nothing(
         ("request", {"intent": "nope", "reason": "again"}, "no intent named"),
         ("propose", {"name": "Bad Name", "goal": "g", "owners": "alice"}, "name"),
         ("propose", {"name": "flaky", "goal": "g", "owners": "alice"}, "exists"),
+        (
+            "propose",
+            {"name": "new-one", "goal": "g", "owners": "Alice Smith"},
+            "is not a user name or team",
+        ),
         ("move", {"intent": "planned", "to": "sideways", "reason": "r"}, "state"),
         ("move", {"intent": "planned", "to": "proposed", "reason": "r"}, "already"),
         ("dance", {}, "no action"),

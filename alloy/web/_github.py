@@ -51,7 +51,10 @@ class GitHub:
                             "headSha": p.head_sha,
                             "headRepo": p.head_repo,
                             "baseRef": p.base_ref,
-                            "url": p.html_url,
+                            # a link is drawn only to a web page (never javascript: or data:)
+                            "url": p.html_url
+                            if p.html_url.startswith(("https://", "http://"))
+                            else None,
                             "draft": p.draft,
                         }
                         for p in client.open_pulls()
@@ -78,7 +81,8 @@ class GitHub:
         except PullsError as exc:
             return {"error": f"GitHub: {exc}"}
         self.forget()
-        return {"number": opened.number, "url": opened.html_url, "created": opened.created}
+        url = opened.html_url if opened.html_url.startswith(("https://", "http://")) else None
+        return {"number": opened.number, "url": url, "created": opened.created}
 
 
 def detect(url: str, api: str | None, token: str | None) -> GitHub | None:
