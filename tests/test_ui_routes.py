@@ -5,7 +5,10 @@ untouched), and every refusal (CSRF, a missing token, a read-only server)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -584,3 +587,37 @@ def test_what_a_refresh_updates_in_place_equals_a_fresh_read(
     assert flaky_page["source"] == "claim"
     with _client(ui_world, tmp_path / "again") as again:
         assert _without_versions(_json(again, "/")) == _without_versions(incremental)
+
+
+def test_intents_loaded_on_several_cores_are_all_shown(repo: GitRepo, tmp_path: Path) -> None:
+    """A refresh in a process with no other thread lets the loader fork (its results come back
+    without models): every intent is shown all the same."""
+    names = [f"intent-{n:03d}" for n in range(140)]
+    repo.write(
+        {
+            f".alloy/intents/{name}.yaml": (
+                "apiVersion: alloy.dev/v1\nkind: Intent\n"
+                f"metadata: {{name: {name}, owners: [alice]}}\n"
+                "spec: {state: proposed, goal: Something holds.}\n"
+            )
+            for name in names
+        }
+    )
+    repo.commit("many intents")
+    script = (
+        "import sys, threading; from pathlib import Path; "
+        "from alloy.web import open_repositories; "
+        "[s] = open_repositories([sys.argv[1]], Path(sys.argv[2])); "
+        "assert threading.active_count() == 1; s.refresh(); "
+        "print(len(s.intents.inputs), s.intents.problems)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(repo.path), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ALLOY_JOBS": "2"},
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["140", "0"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from alloy import status as status_mod
-from alloy.load import DocResult, Entry, load_repository
+from alloy.load import DocResult, Entry, load_repository, reload_intent
 from alloy.model import Intent, Trace
 
 if TYPE_CHECKING:
@@ -285,11 +285,15 @@ class RepoState:
         snapshot = _snapshot(self.view, commit)
         repo = load_repository(snapshot, self.cache)
         self.cache.sweep()
-        models = {
-            name: (doc, doc.model)
-            for name, doc in repo.intents().items()
-            if isinstance(doc.model, Intent)
-        }
+        models: dict[str, tuple[DocResult, Intent]] = {}
+        for name, doc in repo.intents().items():
+            if doc.model is None and doc.ok and doc.path in snapshot:
+                # Loaded on several cores (the loader forks when no other thread runs): the
+                # results come back without their models; each is made again here, once (the
+                # parse cache then holds it with its model).
+                doc.model = reload_intent(doc.path, snapshot[doc.path], repo.project).model
+            if isinstance(doc.model, Intent):
+                models[name] = (doc, doc.model)
         for doc, _ in models.values():
             # The compiled artifact is only needed for its digest (in `facts`); a move's branch
             # compiles the intent afresh. Kept, it would be a large share of the server's memory.
