@@ -176,9 +176,12 @@ def _light(trace: Trace, source: str, blob: str) -> ExecutionRef:
 
 
 def _slim(trace: Trace) -> Trace:
-    """The trace without its blocks (attempts and log tails are most of its size): enough for
-    evidence and gates; the execution page reads the whole trace again."""
-    return trace.model_copy(update={"spec": trace.spec.model_copy(update={"blocks": []})})
+    """The trace without its blocks and gates (attempts, log tails and decisions are most of
+    its size): enough for evidence; what waits is in its `ExecutionRef`, and the execution page
+    reads the whole trace again."""
+    return trace.model_copy(
+        update={"spec": trace.spec.model_copy(update={"blocks": [], "gates": []})}
+    )
 
 
 class RepoState:
@@ -303,6 +306,8 @@ class RepoState:
             entry = snapshot.get(f"{ALLOY_DIR}/artifacts/{name}.json")
             if entry is not None and entry.data is not None:
                 artifacts[name] = entry.data
+        # The artifact files' bytes were needed for their digests only.
+        repo.artifact_files = {}
         self.intents = Intents(
             commit,
             repo,
