@@ -1214,6 +1214,15 @@ def test_demo_creates_a_committed_repository_and_explains_it(tmp_path: Path) -> 
     ok(run_cli("alloy", "compile", "--check", cwd=demo))
     assert "State: proposed" in ok(run_cli("alloy", "explain", "docs-are-linked", cwd=demo)).out
 
-    again = ok(run_cli("alloy", "demo", "showcase", cwd=tmp_path), 1)
-    assert "is not empty" in again.err
+    # Run again, the same demo is left as it is (the README's command runs twice in a row) ...
+    head = git(demo, "rev-parse", "HEAD")
+    again = ok(run_cli("alloy", "demo", "showcase", cwd=tmp_path))
+    assert "left as it is" in again.out
+    assert git(demo, "rev-parse", "HEAD") == head
     assert git(demo, "status", "--porcelain") == ""
+    # ... but a demo someone changed, or any other directory with files, is never touched.
+    intent = demo / ".alloy" / "intents" / "weekly-report.yaml"
+    intent.write_text(intent.read_text() + "# mine\n")
+    refused = ok(run_cli("alloy", "demo", "showcase", cwd=tmp_path), 1)
+    assert "is not empty" in refused.err
+    assert intent.read_text().endswith("# mine\n")

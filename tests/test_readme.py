@@ -57,3 +57,19 @@ def test_the_main_job_runs_end_to_end(tmp_path: Path) -> None:
         check=True,
     )
     assert status.stdout == "", "running the demo leaves its repository clean"
+    # The whole command twice in a row: the demo is found as it was left, nothing runs again.
+    for argv in steps[2:]:
+        prog = Path(argv[0]).name
+        second = subprocess.run(
+            [sys.executable, "-m", prog, *argv[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert second.returncode == 0, (argv, second.stdout, second.stderr)
+        if argv[1] == "demo":
+            assert "left as it is" in second.stdout
+        if argv[1] == "reconcile":
+            assert "nothing new" in second.stdout

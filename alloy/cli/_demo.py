@@ -78,6 +78,22 @@ spec:
 """
 
 
+def _is_the_demo(root: Path, files: dict[str, str]) -> bool:
+    """`root` holds this demo, as `alloy demo` wrote it: every file with its text, in a git
+    repository whose work tree has no other change (a changed demo is not reused)."""
+    from controllers import git as gitops
+
+    if not root.is_dir() or not gitops.is_repository(root):
+        return False
+    for rel, text in files.items():
+        path = root / rel
+        if path.is_symlink() or not path.is_file():
+            return False
+        if path.read_text(encoding="utf-8", errors="replace") != text:
+            return False
+    return (root / ".alloy" / "artifacts" / "weekly-report.json").is_file()
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="alloy-demo")
 def demo(directory: Path) -> None:
@@ -85,10 +101,6 @@ def demo(directory: Path) -> None:
     from controllers import git as gitops
 
     root = directory.resolve()
-    if root.exists() and any(root.iterdir()):
-        raise UserError(f"{directory} is not empty; choose a new or empty directory")
-    if not gitops.is_repository(root):
-        gitops.init_repository(root)
     files = {
         ".alloy/alloy.yaml": _PROJECT,
         ".alloy/intents/weekly-report.yaml": _REPORT,
@@ -96,20 +108,31 @@ def demo(directory: Path) -> None:
         "README.md": "# Demo repository for Alloy\n",
         ".gitignore": "out/\n",
     }
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text, encoding="utf-8")
-    gitops.commit_all(root, "Add intent: weekly report")
-    click.echo(f"== created a git repository with two intents in {directory}")
+    again = _is_the_demo(root, files)
+    if root.exists() and any(root.iterdir()) and not again:
+        raise UserError(f"{directory} is not empty; choose a new or empty directory")
+    if again:
+        # Run twice, the demo is the same demo: what is there (and what reconcile did with it)
+        # is left as it is, and the steps that only read run again.
+        click.echo(f"== {directory} is the demo repository already: left as it is")
+    else:
+        if not gitops.is_repository(root):
+            gitops.init_repository(root)
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text, encoding="utf-8")
+        gitops.commit_all(root, "Add intent: weekly report")
+        click.echo(f"== created a git repository with two intents in {directory}")
     click.echo("\n$ alloy check")
     repo = workspace.check(root)
     click.echo(f"ok: {len(repo.docs) + 1} document(s) valid")
-    click.echo("\n$ alloy compile")
-    report = workspace.compile_repository(root)
-    for path in report.written:
-        click.echo(f"wrote {path}")
-    sha = gitops.commit_all(root, "Compile artifacts")
-    click.echo(f"(committed as {sha[:12]})")
+    if not again:
+        click.echo("\n$ alloy compile")
+        report = workspace.compile_repository(root)
+        for path in report.written:
+            click.echo(f"wrote {path}")
+        sha = gitops.commit_all(root, "Compile artifacts")
+        click.echo(f"(committed as {sha[:12]})")
     click.echo("\n$ alloy explain weekly-report")
     text = explain_mod.explain_named(root, "weekly-report", now=datetime.datetime.now(datetime.UTC))
     click.echo(text, nl=False)
