@@ -214,9 +214,15 @@ class RemoteView:
     def tree(self, commit: str, prefix: str) -> list[TreeFile]:
         return list_tree(self.cache, commit, prefix)
 
-    def blobs(self, shas: Iterable[str], cap: int) -> dict[str, bytes]:
+    def blobs(
+        self, shas: Iterable[str], cap: int, too_large: dict[str, int] | None = None
+    ) -> dict[str, bytes]:
         wanted = set(shas)
-        return read_blobs(self.cache, wanted, cap, {}) if wanted else {}
+        return (
+            read_blobs(self.cache, wanted, cap, too_large if too_large is not None else {})
+            if wanted
+            else {}
+        )
 
     def changes(self, old: str, new: str, prefix: str) -> list[tuple[str, str, str | None]] | None:
         """What changed under `prefix` from commit `old` to `new`: (path, new mode, new blob or

@@ -106,29 +106,15 @@ def _reverse(models: Mapping[str, tuple[DocResult, Intent]]) -> dict[str, dict[s
 
 
 def _snapshot(view: RemoteView, commit: str) -> dict[str, Entry]:
-    from alloy.load import _files as file_rules
-    from alloy.load import git_sources
+    """`.alloy/` of `commit` as a loader snapshot, by the same rules `alloy review` reads a
+    tree with (`alloy.cli._review._snapshot`)."""
+    from alloy.cli._review import _snapshot as tree_snapshot
 
     listing = view.tree(commit, ALLOY_DIR)
     wanted = {f.sha for f in listing if f.regular or f.mode == "120000"}
-    blobs = view.blobs(wanted, READ_CAP)
-    files = {f.path: f for f in listing}
-    links = {
-        f.path: blobs[f.sha].decode("utf-8", "surrogateescape")
-        for f in listing
-        if f.mode == "120000" and f.sha in blobs
-    }
-    snap: dict[str, Entry] = {}
-    for path, source in git_sources({f.path: f.mode for f in listing}, links).items():
-        if source.path is None:
-            snap[path] = Entry(refusal=source.refusal)
-            continue
-        sha = files[source.path].sha
-        if sha in blobs:
-            snap[path] = Entry(data=blobs[sha], source=source.path if source.path != path else None)
-        else:
-            snap[path] = Entry(refusal=file_rules.not_in_repository())
-    return snap
+    too_large: dict[str, int] = {}
+    blobs = view.blobs(wanted, READ_CAP, too_large)
+    return tree_snapshot(listing, blobs, too_large)
 
 
 def _json(data: bytes | None) -> Any:
