@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -78,6 +80,124 @@ def _block(n: int, block: Block) -> list[str]:
     return lines
 
 
+def run_order(blocks: Sequence[Block]) -> list[Block]:
+    """The blocks in the order they run: each after the blocks it needs, else in the order the
+    intent lists them (a cycle, which `alloy check` refuses, keeps the rest in that order)."""
+    by_id = {b.id: b for b in blocks}
+    done: dict[str, Block] = {}
+
+    def visit(block: Block, seen: frozenset[str]) -> None:
+        if block.id in done or block.id in seen:
+            return
+        for need in block.needs:
+            if need in by_id:
+                visit(by_id[need], seen | {block.id})
+        done[block.id] = block
+
+    for block in blocks:
+        visit(block, frozenset())
+    return list(done.values())
+
+
+def _triggers(intent: Intent, project: Project, now: datetime) -> list[str]:
+    assert intent.spec.automation is not None
+    on = intent.spec.automation.on
+    triggers = []
+    if on.apply:
+        triggers.append(
+            "once for each new version of its artifact that lands on the default branch"
+        )
+    if on.push:
+        triggers.append(
+            f"for new commits on {project.spec.default_branch} touching {', '.join(on.push.paths)}"
+        )
+    if on.schedule:
+        s = on.schedule
+        text = f"on schedule '{s.cron}' ({s.timezone}), next {', '.join(next_slots(s.cron, s.timezone, now))}"
+        text += (
+            f"; missed slots caught up within {_human(s.catch_up)}"
+            if duration_seconds(s.catch_up)
+            else "; missed slots are not caught up"
+        )
+        text += {
+            "skip": "; a slot is skipped while the previous run is still going",
+            "queue": "; a slot waits for the previous run",
+            "allow": "; runs may overlap",
+        }[s.overlap]
+        triggers.append(text)
+    if on.request:
+        triggers.append("when a reviewed Request document asks for it")
+    return triggers
+
+
+def explain_json(
+    intent: Intent,
+    project: Project,
+    *,
+    digest: str | None,
+    now: datetime,
+    artifact_status: str | None = None,
+) -> dict[str, Any]:
+    """What `explain` says, as data (docs/schemas/alloy-explain.schema.json)."""
+    meta, spec = intent.metadata, intent.spec
+    auto = spec.automation
+    automation: dict[str, Any] | None = None
+    if auto is not None:
+        lane = None
+        if auto.lane is not None:
+            shared = project.spec.lanes.get(auto.lane.name)
+            lane = {
+                "name": auto.lane.name,
+                "limit": shared.limit if shared else (auto.lane.limit or 1),
+                "queue": shared.queue if shared else (auto.lane.queue or "fifo"),
+            }
+        automation = {
+            "triggers": _triggers(intent, project, now),
+            "inputs": {
+                name: {"type": inp.type, "default": inp.default, "required": inp.required}
+                for name, inp in auto.inputs.items()
+            },
+            "lane": lane,
+            "blocks": [
+                {
+                    "id": b.id,
+                    "needs": list(b.needs),
+                    "run": list(b.run),
+                    "timeout": b.timeout,
+                    "effects": b.effects,
+                    "outputs": list(b.outputs),
+                    "secrets": list(b.secrets),
+                    "gates": [_gate(g) for g in b.gates],
+                }
+                for b in run_order(auto.blocks)
+            ],
+        }
+    return {
+        "intent": meta.name,
+        "title": meta.title,
+        "state": spec.state,
+        "artifact": {"digest": digest, "status": artifact_status} if digest else None,
+        "owners": list(meta.owners or project.spec.owners),
+        "goal": spec.goal,
+        "rationale": spec.rationale,
+        "acceptance": [
+            {
+                "id": ac.id,
+                "statement": ac.statement,
+                "evidence": {"block": ac.evidence.block, "output": ac.evidence.output}
+                if ac.evidence
+                else None,
+            }
+            for ac in spec.acceptance
+        ],
+        "relations": {
+            "dependsOn": list(spec.relations.depends_on),
+            "supersedes": list(spec.relations.supersedes),
+        },
+        "automation": automation,
+    }
+
+
 def explain(
     intent: Intent,
     project: Project,
@@ -122,32 +242,7 @@ def explain(
     if auto is None:
         out.append("  nothing: this intent has no automation")
         return "\n".join(out) + "\n"
-    on = auto.on
-    triggers = []
-    if on.apply:
-        triggers.append(
-            "once for each new version of its artifact that lands on the default branch"
-        )
-    if on.push:
-        triggers.append(
-            f"for new commits on {project.spec.default_branch} touching {', '.join(on.push.paths)}"
-        )
-    if on.schedule:
-        s = on.schedule
-        text = f"on schedule '{s.cron}' ({s.timezone}), next {', '.join(next_slots(s.cron, s.timezone, now))}"
-        text += (
-            f"; missed slots caught up within {_human(s.catch_up)}"
-            if duration_seconds(s.catch_up)
-            else "; missed slots are not caught up"
-        )
-        text += {
-            "skip": "; a slot is skipped while the previous run is still going",
-            "queue": "; a slot waits for the previous run",
-            "allow": "; runs may overlap",
-        }[s.overlap]
-        triggers.append(text)
-    if on.request:
-        triggers.append("when a reviewed Request document asks for it")
+    triggers = _triggers(intent, project, now)
     for t in triggers or ["never: no trigger is enabled"]:
         out.append(f"  - {t}")
     if auto.inputs:
@@ -166,18 +261,18 @@ def explain(
         queue = shared.queue if shared else (auto.lane.queue or "fifo")
         out.append(f"  Lane {auto.lane.name}: at most {limit} at a time; {_QUEUE[queue]}")
     out.append("  Blocks:")
-    for n, block in enumerate(auto.blocks, 1):
+    for n, block in enumerate(run_order(auto.blocks), 1):
         out += _block(n, block)
     return "\n".join(out) + "\n"
 
 
-def explain_named(root: Path, name: str, *, now: datetime) -> str:
-    """`alloy explain NAME` in the repository at `root`."""
+def explain_named(root: Path, name: str, *, now: datetime, as_json: bool = False) -> Any:
+    """`alloy explain NAME` in the repository at `root`: the text, or with `as_json` the data."""
     from alloy import workspace
 
     intent, doc, repo = workspace.load_intent(root, name)
     digest = doc.artifact["digest"] if doc.artifact else None
-    return explain(
+    return (explain_json if as_json else explain)(
         intent,
         repo.project,
         digest=digest,

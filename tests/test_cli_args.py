@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from alloy import scaffold, workspace
 from alloy.cli import _commands, cli
 from alloy.load import Repository
-from alloy.model import DEFAULT_PROJECT
+from alloy.model import DEFAULT_PROJECT, KINDS
 from tests.conftest import GitRepo, intent_yaml
 
 
@@ -297,7 +297,12 @@ def test_check_no_cache(root: Path, check_fn: Recorder) -> None:
 def test_check_json_prints_a_document_even_when_clean(root: Path, check_fn: Recorder) -> None:
     result = invoke("check", "--format", "json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"errors": 0, "warnings": 0, "diagnostics": []}
+    assert json.loads(result.stdout) == {
+        "schemaVersion": 1,
+        "errors": 0,
+        "warnings": 0,
+        "diagnostics": [],
+    }
 
 
 def test_check_github_prints_nothing_when_clean(root: Path, check_fn: Recorder) -> None:
@@ -360,9 +365,14 @@ def test_compile_reports_what_the_library_did(root: Path, monkeypatch: pytest.Mo
     assert "3 artifact(s) unchanged" in result.stderr
     result = invoke("compile", "--format", "json")
     assert json.loads(result.stdout) == {
+        "schemaVersion": 1,
+        "errors": 0,
+        "warnings": 0,
+        "diagnostics": [],
         "written": [".alloy/artifacts/a.json"],
         "removed": [".alloy/artifacts/b.json"],
         "unchanged": 3,
+        "stale": [],
     }
 
 
@@ -531,7 +541,6 @@ def test_schema_kind_is_case_insensitive(monkeypatch: pytest.MonkeyPatch, kind: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["schema"], "name a kind", id="no-kind"),
         pytest.param(["schema", "Intnet"], "did you mean 'Intent'", id="unknown-kind"),
         pytest.param(["schema", "--out"], "requires an argument", id="out-without-value"),
     ],
@@ -540,6 +549,12 @@ def test_schema_usage_errors(args: list[str], message: str) -> None:
     result = invoke(*args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_schema_without_a_kind_lists_the_kinds() -> None:
+    result = invoke("schema")
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == list(KINDS)
 
 
 # --- demo, help, version ----------------------------------------------------------------------
@@ -561,7 +576,7 @@ def test_help_exits_0(args: list[str]) -> None:
 
 
 def test_help_documents_the_exit_codes() -> None:
-    assert "3 internal error" in invoke("--help").output
+    assert "3    internal error" in invoke("--help").output
 
 
 def test_version() -> None:

@@ -282,7 +282,12 @@ def test_check_formats_on_a_valid_repository(repo: GitRepo, alloy: Alloy) -> Non
     assert text.out == ""
     assert text.err.strip() == "ok: 2 document(s) valid"
     as_json = ok(alloy("check", "--format", "json"))
-    assert json.loads(as_json.out) == {"errors": 0, "warnings": 0, "diagnostics": []}
+    assert json.loads(as_json.out) == {
+        "schemaVersion": 1,
+        "errors": 0,
+        "warnings": 0,
+        "diagnostics": [],
+    }
     github = ok(alloy("check", "--format", "github"))
     assert github.out == ""
 
@@ -404,9 +409,24 @@ def test_compile_writes_only_accepted_and_active_intents_with_automation(
 def test_compile_json_format(repo: GitRepo, alloy: Alloy) -> None:
     repo.write({".alloy/intents/a.yaml": intent_yaml("a")})
     first = json.loads(ok(alloy("compile", "--format", "json")).out)
-    assert first == {"written": [".alloy/artifacts/a.json"], "removed": [], "unchanged": 0}
+    keys = ("schemaVersion", "written", "removed", "unchanged", "stale", "errors")
+    assert {k: first[k] for k in keys} == {
+        "schemaVersion": 1,
+        "written": [".alloy/artifacts/a.json"],
+        "removed": [],
+        "unchanged": 0,
+        "stale": [],
+        "errors": 0,
+    }
     second = json.loads(ok(alloy("compile", "--format", "json")).out)
-    assert second == {"written": [], "removed": [], "unchanged": 1}
+    assert {k: second[k] for k in keys} == {
+        "schemaVersion": 1,
+        "written": [],
+        "removed": [],
+        "unchanged": 1,
+        "stale": [],
+        "errors": 0,
+    }
 
 
 def test_compile_writes_nothing_when_any_document_is_invalid(repo: GitRepo, alloy: Alloy) -> None:

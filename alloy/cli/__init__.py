@@ -8,11 +8,14 @@ from typing import NoReturn
 from alloy.cli import (
     _critique,  # noqa: F401 - registers `alloy critique`
     _demo,  # noqa: F401 - registers `alloy demo`
+    _help,
     _review,  # noqa: F401 - registers `alloy review`
     _ui,  # noqa: F401 - registers `alloy ui`
 )
 from alloy.cli._boundary import run
 from alloy.cli._commands import cli
+
+_help.apply(cli)  # every command's examples and exit codes, after every command is registered
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -12,7 +12,8 @@ import click
 
 from alloy import explain as explain_mod
 from alloy import scaffold, workspace
-from alloy._version import __version__
+from alloy._version import API_VERSION, __version__
+from alloy.cli._output import output, output_options
 from alloy.diagnostics import Diagnostic, render
 from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts, UserError
 from alloy.load._errors import suggest
@@ -22,7 +23,10 @@ from alloy.schema import schema_of, write_schemas
 if TYPE_CHECKING:
     from alloy.status import Source
 
-FORMATS = click.Choice(["text", "json", "github"])
+GITHUB_HELP = (
+    "text: for people (rich on a terminal, plain when piped); json: one document with "
+    "schemaVersion (docs/schemas/); github: workflow commands that annotate a pull request."
+)
 
 
 class Context:
@@ -52,13 +56,12 @@ pass_ctx = click.make_pass_decorator(Context)
     help="Repository to work on (default: the nearest directory at or above the current one "
     "that holds .alloy/).",
 )
-@click.version_option(__version__, prog_name="alloy")
+@click.version_option(
+    __version__, prog_name="alloy", message=f"%(prog)s %(version)s (writes {API_VERSION})"
+)
 @click.pass_context
 def cli(ctx: click.Context, repo: Path | None) -> None:
-    """Alloy: engineering intent kept as files under .alloy/, checked and compiled.
-
-    Exit codes: 0 fine, 1 the input is wrong, 2 usage, 3 internal error (see the crash log).
-    """
+    """Alloy: engineering intent kept as files under .alloy/, checked and compiled."""
     ctx.obj = Context(repo)
 
 
@@ -200,17 +203,25 @@ def _first_error(exc: ValueError) -> str:
     return str(exc)
 
 
-def _report(diagnostics: list, fmt: str) -> None:  # type: ignore[type-arg]
-    if diagnostics or fmt == "json":
+def _diagnostics_json(diagnostics: list[Diagnostic]) -> dict[str, object]:
+    return json.loads(render(diagnostics, "json"))  # type: ignore[no-any-return]
+
+
+def _report(diagnostics: list[Diagnostic], fmt: str, **extra: object) -> None:
+    if fmt == "json":
+        output().json({**_diagnostics_json(diagnostics), **extra})
+    elif diagnostics:
         click.echo(render(diagnostics, fmt))
 
 
 @cli.command()
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@output_options("text", "json", "github", help_format=GITHUB_HELP)
 @click.option("--no-cache", is_flag=True, help="Parse every document again.")
 @pass_ctx
-def check(ctx: Context, fmt: str, no_cache: bool) -> None:
+def check(ctx: Context, no_cache: bool) -> None:
     """Validate every document under .alloy/ and report every problem at once."""
+    out = output()
+    fmt = out.format
     try:
         repo = workspace.check(ctx.root(), use_cache=not no_cache)
     except InvalidDocuments as exc:
@@ -220,10 +231,7 @@ def check(ctx: Context, fmt: str, no_cache: bool) -> None:
     if fmt == "text":
         docs = len(repo.docs) + 1
         warnings = len(repo.diagnostics)
-        click.echo(
-            f"ok: {docs} document(s) valid" + (f", {warnings} warning(s)" if warnings else ""),
-            err=True,
-        )
+        out.note(f"ok: {docs} document(s) valid" + (f", {warnings} warning(s)" if warnings else ""))
 
 
 @cli.command("compile")
@@ -233,24 +241,26 @@ def check(ctx: Context, fmt: str, no_cache: bool) -> None:
     is_flag=True,
     help="Write nothing; exit 1 naming every stale, missing or extra artifact.",
 )
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@output_options("text", "json", "github", help_format=GITHUB_HELP)
 @click.option("--no-cache", is_flag=True, help="Parse every document again.")
 @pass_ctx
-def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
+def compile_(ctx: Context, check_only: bool, no_cache: bool) -> None:
     """Compile accepted and active intents into .alloy/artifacts/."""
+    out = output()
+    fmt = out.format
     try:
         report = workspace.compile_repository(
             ctx.root(), check_only=check_only, use_cache=not no_cache
         )
     except InvalidDocuments as exc:
-        _report(exc.diagnostics, fmt)
-        click.echo("alloy: nothing written; fix the errors above", err=True)
+        _report(exc.diagnostics, fmt, written=[], removed=[], unchanged=0, stale=[])
+        out.note("alloy: nothing written; fix the errors above")
         raise click.exceptions.Exit(1) from None
     except StaleArtifacts as exc:
         if fmt == "text":
             raise
         if fmt == "json":
-            click.echo(json.dumps({"stale": exc.problems}, indent=2))
+            _report([], fmt, written=[], removed=[], unchanged=0, stale=exc.problems)
         else:  # one annotation per artifact, on the artifact file
             stale = []
             for problem in exc.problems:
@@ -262,15 +272,13 @@ def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
     if report.repository.diagnostics and fmt != "json":
         _report(report.repository.diagnostics, fmt)
     if fmt == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "written": report.written,
-                    "removed": report.removed,
-                    "unchanged": report.unchanged,
-                },
-                indent=2,
-            )
+        _report(
+            report.repository.diagnostics,
+            fmt,
+            written=report.written,
+            removed=report.removed,
+            unchanged=report.unchanged,
+            stale=[],
         )
         return
     for path in report.written:
@@ -278,16 +286,22 @@ def compile_(ctx: Context, check_only: bool, fmt: str, no_cache: bool) -> None:
     for path in report.removed:
         click.echo(f"removed {path}")
     verb = "up to date" if check_only else "unchanged"
-    click.echo(f"{report.unchanged} artifact(s) {verb}", err=True)
+    out.note(f"{report.unchanged} artifact(s) {verb}")
 
 
 @cli.command()
 @click.argument("name")
+@output_options()
 @pass_ctx
 def explain(ctx: Context, name: str) -> None:
-    """Say in plain words what intent NAME wants, why, who owns it, and what runs when."""
-    text = explain_mod.explain_named(ctx.root(), name, now=datetime.datetime.now(datetime.UTC))
-    click.echo(text, nl=False)
+    """Say in plain words what intent NAME wants, why, who owns it, and what runs when (its
+    blocks in the order they run)."""
+    out = output()
+    now = datetime.datetime.now(datetime.UTC)
+    if out.format == "json":
+        out.json(explain_mod.explain_named(ctx.root(), name, now=now, as_json=True))
+        return
+    click.echo(explain_mod.explain_named(ctx.root(), name, now=now), nl=False)
 
 
 @cli.command()
@@ -324,14 +338,22 @@ def request(
     type=click.Path(file_okay=False, path_type=Path),
     help="Write every kind's schema as KIND.schema.json into this directory.",
 )
+@output_options()
 def schema(kind: str | None, out: Path | None) -> None:
-    """Print the JSON Schema of KIND, or write all of them with --out."""
+    """Without KIND, list the kinds; with KIND, print its JSON Schema; with --out, write every
+    kind's schema into a directory."""
     if out is not None:
         for path in write_schemas(out):
             click.echo(f"wrote {path}")
         return
     if kind is None:
-        raise click.UsageError(f"name a kind ({', '.join(KINDS)}) or pass --out DIR")
+        printer = output()
+        if printer.format == "json":
+            printer.json({"apiVersion": API_VERSION, "kinds": list(KINDS)})
+            return
+        printer.table(("KIND", "SCHEMA"), [(k, f"alloy schema {k.lower()}") for k in KINDS])
+        printer.note(f"{len(KINDS)} kinds of {API_VERSION}; `alloy schema KIND` prints one")
+        return
     match = {k.lower(): k for k in KINDS}.get(kind.lower())
     if match is None:
         raise click.UsageError(f"unknown kind {kind!r}{suggest(kind, KINDS)}")
@@ -460,9 +482,7 @@ def read_traces(root: Path, branch: str, ref: str | None = None) -> tuple[Source
 
 
 @cli.command()
-@click.option(
-    "--json", "as_json", is_flag=True, help="The status as a JSON document (docs/cli.md)."
-)
+@output_options(json_alias=True)
 @click.option(
     "--traces-branch",
     metavar="B",
@@ -477,9 +497,7 @@ def read_traces(root: Path, branch: str, ref: str | None = None) -> tuple[Source
     "--all", "show_all", is_flag=True, help="List every execution, not only the latest five."
 )
 @pass_ctx
-def status(
-    ctx: Context, as_json: bool, traces_branch: str | None, ref: str | None, show_all: bool
-) -> None:
+def status(ctx: Context, traces_branch: str | None, ref: str | None, show_all: bool) -> None:
     """Each intent's state, artifact, latest executions and evidence, from the traces branch."""
     from alloy import status as status_mod
 
@@ -498,7 +516,8 @@ def status(
             0,
             f"{problems} error(s) in .alloy/; intents that do not load are left out (run `alloy check`)",
         )
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+    out = output()
+    if out.format == "json":
+        out.json(report.to_json())
     else:
         click.echo(status_mod.render_text(report), nl=False)

@@ -29,6 +29,7 @@ import click
 from alloy import critique as critique_mod
 from alloy import workspace
 from alloy.cli._commands import Context, cli, pass_ctx, read_traces
+from alloy.cli._output import output, output_options
 from alloy.errors import InvalidDocuments, NotFound
 from alloy.load import PROJECT_PATH, Entry, load_project
 from alloy.load._errors import suggest
@@ -223,9 +224,7 @@ def _stale_after(value: str) -> datetime.timedelta:
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@output_options()
 @click.option(
     "--stale-after",
     default="30d",
@@ -251,7 +250,6 @@ def _stale_after(value: str) -> datetime.timedelta:
 def critique(
     ctx: Context,
     name: str | None,
-    fmt: str,
     stale_after: str,
     traces_branch: str | None,
     no_assistant: bool,
@@ -260,8 +258,10 @@ def critique(
     """Findings about intent NAME itself (every intent without NAME): what to make measurable,
     link, own or retire, each with a suggested rewrite or question (docs/critique.md).
 
-    It advises: findings exit 0. Exit 1: NAME does not exist or is not a valid Intent.
+    It advises: findings exit 0.
     """
+    printer = output()
+    fmt = printer.format
     if print_schema:
         click.echo(json.dumps(critique_mod.suggestions_schema(), indent=2, sort_keys=True))
         return
@@ -335,11 +335,11 @@ def critique(
             else {"command": list(assistant.settings.command), "from": assistant.origin}
         )
         doc_json["notes"] = notes
-        click.echo(json.dumps(doc_json, indent=2))
+        printer.json(doc_json)
         return
     for line in notes:
-        click.echo(f"alloy: note: {line}", err=True)
+        printer.note(f"alloy: note: {line}")
     if assistant is not None:
-        click.echo(f"alloy: note: asked the assistant from {assistant.origin}", err=True)
+        printer.note(f"alloy: note: asked the assistant from {assistant.origin}")
     click.echo(report.render_text(), nl=False)
-    click.echo(report.summary(), err=True)
+    printer.note(report.summary())

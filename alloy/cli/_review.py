@@ -21,6 +21,7 @@ import click
 
 from alloy import workspace
 from alloy.cli._commands import Context, cli, pass_ctx
+from alloy.cli._output import format_given_or_piped, output, output_options
 from alloy.errors import NotFound, UserError
 from alloy.load import PROJECT_PATH, DocResult, Entry, anchor, git_sources, load_project
 from alloy.load import _files as file_rules
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from alloy.review import Review
     from controllers.git import TreeFile
 
-FORMATS = click.Choice(["markdown", "json", "github", "check-run"])
+FORMATS = ("markdown", "text", "json", "github", "check-run")
 TRACES_DIR = "traces"
 
 
@@ -222,14 +223,13 @@ def _review(
     help="Review the index (what `git commit` would commit) instead of --head: for a "
     "pre-commit hook.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=FORMATS,
+@output_options(
+    *FORMATS,
     default="markdown",
-    show_default=True,
-    help="markdown (check run, comment), json (every detail), github (workflow annotations) "
-    "or check-run (the body of GitHub's check-run API).",
+    help_format="markdown (check run, comment; rendered when it goes to a terminal and --format "
+    "is not given), text (rendered on a terminal, plain when piped), json (every detail), github "
+    "(workflow annotations; ::error only for blocking findings) or check-run (the body of "
+    "GitHub's check-run API).",
 )
 @click.option(
     "--traces-branch",
@@ -244,14 +244,10 @@ def review(
     base: str,
     head: str | None,
     staged: bool,
-    fmt: str,
     traces_branch: str | None,
     no_cache: bool,
 ) -> None:
-    """Review the intent changes of --head (or the staged index) against --base.
-
-    Exit codes: 0 nothing blocking, 1 blocking findings or a bad revision, 2 usage, 3 internal.
-    """
+    """Review the intent changes of --head (or the staged index) against --base."""
     from alloy.review._render import check_run, github_annotations, markdown
     from controllers import git as gitctl
 
@@ -276,10 +272,15 @@ def review(
         )
     if keep_cache:
         cache.save()
-    if fmt == "markdown":
+    printer = output()
+    fmt = printer.format
+    if fmt == "markdown" and format_given_or_piped(printer):
         click.echo(markdown(result), nl=False)
+    elif fmt in ("markdown", "text"):
+        printer.fmt = "text"
+        printer.markdown(markdown(result))
     elif fmt == "json":
-        click.echo(json.dumps(result.to_json(), indent=2))
+        printer.json(result.to_json())
     elif fmt == "github":
         click.echo(github_annotations(result), nl=False)
     else:

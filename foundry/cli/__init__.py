@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from foundry._version import BOUNDARY_VERSION, __version__
+from foundry.cli import _help
 from foundry.errors import FoundryError
 from foundry.ports import SystemClock
 
@@ -46,12 +47,7 @@ _STATUS_EXIT = {
     __version__, prog_name="foundry", message=f"%(prog)s %(version)s (reads {BOUNDARY_VERSION})"
 )
 def cli() -> None:
-    """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces.
-
-    Exit codes: 0 succeeded, 1 input wrong, 2 usage, 3 internal error, 4 execution failed,
-    5 waiting (gate or lane), 6 indeterminate, 7 not run (lane rejected or superseded),
-    130 interrupted.
-    """
+    """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces."""
 
 
 def _pairs(values: Sequence[str]) -> dict[str, str]:
@@ -371,6 +367,7 @@ def _register() -> None:
 
 
 _register()
+_help.apply(cli)  # every command's examples and exit codes, after every command is registered
 
 
 def _crash_log(exc: BaseException) -> str:
