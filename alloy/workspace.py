@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gc
 import getpass
 import hashlib
@@ -365,9 +366,27 @@ class FileCache:
         self._dirty = True
 
 
+@functools.cache
+def _file_mode() -> int:
+    """The mode a new file gets here (0o666 less the umask, 0o644 under umask 022), as `open`
+    would give it: mkstemp's 0o600 is only for the temporary name. Read once; from
+    /proc/self/status where it says, since setting the umask to read it is not thread-safe."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

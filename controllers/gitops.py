@@ -515,11 +515,11 @@ def _local_path(url: str) -> Path | None:
 
 
 def _stderr(exc: git.GitCommandError) -> str:
-    """git's own words: its `fatal:` line if it printed one, else its last line."""
+    """git's own words, whole (`controllers.git_reason`), else its exit status."""
+    from controllers.git_reason import git_reason
+
     text = str(exc.stderr or "").strip().removeprefix("stderr: ").strip("'")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (fatal or lines or [f"exit {exc.status}"])[0]
+    return git_reason(text) or f"exit {exc.status}"
 
 
 def _summary(text: str) -> str:

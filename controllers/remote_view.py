@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controllers.git import TreeFile, list_tree, read_blobs
+from controllers.git_reason import git_reason
 
 ZERO = "0" * 40
 #: What is fetched: branches, and everything Foundry and the controllers keep under refs/alloy/.
@@ -77,15 +78,12 @@ def _run(args: list[str], *, cwd: Path | None = None, data: bytes | None = None)
 
 
 def _reason(stderr: bytes) -> str:
-    """What git said went wrong: its first `fatal:`/`error:` line (the lines after it are
-    advice, like "Please make sure you have the correct access rights ..."), else its last."""
-    lines = [
-        line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()
-    ]
-    for line in lines:
-        if line.startswith(("fatal:", "error:")):
-            return line.split(":", 1)[1].strip()
-    return lines[-1] if lines else "failed"
+    """What git said went wrong, whole (`controllers.git.git_reason`: the cause and its fatal
+    line, not the advice after it), without the leading `fatal:`."""
+    text = git_reason(stderr.decode("utf-8", "replace"))
+    for prefix in ("fatal:", "error:"):
+        text = text.removeprefix(prefix).strip()
+    return text or "failed"
 
 
 def redact(url: str) -> str:

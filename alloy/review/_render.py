@@ -31,9 +31,11 @@ _HEADINGS = {
     "info": "Info",
 }
 _MARKER = {"blocking": "FAIL", "attention": "WARN", "ok": "PASS", "none": "PASS"}
+#: Only what blocks the merge is an error: a high finding asks for attention, as the check
+#: run's `neutral` conclusion does.
 _WORKFLOW_LEVEL = {
     "blocking": "error",
-    "high": "error",
+    "high": "warning",
     "medium": "warning",
     "low": "notice",
     "info": "notice",

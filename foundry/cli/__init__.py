@@ -23,6 +23,7 @@ import click
 
 from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.cli import _help
+from foundry.cli._output import output, output_options
 from foundry.errors import FoundryError
 from foundry.ports import SystemClock
 
@@ -149,16 +150,15 @@ def run(
     type=click.Path(readable=False, path_type=Path),
     help="State directory (default: outside the checkout, see docs).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plan(path: Path, state_dir: Path | None, as_json: bool) -> None:
+@output_options(json_alias=True)
+def plan(path: Path, state_dir: Path | None) -> None:
     """Show what would start now for every artifact of PATH, and what would not, and why.
-    Executes nothing. Exit 1 when an artifact or request is refused (each is named)."""
-    import json
-
+    Executes nothing."""
     from foundry.workspace import plan_checkout
 
+    out = output()
     result, refused = plan_checkout(path.resolve(), clock=SystemClock(), state_dir=state_dir)
-    if as_json:
+    if out.format == "json":
 
         def item(kind: str, it: object) -> dict[str, object]:
             from foundry.planner import Item
@@ -174,7 +174,7 @@ def plan(path: Path, state_dir: Path | None, as_json: bool) -> None:
 
         data = [item("start", i) for i in result.start] + [item("resume", i) for i in result.resume]
         data += [item("skip", i) for i in result.skip]
-        click.echo(json.dumps({"plan": data, "refused": [str(r) for r in refused]}, indent=2))
+        out.json({"plan": data, "refused": [str(r) for r in refused]})
         if refused:
             raise click.exceptions.Exit(1)
         return
@@ -223,18 +223,39 @@ def traces() -> None:
 @traces.command("list")
 @_PATH
 @_STATE
+@output_options()
 def traces_list(path: Path, state_dir: Path | None) -> None:
-    """Every execution with its artifact, event and status."""
+    """Every execution with its status, artifact, event and when it was planned."""
     from foundry.state import LedgerIndex
 
+    out = output()
+    rows = []
     for summary in LedgerIndex(_state(path, state_dir)).summaries():
         first = summary.planned
-        artifact = first.get("artifact", {}).get("name", "?")
         event = first.get("event", {})
-        click.echo(
-            f"{summary.execution}  {summary.status:<13} {artifact:<30} "
-            f"{event.get('type', '?')}:{str(event.get('key', '?'))[:24]}  {first.get('at', '')}"
+        rows.append(
+            {
+                "execution": summary.execution,
+                "status": summary.status,
+                "artifact": str(first.get("artifact", {}).get("name", "?")),
+                "event": {"type": str(event.get("type", "?")), "key": str(event.get("key", "?"))},
+                "plannedAt": str(first.get("at", "")),
+            }
         )
+    if out.format == "json":
+        out.json({"executions": rows})
+        return
+    if not rows:
+        out.note("no executions yet; run one with `foundry run`")
+        return
+    out.table(
+        ("EXECUTION", "STATUS", "ARTIFACT", "EVENT", "PLANNED"),
+        [
+            (r["execution"], r["status"], r["artifact"], f"{r['event']['type']}:{r['event']['key']}",
+             r["plannedAt"])
+            for r in rows
+        ],
+    )  # fmt: skip
 
 
 def _bundle(path: Path, state_dir: Path | None, execution: str) -> TraceBundle:
@@ -251,8 +272,16 @@ def _bundle(path: Path, state_dir: Path | None, execution: str) -> TraceBundle:
 @click.argument("execution", required=False)
 @_PATH
 @_STATE
+@output_options(
+    "text",
+    "json",
+    "markdown",
+    help_format="text: the summary (rendered on a terminal, plain when piped); json: the Trace "
+    "document with schemaVersion; markdown: the summary's Markdown as it is.",
+)
 def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> None:
-    """The Markdown summary of EXECUTION (default: the latest one)."""
+    """The summary of EXECUTION (default: the latest one): its blocks in the order they ran,
+    gates, evidence and the logs of what failed."""
     from foundry.errors import UserError
     from foundry.state import LedgerIndex
 
@@ -262,7 +291,14 @@ def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> No
             raise UserError("no executions yet; run one with `foundry run`")
         latest = max(summaries, key=lambda s: (str(s.planned.get("at", "")), s.execution))
         execution = latest.execution
-    click.echo(_bundle(path, state_dir, execution).markdown)
+    bundle = _bundle(path, state_dir, execution)
+    out = output()
+    if out.format == "json":
+        out.json({"execution": execution, "trace": bundle.trace})
+    elif out.format == "markdown":
+        click.echo(bundle.markdown)
+    else:
+        out.markdown(bundle.markdown)
 
 
 @traces.command("export")

@@ -109,19 +109,26 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
 _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~])")
+_INLINE = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|(?<![`\\])`([^`\n]+)`(?!`)")
 
 
 def plain_markdown(text: str) -> str:
-    """Markdown as text to read: HTML tags dropped (`<summary>X</summary>` keeps X), entities
-    and backslash escapes undone; code blocks are left as they are."""
+    """Markdown as text to read: HTML tags dropped (`<summary>X</summary>` keeps X), bold and
+    code marks dropped, entities and backslash escapes undone; code blocks are left as they
+    are."""
     out, fenced = [], False
     for line in text.splitlines():
         if line.lstrip().startswith("```"):
             fenced = not fenced
             out.append(line)
             continue
-        out.append(line if fenced else html.unescape(_ESCAPE.sub(r"\1", _TAG.sub("", line))))
+        out.append(line if fenced else _plain_line(line))
     return "".join(line + "\n" for line in out)
+
+
+def _plain_line(line: str) -> str:
+    line = _INLINE.sub(lambda m: m.group(1) or m.group(2), _TAG.sub("", line))
+    return html.unescape(_ESCAPE.sub(r"\1", line))
 
 
 def output() -> Output:

@@ -121,9 +121,17 @@ def _table(header: Sequence[str], align: str, rows: list[list[str]]) -> list[str
     return lines
 
 
+def run_order(blocks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The blocks in the order they ran (by their first attempt's start), then those that did
+    not run, in the trace's order (the artifact's blocks are kept sorted by id)."""
+    started = [b for b in blocks if b.get("attempts")]
+    started.sort(key=lambda b: str(b["attempts"][0].get("startedAt") or ""))
+    return started + [b for b in blocks if not b.get("attempts")]
+
+
 def _blocks(spec: dict[str, Any]) -> list[str]:
     rows = []
-    for block in spec.get("blocks", []):
+    for block in run_order(spec.get("blocks", [])):
         attempts = block.get("attempts", [])
         known = [a["durationMs"] for a in attempts if a.get("durationMs") is not None]
         last = attempts[-1] if attempts else {}
@@ -186,8 +194,8 @@ def _fenced(text: str) -> list[str]:
 
 def _logs(spec: dict[str, Any]) -> list[str]:
     blocks = sorted(
-        spec.get("blocks", []), key=lambda b: 0 if b["status"] in _TROUBLE else 1
-    )  # stable: the trace's block order within each group
+        run_order(spec.get("blocks", [])), key=lambda b: 0 if b["status"] in _TROUBLE else 1
+    )  # stable: the order they ran within each group
     lines: list[str] = []
     for block in blocks:
         for attempt in reversed(block.get("attempts", [])):
