@@ -14,7 +14,7 @@ data in, data out, so the rules are testable and the CLI stays a thin shell.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,51 +188,101 @@ def _execution_json(execution: _Execution, current: str | None) -> dict[str, Any
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """What one acceptance criterion asks for: enough to look up its evidence."""
+
+    id: str
+    statement: str
+    block: str | None
+    output: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """What one execution reports about evidence: enough to judge it (a trace without its
+    blocks, gates and log tails)."""
+
+    execution: str
+    #: the artifact digest it ran
+    digest: str
+    status: str
+    #: (acceptance, status, digest, block, output) per evidence entry, in the trace's order
+    evidence: tuple[tuple[str, str, str | None, str, str], ...]
+
+
+def criteria_of(intent: Intent) -> tuple[Criterion, ...]:
+    return tuple(
+        Criterion(
+            c.id,
+            c.statement,
+            c.evidence.block if c.evidence else None,
+            c.evidence.output if c.evidence else None,
+        )
+        for c in intent.spec.acceptance
+    )
+
+
+def reported_of(trace: Trace) -> Reported:
+    spec = trace.spec
+    return Reported(
+        trace.metadata.name,
+        spec.artifact.digest,
+        spec.status,
+        tuple((e.acceptance, e.status, e.digest, e.block, e.output) for e in spec.evidence),
+    )
+
+
 def evidence_of(intent: Intent, traces: list[Trace], current: str | None) -> list[dict[str, Any]]:
+    """`evidence_for` an intent and the traces of its executions."""
+    return evidence_for(criteria_of(intent), [reported_of(t) for t in traces], current)
+
+
+def evidence_for(
+    criteria: Sequence[Criterion], executions: Sequence[Reported], current: str | None
+) -> list[dict[str, Any]]:
     """For each acceptance criterion, the evidence of the newest execution that says something
     final about it: produced, or missing from a finished execution (an unfinished one may still
     produce it). Executions of the current artifact digest come first; older ones only stand in
-    (as stale) when the current digest has not reported yet."""
+    (as stale) when the current digest has not reported yet. `executions` are newest first."""
     out: list[dict[str, Any]] = []
-    for criterion in intent.spec.acceptance:
+    for criterion in criteria:
         item: dict[str, Any] = {
             "acceptance": criterion.id,
             "statement": criterion.statement,
-            "block": criterion.evidence.block if criterion.evidence else None,
-            "output": criterion.evidence.output if criterion.evidence else None,
-            "status": "unlinked" if criterion.evidence is None else "none",
+            "block": criterion.block,
+            "output": criterion.output,
+            "status": "unlinked" if criterion.block is None else "none",
             "stale": False,
             "digest": None,
             "execution": None,
             "artifactDigest": None,
         }
-        if criterion.evidence is not None:
-            found: tuple[Trace, Any] | None = None
+        if criterion.block is not None:
+            found: tuple[Reported, tuple[str, str, str | None, str, str]] | None = None
             for want_current in (True, False):
-                for execution in traces:
-                    spec = execution.spec
-                    if (spec.artifact.digest == current) != want_current:
+                for execution in executions:
+                    if (execution.digest == current) != want_current:
                         continue
-                    entry = next((e for e in spec.evidence if e.acceptance == criterion.id), None)
+                    entry = next((e for e in execution.evidence if e[0] == criterion.id), None)
                     if entry is None:
                         continue
-                    if entry.status == "missing" and spec.status not in FINISHED:
+                    if entry[1] == "missing" and execution.status not in FINISHED:
                         continue
                     found = (execution, entry)
                     break
                 if found is not None:
                     break
             if found is not None:
-                execution, entry = found
-                digest = execution.spec.artifact.digest
+                execution, (_, status, digest, block, output) = found
                 item.update(
-                    status=entry.status,
-                    stale=digest != current,
-                    digest=entry.digest,
-                    execution=execution.metadata.name,
-                    artifactDigest=digest,
-                    block=entry.block,
-                    output=entry.output,
+                    status=status,
+                    stale=execution.digest != current,
+                    digest=digest,
+                    execution=execution.execution,
+                    artifactDigest=execution.digest,
+                    block=block,
+                    output=output,
                 )
         out.append(item)
     return out

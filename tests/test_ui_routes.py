@@ -621,3 +621,49 @@ def test_intents_loaded_on_several_cores_are_all_shown(repo: GitRepo, tmp_path: 
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["140", "0"]
+
+
+def test_a_refresh_holds_summaries_and_reads_a_whole_model_for_its_page(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    """What keeps the server small at 10,000 intents (benchmarks/ui.py measures it): after a
+    refresh no whole intent model is held, only each intent's summary; a page reads the model of
+    its one intent again from the file, and a move of the default branch summarizes only the
+    documents that changed."""
+    import gc
+
+    from alloy.model import Intent
+
+    def models() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, Intent))
+
+    text = (
+        "apiVersion: alloy.dev/v1\nkind: Intent\n"
+        "metadata: {{name: {name}, owners: [alice], title: Intent {name}}}\n"
+        "spec: {{state: proposed, goal: Something holds.}}\n"
+    )
+    names = [f"held-{n:02d}" for n in range(30)]
+    repo.write({f".alloy/intents/{name}.yaml": text.format(name=name) for name in names})
+    repo.commit("thirty intents")
+    [state] = open_repositories([str(repo.path)], tmp_path / "cache")
+    before = models()
+    assert state.refresh()
+    assert sorted(state.intents.inputs) == names
+    assert models() == before
+    assert state.intents.inputs["held-07"].summary.title == "Intent held-07"
+    model = state.intent_model("held-07")
+    assert model is not None and model.metadata.title == "Intent held-07"
+    assert state.intent_model("held-07") is model  # kept for the next page
+    assert models() == before + 1
+
+    changed = text.format(name="held-03").replace("Intent held-03", "Renamed")
+    repo.write({".alloy/intents/held-03.yaml": changed})
+    repo.commit("rename one")
+    summaries = {n: h.summary for n, h in state.intents.inputs.items()}
+    assert state.refresh()
+    after = {n: h.summary for n, h in state.intents.inputs.items()}
+    assert after["held-03"].title == "Renamed"
+    assert [n for n in names if after[n] is not summaries[n]] == ["held-03"]
+    reread = state.intent_model("held-03")
+    assert reread is not None and reread.metadata.title == "Renamed"

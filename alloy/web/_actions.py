@@ -135,7 +135,9 @@ def approve(
             f"gate {block}/{index}: execution {execution} has no approval gate by that name "
             f"(its approval gates: {named})"
         )
-    intents = {n: g.intent for n, g in state.intents.inputs.items()}
+    # Notes compare the gate with the current text of the execution's own intent.
+    model = state.intent_model(ref.intent)
+    intents = {ref.intent: model} if model is not None else {}
     with tempfile.TemporaryDirectory() as tmp:
         root = _scratch_root(state, Path(tmp))
         written = approve_mod.write_approval(
@@ -166,15 +168,13 @@ def _approval_gates(state: RepoState, ref: ExecutionRef) -> set[tuple[str, int]]
     intent declares (a running execution may not have reached them yet)."""
     gates = {(block, index) for block, index, kind, _, _ in ref.waiting if kind == "approval"}
     given = state.intents.inputs.get(ref.intent)
-    automation = given.intent.spec.automation if given else None
-    for b in automation.blocks if automation else []:
-        gates.update((b.id, i) for i, g in enumerate(b.gates) if g.approval is not None)
+    gates.update((b, i) for b, i, *_ in (given.summary.approvals if given else ()))
     return gates
 
 
 def request(state: RepoState, *, intent: str, inputs: list[str], reason: str, actor: str) -> Done:
-    found = state.intents.models.get(intent)
     given = state.intents.inputs.get(intent)
+    found = state.model(intent) if given is not None else None
     if found is None or given is None:
         raise UserError(f"no intent named {intent!r} on {state.default_branch}")
     doc, model = found
@@ -276,7 +276,7 @@ def move(state: RepoState, *, intent: str, to: str, reason: str, actor: str) -> 
     given = state.intents.inputs.get(intent)
     if given is None:
         raise UserError(f"no intent named {intent!r} on {state.default_branch}")
-    if given.intent.spec.state == to:
+    if given.summary.state == to:
         raise UserError(f"intent {intent!r} is already {to}")
     if not reason.strip():
         raise UserError("reason is empty; say why the intent moves")
@@ -294,7 +294,7 @@ def move(state: RepoState, *, intent: str, to: str, reason: str, actor: str) -> 
     remove: tuple[str, ...] = ()
     if to not in COMPILED_STATES and given.artifact is not None:
         remove = (artifact_path,)  # as `alloy compile` removes an intent's artifact
-    message = f"Move intent {intent} from {given.intent.spec.state} to {to}\n\n{reason.strip()}"
+    message = f"Move intent {intent} from {given.summary.state} to {to}\n\n{reason.strip()}"
     return _publish(
         state,
         "move",

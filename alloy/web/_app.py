@@ -287,10 +287,8 @@ def create_app(
         trace, _ = found
         spec = trace["spec"]
         statuses = {b["id"]: b["status"] for b in spec.get("blocks", [])}
-        given = state.intents.inputs.get(ref.intent)
-        auto = (
-            _views.automation(given.intent, datetime.datetime.now(datetime.UTC)) if given else None
-        )
+        model = await asyncio.to_thread(state.intent_model, ref.intent)
+        auto = _views.automation(model, datetime.datetime.now(datetime.UTC)) if model else None
         data = {
             "schemaVersion": 1,
             "view": "execution",
@@ -628,13 +626,14 @@ def _critique(state: RepoState, name: str) -> list[dict[str, Any]]:
         if current in chain or current not in state.intents.inputs:
             continue
         chain.add(current)
-        wanted.extend(state.intents.inputs[current].intent.spec.relations.supersedes)
+        wanted.extend(state.intents.inputs[current].summary.supersedes)
     documents = {}
     for member in sorted(chain):
         given = state.intents.inputs[member]
         data = state.file(commit, given.path)
-        if data is not None:
-            documents[member] = IntentDocument(member, given.path, data, given.intent)
+        model = state.intent_model(member)
+        if data is not None and model is not None:
+            documents[member] = IntentDocument(member, given.path, data, model)
     if name not in documents:
         return []
     states = state.intents.states

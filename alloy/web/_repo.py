@@ -12,8 +12,10 @@ What a running execution has done so far is read from the Trace document its cla
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,8 +23,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from alloy import status as status_mod
-from alloy.load import DocResult, Entry, load_repository, reload_intent
+from alloy.load import (
+    PROJECT_PATH,
+    DocResult,
+    Entry,
+    content_key,
+    load_project,
+    load_repository,
+    reload_intent,
+)
 from alloy.model import Intent, Trace
+from alloy.status import Criterion, Reported
 
 if TYPE_CHECKING:
     from alloy.load import Repository
@@ -35,6 +46,9 @@ CLAIMS = "refs/alloy/claims/"
 LANES = "refs/alloy/lanes/"
 FORGE = "refs/alloy/forge"
 READ_CAP = 4 * 1024 * 1024
+#: whole intent models kept for pages (the intent and execution pages, actions, the assistant)
+MODELS_KEPT = 64
+INTENT_PREFIX = f"{ALLOY_DIR}/intents/"
 
 
 class MemoryCache:
@@ -80,25 +94,87 @@ class ExecutionRef:
     blob: str
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What every list shows of one intent (the overview, lanes, approvals), kept for each
+    intent; a page that needs the whole model reads it again (`RepoState.model`). 10,000 whole
+    models would be most of the server's memory."""
+
+    title: str | None
+    state: str
+    goal: str
+    owners: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+    depends_on: tuple[str, ...]
+    supersedes: tuple[str, ...]
+    #: the lane its automation runs in, and whether it takes requests
+    lane: str | None
+    requests: bool
+    criteria: tuple[Criterion, ...]
+    #: (block, index) -> who may decide that approval gate (`_views.approvers`' shape)
+    approvals: tuple[tuple[str, int, tuple[str, ...], int, bool, str | None], ...]
+
+    @classmethod
+    def of(cls, intent: Intent) -> Summary:
+        spec, auto = intent.spec, intent.spec.automation
+        return cls(
+            intent.metadata.title,
+            spec.state,
+            spec.goal,
+            tuple(intent.metadata.owners),
+            tuple(intent.metadata.labels.items()),
+            tuple(spec.relations.depends_on),
+            tuple(spec.relations.supersedes),
+            auto.lane.name if auto is not None and auto.lane is not None else None,
+            bool(auto is not None and auto.on.request),
+            status_mod.criteria_of(intent),
+            tuple(
+                (
+                    b.id,
+                    i,
+                    tuple(g.approval.from_),
+                    g.approval.quorum,
+                    g.approval.forbid_self,
+                    g.approval.expires,
+                )
+                for b in (auto.blocks if auto is not None else [])
+                for i, g in enumerate(b.gates)
+                if g.approval is not None
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One intent of the default branch as held between pages: its summary, its file and its
+    artifact's state."""
+
+    path: str
+    #: the file the document's bytes come from (another one when `path` is a symbolic link)
+    source: str | None
+    summary: Summary
+    compiled_digest: str | None
+    artifact: status_mod.ArtifactState | None
+
+
 @dataclass
 class Intents:
     commit: str | None = None
     repo: Repository | None = None
-    models: dict[str, tuple[DocResult, Intent]] = field(default_factory=dict)
-    inputs: dict[str, status_mod.IntentInput] = field(default_factory=dict)
+    inputs: dict[str, Held] = field(default_factory=dict)
     problems: int = 0
     #: each intent's lifecycle state, and who names it: `dependedOnBy`, `supersededBy`
     states: dict[str, str] = field(default_factory=dict)
     reverse: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
-def _reverse(models: Mapping[str, tuple[DocResult, Intent]]) -> dict[str, dict[str, list[str]]]:
+def _reverse(held: Mapping[str, Held]) -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {}
-    for name in sorted(models):
-        relations = models[name][1].spec.relations
+    for name in sorted(held):
+        summary = held[name].summary
         for field_name, targets in (
-            ("dependedOnBy", relations.depends_on),
-            ("supersededBy", relations.supersedes),
+            ("dependedOnBy", summary.depends_on),
+            ("supersededBy", summary.supersedes),
         ):
             for target in targets:
                 out.setdefault(target, {}).setdefault(field_name, []).append(name)
@@ -161,13 +237,10 @@ def _light(trace: Trace, source: str, blob: str) -> ExecutionRef:
     )
 
 
-def _slim(trace: Trace) -> Trace:
-    """The trace without its blocks and gates (attempts, log tails and decisions are most of
-    its size): enough for evidence; what waits is in its `ExecutionRef`, and the execution page
-    reads the whole trace again."""
-    return trace.model_copy(
-        update={"spec": trace.spec.model_copy(update={"blocks": [], "gates": []})}
-    )
+def _kept(trace: Trace, source: str, blob: str) -> tuple[Reported, ExecutionRef]:
+    """What is kept of a trace between pages: its evidence and its summary (attempts, log tails
+    and gate decisions are most of its size; the execution page reads the whole trace again)."""
+    return status_mod.reported_of(trace), _light(trace, source, blob)
 
 
 class RepoState:
@@ -181,12 +254,12 @@ class RepoState:
         self.intents = Intents()
         self.traces_commit: str | None = None
         self.traces_branch = "alloy/traces"
-        #: trace blob -> (slim trace, light ref); rebuilt incrementally
-        self._trace_blobs: dict[str, tuple[Trace, ExecutionRef]] = {}
+        #: trace blob -> (its evidence, light ref); rebuilt incrementally
+        self._trace_blobs: dict[str, tuple[Reported, ExecutionRef]] = {}
         self.trace_paths: dict[str, str] = {}  # execution -> blob
         #: claim commit -> (claim.json, live trace or None)
-        self._claims: dict[str, tuple[dict[str, Any], tuple[Trace, ExecutionRef] | None]] = {}
-        self.claims: dict[str, tuple[dict[str, Any], tuple[Trace, ExecutionRef] | None]] = {}
+        self._claims: dict[str, tuple[dict[str, Any], tuple[Reported, ExecutionRef] | None]] = {}
+        self.claims: dict[str, tuple[dict[str, Any], tuple[Reported, ExecutionRef] | None]] = {}
         self.lanes: dict[str, dict[str, Any]] = {}
         self.checks: dict[str, dict[str, Any]] = {}
         self.forge_commit: str | None = None
@@ -204,6 +277,12 @@ class RepoState:
         self._files: dict[tuple[str, str], bytes | None] = {}
         #: path -> blob of the traces branch as last read (a push is read as a diff)
         self._trace_paths: dict[str, str] = {}
+        #: document key (path and bytes) -> its summary (None: not an intent's model); like the
+        #: parse cache, for one project file (`_scope`)
+        self._summaries: dict[str, Summary | None] = {}
+        self._scope: str | None = None
+        #: (commit, intent) -> its document and whole model, the most recently used kept
+        self._models: OrderedDict[tuple[str, str], tuple[DocResult, Intent] | None] = OrderedDict()
 
     def take_dirty(self) -> set[str] | None:
         """The intents whose rows must be made again (None: every one), and start afresh."""
@@ -272,40 +351,77 @@ class RepoState:
             self.intents = Intents()
             return
         snapshot = _snapshot(self.view, commit)
+        project_file = snapshot.get(PROJECT_PATH)
+        scope = hashlib.sha256((project_file.data if project_file else None) or b"").hexdigest()
+        if scope != self._scope:
+            # What a document is found to be depends on the project (its lanes, its policy).
+            self.cache, self._summaries, self._scope = MemoryCache(), {}, scope
+        self._summarize_new(snapshot)
         repo = load_repository(snapshot, self.cache)
         self.cache.sweep()
-        models: dict[str, tuple[DocResult, Intent]] = {}
+        summaries: dict[str, Summary | None] = {}
+        held: dict[str, Held] = {}
         for name, doc in repo.intents().items():
-            if doc.model is None and doc.ok and doc.path in snapshot:
-                # Loaded on several cores (the loader forks when no other thread runs): the
-                # results come back without their models; each is made again here, once (the
-                # parse cache then holds it with its model).
-                doc.model = reload_intent(doc.path, snapshot[doc.path], repo.project).model
-            if isinstance(doc.model, Intent):
-                models[name] = (doc, doc.model)
-        for doc, _ in models.values():
-            # The compiled artifact is only needed for its digest (in `facts`); a move's branch
-            # compiles the intent afresh. Kept, it would be a large share of the server's memory.
+            entry = snapshot.get(doc.path)
+            if entry is None or entry.data is None:
+                continue
+            key = content_key(doc.path, entry.data)
+            if key in self._summaries:
+                summary = self._summaries[key]
+            else:
+                model = doc.model
+                if model is None and doc.ok:
+                    model = reload_intent(doc.path, entry, repo.project).model
+                summary = Summary.of(model) if isinstance(model, Intent) else None
+            summaries[key] = summary
+            # The parse cache keeps what the loader found, never the models: pages read the
+            # model of the one intent they show again (`model`).
+            doc.model = None
             doc.artifact = None
-        artifacts = {}
-        for name in models:
-            entry = snapshot.get(f"{ALLOY_DIR}/artifacts/{name}.json")
-            if entry is not None and entry.data is not None:
-                artifacts[name] = entry.data
+            if summary is None:
+                continue
+            compiled = doc.facts.get("digest") if doc.facts.get("compiles") else None
+            data = snapshot.get(f"{ALLOY_DIR}/artifacts/{name}.json")
+            held[name] = Held(
+                doc.path,
+                entry.source,
+                summary,
+                compiled,
+                status_mod.artifact_state(name, data.data if data else None, compiled),
+            )
+        self._summaries = summaries
         # The artifact files' bytes were needed for their digests only.
         repo.artifact_files = {}
         self.intents = Intents(
             commit,
             repo,
-            models,
-            status_mod.intent_inputs(models, artifacts),
+            held,
             sum(1 for d in repo.diagnostics if d.severity == "error"),
-            {name: model.spec.state for name, (_, model) in models.items()},
-            _reverse(models),
+            {name: h.summary.state for name, h in held.items()},
+            _reverse(held),
         )
         self.traces_branch = repo.project.spec.traces.branch
         self._dirty = None
         self._files = {}
+
+    def _summarize_new(self, snapshot: Mapping[str, Entry]) -> None:
+        """Each intent document the parse cache does not hold yet, loaded here one at a time:
+        summarized at once and put in the cache without its model. The loader would hold the
+        whole models of thousands of intents until the last is loaded; freed together, they
+        would leave the server's memory fragmented at that peak."""
+        project, _ = load_project(snapshot)
+        for path in sorted(snapshot):
+            entry = snapshot[path]
+            if not path.startswith(INTENT_PREFIX) or entry.data is None:
+                continue
+            key = content_key(path, entry.data)
+            if self.cache.get(key) is not None:
+                continue
+            doc = reload_intent(path, entry, project)
+            model = doc.model
+            self._summaries[key] = Summary.of(model) if isinstance(model, Intent) else None
+            doc.model = doc.artifact = None
+            self.cache.put(key, doc)
 
     def _load_traces(self) -> None:
         commit = self._ref(f"refs/heads/{self.traces_branch}")
@@ -317,14 +433,14 @@ class RepoState:
         warnings: list[str] = []
         wanted = {sha for sha in paths.values() if sha not in self._trace_blobs}
         blobs = self.view.blobs(wanted, READ_CAP)
-        parsed: dict[str, tuple[Trace, ExecutionRef] | None] = {}
+        parsed: dict[str, tuple[Reported, ExecutionRef] | None] = {}
         for sha in wanted:
             data = blobs.get(sha)
             trace = _parse_trace(data) if data is not None else None
-            parsed[sha] = None if trace is None else (_slim(trace), _light(trace, "traces", sha))
+            parsed[sha] = None if trace is None else _kept(trace, "traces", sha)
         # Each path is checked, not each blob: the same bytes at another path (a trace copied
         # under another intent or id) neither count there nor hide the trace where it belongs.
-        kept: dict[str, tuple[Trace, ExecutionRef]] = {}
+        kept: dict[str, tuple[Reported, ExecutionRef]] = {}
         for path, sha in sorted(paths.items()):
             found = self._trace_blobs.get(sha) or parsed.get(sha)
             if found is None:
@@ -384,7 +500,7 @@ class RepoState:
             data = blobs.get(f"{sha}:trace.json")
             trace = _parse_trace(data) if data is not None else None
             if trace is not None:
-                live = (_slim(trace), _light(trace, "claim", f"{sha}:trace.json"))
+                live = _kept(trace, "claim", f"{sha}:trace.json")
             self._claims[sha] = (claim, live)
         current = set(heads.values())
         for sha in set(self._claims) ^ current | set(wanted):
@@ -451,7 +567,7 @@ class RepoState:
 
     def _index(self) -> None:
         executions: dict[str, ExecutionRef] = {}
-        for _slim_trace, ref in self._trace_blobs.values():
+        for _, ref in self._trace_blobs.values():
             executions[ref.id] = ref
         for execution, (claim, live) in self.claims.items():
             # A claim's live trace stands in while the traces branch has none, or an older one.
@@ -472,8 +588,8 @@ class RepoState:
         self.by_intent = by_intent
 
     # -- reading ------------------------------------------------------------------------
-    def slim_traces(self, intent: str) -> list[Trace]:
-        """The (slim) traces of `intent`'s executions, newest first."""
+    def reported(self, intent: str) -> list[Reported]:
+        """What `intent`'s executions report about evidence, newest first."""
         out = []
         for ref in self.by_intent.get(intent, []):
             found = self._trace_blobs.get(ref.blob)
@@ -485,6 +601,33 @@ class RepoState:
             else:
                 out.append(found[0])
         return out
+
+    def model(self, name: str) -> tuple[DocResult, Intent] | None:
+        """The document and whole model of intent `name` of the default branch, read again from
+        its file (the most recently used are kept)."""
+        with self.lock:
+            held, commit = self.intents.inputs.get(name), self.intents.commit
+            repo = self.intents.repo
+            if held is None or commit is None or repo is None:
+                return None
+            key = (commit, name)
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            data = self.file(commit, held.source or held.path)
+            found = None
+            if data is not None:
+                doc = reload_intent(held.path, Entry(data, source=held.source), repo.project)
+                if isinstance(doc.model, Intent):
+                    found = (doc, doc.model)
+            self._models[key] = found
+            while len(self._models) > MODELS_KEPT:
+                self._models.popitem(last=False)
+            return found
+
+    def intent_model(self, name: str) -> Intent | None:
+        found = self.model(name)
+        return found[1] if found else None
 
     def trace_document(self, execution: str) -> tuple[dict[str, Any], bytes] | None:
         """The whole Trace document of `execution` as JSON data and bytes, read again from git."""
@@ -509,7 +652,7 @@ class RepoState:
         if given is None:
             return []
         current = given.artifact.digest if given.artifact is not None else None
-        return status_mod.evidence_of(given.intent, self.slim_traces(name), current)
+        return status_mod.evidence_for(given.summary.criteria, self.reported(name), current)
 
 
 def _trace_path(path: str) -> bool:
@@ -522,8 +665,3 @@ def _parse_trace(data: bytes) -> Trace | None:
         return Trace.model_validate_json(data)
     except ValidationError:
         return None
-
-
-def intent_of(models: Mapping[str, tuple[DocResult, Intent]], name: str) -> Intent | None:
-    found = models.get(name)
-    return found[1] if found else None

@@ -14,7 +14,7 @@ from typing import Any
 
 from alloy import status as status_mod
 from alloy.model import Intent
-from alloy.web._repo import ExecutionRef, RepoState
+from alloy.web._repo import ExecutionRef, RepoState, Summary
 
 SCHEMA_VERSION = 1
 PAGE_SIZE = 50
@@ -73,7 +73,7 @@ def _attention(
 
 def intent_row(state: RepoState, name: str) -> dict[str, Any]:
     """The overview's row of intent `name` of one repository."""
-    intent = state.intents.inputs[name].intent
+    summary = state.intents.inputs[name].summary
     executions = state.by_intent.get(name, [])
     last = executions[0] if executions else None
     waiting = [
@@ -89,11 +89,11 @@ def intent_row(state: RepoState, name: str) -> dict[str, Any]:
     return {
         "repo": state.key,
         "name": name,
-        "title": intent.metadata.title,
-        "state": intent.spec.state,
-        "owners": list(intent.metadata.owners),
-        "labels": dict(intent.metadata.labels),
-        "goal": intent.spec.goal,
+        "title": summary.title,
+        "state": summary.state,
+        "owners": list(summary.owners),
+        "labels": dict(summary.labels),
+        "goal": summary.goal,
         "lastExecution": _execution_brief(last),
         "evidence": evidence,
         "waiting": waiting,
@@ -203,11 +203,11 @@ def overview(
 
 def relations(state: RepoState, name: str) -> dict[str, list[str]]:
     """`dependsOn` and `supersedes` both ways."""
-    intent = state.intents.inputs[name].intent
+    summary = state.intents.inputs[name].summary
     reverse = state.intents.reverse.get(name, {})
     return {
-        "dependsOn": list(intent.spec.relations.depends_on),
-        "supersedes": list(intent.spec.relations.supersedes),
+        "dependsOn": list(summary.depends_on),
+        "supersedes": list(summary.supersedes),
         "dependedOnBy": list(reverse.get("dependedOnBy", [])),
         "supersededBy": list(reverse.get("supersededBy", [])),
     }
@@ -278,7 +278,9 @@ def intent_view(
     now: datetime.datetime,
 ) -> dict[str, Any]:
     given = state.intents.inputs[name]
-    intent = given.intent
+    intent = state.intent_model(name)
+    if intent is None:
+        raise LookupError(f"intent {name!r} cannot be read again from {given.path}")
     executions = state.by_intent.get(name, [])
     evidence = [{**item, "state": evidence_state(item)} for item in state.evidence(name)]
     return {
@@ -312,19 +314,15 @@ def intent_view(
     }
 
 
-def approvers(intent: Intent | None, block: str, index: int) -> dict[str, Any] | None:
+def approvers(intent: Summary | None, block: str, index: int) -> dict[str, Any] | None:
     """Who may decide gate `index` of `block`, from the intent's current text."""
-    if intent is None or intent.spec.automation is None:
-        return None
-    for b in intent.spec.automation.blocks:
-        if b.id == block and index < len(b.gates) and b.gates[index].approval is not None:
-            a = b.gates[index].approval
-            assert a is not None
+    for b, i, from_, quorum, forbid_self, expires in intent.approvals if intent else ():
+        if (b, i) == (block, index):
             return {
-                "from": list(a.from_),
-                "quorum": a.quorum,
-                "forbidSelf": a.forbid_self,
-                "expires": a.expires,
+                "from": list(from_),
+                "quorum": quorum,
+                "forbidSelf": forbid_self,
+                "expires": expires,
             }
     return None
 
@@ -358,7 +356,7 @@ def waiting_items(
 ) -> list[dict[str, Any]]:
     """For each gate `ref` waits on: why, on whom, until when, and what unblocks it."""
     given = state.intents.inputs.get(ref.intent)
-    intent = given.intent if given else None
+    intent = given.summary if given else None
     first_waiting: dict[tuple[str, int], str] = {}
     for g in gates:
         if g["decision"] == "waiting":
@@ -421,7 +419,7 @@ def approvals(states: Sequence[RepoState]) -> dict[str, Any]:
             for block, index, kind, reason, at in ref.waiting:
                 if kind != "approval":
                     continue
-                who = approvers(given.intent if given else None, block, index)
+                who = approvers(given.summary if given else None, block, index)
                 until = None
                 if who and who["expires"]:
                     start, span = _stamp(at), _parse_duration(who["expires"])
@@ -449,9 +447,8 @@ def lanes(states: Sequence[RepoState]) -> dict[str, Any]:
     for state in states:
         declared: dict[str, list[str]] = {}
         for name, given in state.intents.inputs.items():
-            auto = given.intent.spec.automation
-            if auto is not None and auto.lane is not None:
-                declared.setdefault(auto.lane.name, []).append(name)
+            if given.summary.lane is not None:
+                declared.setdefault(given.summary.lane, []).append(name)
         for lane in sorted(set(declared) | set(state.lanes)):
             doc = state.lanes.get(lane, {})
             out.append(

@@ -15,7 +15,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -224,7 +224,7 @@ def traces_list(path: Path, state_dir: Path | None) -> None:
     from foundry.state import LedgerIndex
 
     out = output()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for summary in LedgerIndex(_state(path, state_dir)).summaries():
         first = summary.planned
         event = first.get("event", {})

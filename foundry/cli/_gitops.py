@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from foundry.cli._output import output, output_options
 from foundry.ports import SystemClock
 
 if TYPE_CHECKING:
@@ -60,7 +61,11 @@ _FORGE_REPO = click.option(
     help="Seconds between looks at parked executions (waiting gates) when nothing moved.",
 )
 @click.option("--workers", type=click.IntRange(1, 256), help="Blocks in parallel (default: cores).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON report per pass.")
+@output_options(
+    help_format="text: what each pass did, for people; json: one document per pass, each on one "
+    "line (docs/schemas/foundry-reconcile.schema.json).",
+    json_alias=True,
+)
 def reconcile(
     repo: str,
     branch: str | None,
@@ -71,7 +76,6 @@ def reconcile(
     grace: float,
     recheck: float,
     workers: int | None,
-    as_json: bool,
 ) -> None:
     """Reconcile the remote REPO: run what its default branch asks for, commit the traces.
 
@@ -79,12 +83,15 @@ def reconcile(
     could not be published waits in the outbox), 4 an execution failed, 5 an execution waits.
     """
     from controllers.reconcile import Reconciler, Settings, state_dir_for
+
+    out = output()
+    as_json = out.format == "json"
     from foundry.cli._progress import Console, Interrupts
     from foundry.workspace import state_directory
 
     state_directory(state_dir or state_dir_for(repo), write=True)
-    # Each execution and block as it starts and ends (on stderr with --json: stdout is the
-    # report); a signal says what it does at once, a second one stops running blocks now.
+    # Each execution and block as it starts and ends (on stderr with --format json: stdout is
+    # the report); a signal says what it does at once, a second one stops running blocks now.
     reconciler: Reconciler | None = None
     console = Console(
         where="reconcile", branch=lambda: reconciler.branch if reconciler else None, err=as_json
@@ -107,7 +114,7 @@ def reconcile(
         while True:
             report = reconciler.pass_once()
             if as_json:
-                click.echo(json.dumps(report.to_json(), sort_keys=True))
+                out.json_line(report.to_json())
             else:
                 _describe(report)
             if once or stop.is_set():
@@ -154,23 +161,37 @@ def _forge(repo: str, state_dir: Path | None) -> LocalForge:
 @_FORGE_REPO
 @click.option("--commit", help="Only the check runs of this commit (full id).")
 @_STATE
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def checks_list(repo: str, commit: str | None, state_dir: Path | None, as_json: bool) -> None:
+@output_options(json_alias=True)
+def checks_list(repo: str, commit: str | None, state_dir: Path | None) -> None:
     """List the check runs (by commit, then name)."""
     runs = _forge(repo, state_dir).checks(commit)
-    if as_json:
+    out = output()
+    if out.json_alias:  # the deprecated --json: the bare list it printed before
         click.echo(json.dumps([r.to_json() for r in runs], indent=2, sort_keys=True))
+        return
+    if out.format == "json":
+        out.json({"checkRuns": [r.to_json() for r in runs]})
         return
     if not runs:
         click.echo("no check runs")
-    for r in runs:
-        click.echo(f"{r.commit[:12]}  {r.conclusion or r.status:<16} {r.name}  [{r.external_id}]")
+        return
+    out.table(
+        ("COMMIT", "CONCLUSION", "NAME", "EXECUTION"),
+        [(r.commit[:12], r.conclusion or r.status, r.name, r.external_id) for r in runs],
+    )
 
 
 @checks.command("show")
 @click.argument("which")
 @_FORGE_REPO
 @_STATE
+@output_options(
+    "text",
+    "json",
+    "markdown",
+    help_format="text: the check run's summary (rendered on a terminal, plain when piped); json: "
+    "the check run; markdown: its summary's Markdown as it is.",
+)
 def checks_show(which: str, repo: str, state_dir: Path | None) -> None:
     """Show a check run: WHICH is an execution id, a check name, or an artifact name (its
     check run on the newest commit that has one)."""
@@ -186,9 +207,16 @@ def checks_show(which: str, repo: str, state_dir: Path | None) -> None:
             f"no check run for {which!r}; `foundry checks list --repo {repo}` lists them"
         )
     run = runs[-1] if len({r.commit for r in runs}) == 1 else _newest(repo, state_dir, runs)
+    out = output()
+    if out.format == "json":
+        out.json({"checkRun": run.to_json()})
+        return
     click.echo(f"{run.name} on {run.commit}: {run.conclusion or run.status}")
     click.echo(f"{run.title}\n")
-    click.echo(run.summary)
+    if out.format == "markdown":
+        click.echo(run.summary)
+    else:
+        out.markdown(run.summary)
 
 
 def _newest(repo: str, state_dir: Path | None, runs: list[CheckRun]) -> CheckRun:

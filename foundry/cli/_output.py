@@ -9,13 +9,10 @@ Markdown) on a terminal and plain when piped, with `NO_COLOR` or `TERM=dumb`; th
 
 from __future__ import annotations
 
-import html
-import json
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 import click
@@ -35,14 +32,14 @@ def rich_wanted(stream: IO[str], fmt: str) -> bool:
     return bool(isatty is not None and isatty())
 
 
-@dataclass
 class Output:
     """What the output options said, and the ways a command prints."""
 
-    fmt: str = "text"
-    json_alias: bool = False
-    quiet: bool = False
-    verbose: bool = False
+    def __init__(self) -> None:
+        self.fmt = "text"
+        self.json_alias = False
+        self.quiet = False
+        self.verbose = False
 
     @property
     def format(self) -> str:
@@ -54,7 +51,16 @@ class Output:
 
     def json(self, data: dict[str, Any]) -> None:
         """One JSON document, `schemaVersion` first."""
+        import json
+
         click.echo(json.dumps({"schemaVersion": SCHEMA_VERSION, **data}, indent=2))
+
+    def json_line(self, data: dict[str, Any]) -> None:
+        """One JSON document on one line (JSON Lines), `schemaVersion` first."""
+        import json
+
+        body = {"schemaVersion": SCHEMA_VERSION, **dict(sorted(data.items()))}
+        click.echo(json.dumps(body, separators=(", ", ": ")))
 
     def note(self, message: str) -> None:
         """A note on stderr (not with --quiet)."""
@@ -107,9 +113,10 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
-_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~])")
-_INLINE = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|(?<![`\\])`([^`\n]+)`(?!`)")
+# Compiled when first used (re caches them), not at start-up.
+_TAG = r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>"
+_ESCAPE = r"\\([\\`*_{}\[\]()#+\-.!|<>~])"
+_INLINE = r"\*\*(?=\S)(.+?)(?<=\S)\*\*|(?<![`\\])`([^`\n]+)`(?!`)"
 
 
 def plain_markdown(text: str) -> str:
@@ -127,8 +134,10 @@ def plain_markdown(text: str) -> str:
 
 
 def _plain_line(line: str) -> str:
-    line = _INLINE.sub(lambda m: m.group(1) or m.group(2), _TAG.sub("", line))
-    return html.unescape(_ESCAPE.sub(r"\1", line))
+    import html
+
+    line = re.sub(_INLINE, lambda m: m.group(1) or m.group(2), re.sub(_TAG, "", line))
+    return html.unescape(re.sub(_ESCAPE, r"\1", line))
 
 
 def output() -> Output:
@@ -157,7 +166,7 @@ def output_options(
     def decorate(func: F) -> F:
         func = click.option(
             "-v", "--verbose", is_flag=True, expose_value=False, callback=_setter("verbose"),
-            help="Say more on stderr (what was read, where, how long it took).",
+            help="More notes on stderr: what was read, from where, and how long it took.",
         )(func)  # fmt: skip
         func = click.option(
             "-q", "--quiet", is_flag=True, expose_value=False, callback=_setter("quiet"),
