@@ -22,8 +22,9 @@ indeterminate          block, attempt, reason (an unfinished reversible/irrevers
 resolved               block, decision (approve|reject) (how an indeterminate ended)
 lane                   lane, decision (granted|queued|rejected|superseded|rate-limited),
                        reason, cancel (executions the lane asked to cancel)
-execution-finished     status (succeeded|failed|cancelled), reason (why, when it failed
-                       before any block could run)
+execution-finished     status (succeeded|failed|cancelled|skipped), reason (why, when it
+                       failed before any block could run, was cancelled or superseded)
+held                   reason (an operator's pause stopped it here; it goes on after)
 merged                 holder, orphans, kept (records of an earlier holder that never
                        reached the remote, and what was kept of them; see `merge_ledgers`)
 =====================  ==============================================================

@@ -159,6 +159,9 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
         lines += [f"| `{e}` | {s} |" for e, s in sorted(report.finished.items())]
     else:
         lines.append("Nothing to run.")
+    # What an operator's pause holds, and what a cancel or a newer artifact ended, with why.
+    lines += [f"- `{e}` held: {why}" for e, why in sorted(report.held.items())]
+    lines += [f"- `{e}` ended: {why}" for e, why in sorted(report.ended.items())]
     lines += [f"- {line}" for line, _ in report.lines() if not line.startswith("exe-")]
     add_summary(job, "\n".join(lines))
     failed = {"failed", "indeterminate"} & set(report.finished.values())

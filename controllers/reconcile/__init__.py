@@ -28,13 +28,14 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from controllers import _remote_outbox as remote_outbox
+from controllers import control as controls
 from controllers.claims import Claims
-from controllers.forge import Forge, Identity, LocalForge
+from controllers.forge import CheckRun, Forge, Identity, LocalForge
 from controllers.gitops import GitError, Mirror, holder_id, remote_url
 from controllers.outbox import Outbox
 from controllers.reconcile._history import pushed_commits
@@ -52,7 +53,7 @@ from controllers.reconcile._model import (
 )
 from controllers.reconcile._publishing import Publishing
 from controllers.reconcile._reading import Reading
-from controllers.reconcile._running import Done, Running, Work
+from controllers.reconcile._running import Done, Running, Work, held_check
 from controllers.reconcile._scan import Scanning
 from foundry.ports import Clock, SystemClock
 
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
     from foundry.boundary import Boundary
     from foundry.gates import StaticApprovals
     from foundry.planner import Item
-    from foundry.progress import Progress
 
 
 class _Known:
@@ -98,17 +98,11 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         stop: threading.Event | None = None,
         holder: str | None = None,
         forge: Forge | None = None,
-        progress: Callable[[Progress], None] | None = None,
-        halt: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.url = remote_url(settings.repo)
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
-        #: Told each execution and block as it starts and ends, and each wait (a CLI prints
-        #: them, the daemon logs them); `halt` after `stop`: running blocks are killed now.
-        self.progress = progress
-        self.halt = halt
         # Absolute: git runs in the mirror, and a relative worktree path would land inside it.
         self.state = (settings.state_dir or state_dir_for(settings.repo)).absolute()
         self.state.mkdir(parents=True, exist_ok=True)
@@ -128,6 +122,7 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self._traces: dict[str, TraceInfo] = {}
         self._trace_blobs: dict[str, str] = {}
         self._shared: set[str] = set()
+        self._control = controls.Control()
         self._memory = self._load_memory()
         self.claims.seen = {k: float(v) for k, v in self._memory.get("claimsSeen", {}).items()}
 
@@ -158,7 +153,12 @@ class Reconciler(Reading, Running, Scanning, Publishing):
 
     def _refs(self) -> list[str]:
         assert self.branch is not None
-        return [f"refs/heads/{self.branch}", f"refs/heads/{self.traces_branch}", FORGE_REF]
+        return [
+            f"refs/heads/{self.branch}",
+            f"refs/heads/{self.traces_branch}",
+            FORGE_REF,
+            controls.REF,
+        ]
 
     def pass_once(self) -> PassReport:
         started = time.monotonic()
@@ -198,7 +198,8 @@ class Reconciler(Reading, Running, Scanning, Publishing):
             or (wake is not None and now >= wake)
         )
         claims_due = self._claims_due(now)
-        if not (moved or due or recheck or claims_due):
+        control_due = now >= (self._memory.get("controlWake") or float("inf"))
+        if not (moved or due or recheck or claims_due or control_due):
             return
         report.moved = moved
         from foundry.planner import plan
@@ -208,6 +209,9 @@ class Reconciler(Reading, Running, Scanning, Publishing):
             raise GitError(f"{self.url} has no branch {self.branch!r}")
         self.mirror.fetch([ref for ref in refs if ref in heads])
         self._head = head
+        self._control = controls.read(self.mirror, heads.get(controls.REF))
+        report.errors += self._control.problems
+        self._memory["controlWake"] = self._control.next_expiry(now)
         boundary, approvals, traces_branch = self._read_default_branch(head, report)
         if traces_branch != self.traces_branch:  # the project names another traces branch
             self.traces_branch = traces_branch
@@ -224,7 +228,10 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         report.skipped += [f"{i.artifact}: {i.reason}" for i in result.skip]
         work = [self._work(i, head, boundary, history, new=True) for i in result.start]
         work += [self._work(i, head, boundary, history, new=False) for i in result.resume]
-        work += self._scan(planned={w.execution for w in work}, now=now, report=report)
+        work += self._scan(
+            planned={w.execution for w in work}, now=now, report=report, boundary=boundary
+        )
+        work = self._obey(work, now, report)
         done = self._run_round(work, approvals, report)
         self._publish(done, report)
         # What this pass published (check runs, traces) can be what a parked execution's check
@@ -268,6 +275,29 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self.claims.seen = {k: v for k, v in self.claims.seen.items() if now - v < horizon}
         self._memory["claimsSeen"] = self.claims.seen
         self._save_memory()
+
+    def _obey(self, work: list[Work], now: float, report: PassReport) -> list[Work]:
+        """The operator's stops (`refs/alloy/control`): a cancelled execution ends `cancelled`
+        (taken up to record it, on whichever host gets its claim); one whose intent is paused
+        neither starts nor goes on — its check run says why, with who paused it, until when
+        and how to lift it. Publishing what already finished (a repair) is never held."""
+        keep: list[Work] = []
+        held: list[CheckRun] = []
+        for item in work:
+            cancel = self._control.cancel_for(item.execution)
+            if cancel is not None:
+                keep.append(replace(item, end=("cancelled", cancel.describe())))
+                continue
+            pause = self._control.pause_for(item.artifact.spec.intent.name, now)
+            if pause is None or item.end is not None or item.repair:
+                keep.append(item)
+                continue
+            why = pause.describe()
+            report.held[item.execution] = why
+            held.append(held_check(item, why))
+        if held:
+            self._publish_checks(held, report)  # what fails waits in the outbox
+        return keep
 
     def _run_round(
         self, work: list[Work], approvals: StaticApprovals, report: PassReport

@@ -242,6 +242,7 @@ class Reading:
                     event=spec["event"]["type"],
                     finished_at=parse_rfc3339(finished) if finished else None,
                     key=str(spec["event"].get("key", "")),
+                    digest=str(spec["artifact"].get("digest", "")),
                 )
             except (ValueError, KeyError, TypeError):
                 continue  # not a trace Foundry wrote; status tools report it

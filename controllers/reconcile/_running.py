@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from controllers import control as controls
 from controllers.claims import Claim, Claims, Holding, LeaseLost, NotAClaim
 from controllers.forge import CheckRun, Conclusion, Forge, ForgeError
 from controllers.gitops import GitError, Mirror
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from foundry.boundary import Artifact
     from foundry.gates import StaticApprovals
     from foundry.ids import Event
-    from foundry.progress import Progress
     from foundry.throttle import Decision, LaneSpec, LaneStatus
 
 
@@ -56,6 +56,11 @@ class Work:
     inputs: dict[str, str | int | bool] = field(default_factory=dict)
     new: bool = True
     initiator: str | None = None
+    #: It ends now instead of going on: (`cancelled` or `skipped`, why) — an operator's cancel,
+    #: or superseded by a newer artifact or request.
+    end: tuple[Literal["cancelled", "skipped"], str] | None = None
+    #: A finished claim whose trace is missing: publishing it is never held by a pause.
+    repair: bool = False
 
 
 @dataclass
@@ -86,9 +91,7 @@ class Running:
     _authors: dict[str, tuple[str, ...]]
     #: The default branch's head the pass read (policy commands run from it).
     _head: str
-    branch: str | None
-    progress: Callable[[Progress], None] | None
-    halt: threading.Event | None
+    _control: controls.Control
 
     def _execute(
         self, work: Work, *, approvals: StaticApprovals, report: PassReport
@@ -96,11 +99,6 @@ class Running:
         """Claim and run one execution; what to publish, or None. Never raises for one
         execution's sake: what goes wrong is that execution's report line."""
         execution = work.execution
-        report.names[execution] = {
-            "intent": work.artifact.spec.intent.name,
-            "eventType": work.event.type,
-            "eventKey": work.event.key,
-        }
         facts: dict[str, Any] = {
             "event": {"type": work.event.type, "key": work.event.key},
             "inputs": dict(work.inputs),
@@ -160,51 +158,10 @@ class Running:
     def _ledger_path(self, execution: str) -> Path:
         return self.state / "executions" / execution / "ledger.jsonl"
 
-    def _tell(self, event: Progress, report: PassReport) -> None:
-        """An event of a running execution: what waits goes into the pass report, with on whom
-        and the command that unblocks it; every event to whoever watches (`progress`)."""
-        from foundry.progress import next_step
-
-        waits = report.waiting.setdefault(event.execution, [])
-        if event.kind == "execution-started":
-            waits.clear()  # judged anew
-        elif event.kind == "waiting":
-            step = next_step(event, where="reconcile", branch=self.branch)
-            waits[:] = [
-                w for w in waits if (w["block"], w["gate"]) != (event.block, event.gate_index)
-            ]
-            waits.append(
-                {
-                    "block": event.block,
-                    "gate": event.gate_index,
-                    "kind": event.gate.kind if event.gate is not None else "indeterminate",
-                    "reason": event.reason,
-                    "waitingOn": event.waits_on,
-                    "command": step.command if step is not None else None,
-                    "next": step.text() if step is not None else None,
-                }
-            )
-        elif event.kind == "execution-ended" and event.status == "queued":
-            waits.append(
-                {
-                    "block": None,
-                    "gate": None,
-                    "kind": "lane",
-                    "reason": event.reason,
-                    "waitingOn": "a slot in its lane",
-                    "command": None,
-                    "next": "the next pass judges it again",
-                }
-            )
-        if not waits:
-            del report.waiting[event.execution]
-        if self.progress is not None:
-            self.progress(event)
-
     def _run_claimed(
         self, claim: Claim, work: Work, *, approvals: StaticApprovals, report: PassReport
     ) -> Done | None:
-        from foundry.executor import RunOptions, run_execution
+        from foundry.executor import Cancel, RunOptions, run_execution
         from foundry.gates import Context, GateEvaluator
         from foundry.merge import merge_ledgers
         from foundry.state import LedgerIndex
@@ -236,13 +193,20 @@ class Running:
         # a descriptor on the previous one, and whatever it appends there reaches nobody.
         _write(ledger_path, merged)
         worktree = self.state / "worktrees" / execution
-        if self.mirror.worktree_head(worktree) != work.commit:
+        cancel = Cancel()
+        if work.end is not None:  # it ends without running anything: no worktree needed
+            cancel.request(work.end[1], work.end[0])
+            worktree.mkdir(parents=True, exist_ok=True)
+        elif self.mirror.worktree_head(worktree) != work.commit:
             self.mirror.add_worktree(worktree, work.commit)
         keep_artifact(self.state, execution, work.artifact_bytes)
         secrets = declared_secrets(work.artifact)
         masked = list(secrets.values())
         lost = threading.Event()
         stop = threading.Event()
+        #: Set when the run is over: the renewer ends (`stop` may come earlier: a pause lets
+        #: running blocks finish, and their claim is renewed meanwhile).
+        over = threading.Event()
         #: Set by the engine when an attempt started or ended (and when the run is over): the
         #: renewer publishes the claim at once.
         progress = threading.Event()
@@ -282,8 +246,6 @@ class Running:
             before_start=publish,
             after_effects=publish_after,
             on_progress=progress.set,
-            on_event=lambda event: self._tell(event, report),
-            halt=self.halt,
             generation=claim.generation,
             unattended=True,
         )
@@ -301,10 +263,21 @@ class Running:
             commit=work.commit,
             stop=stop,
         )
+        watched = {"sha": self._control.sha}
+
+        def watch() -> None:
+            self._watch_control(work, cancel, stop, options, watched)
+
         renewer = threading.Thread(
             target=self._renew,
             args=(claim, ledger_path),
-            kwargs={"publish": publish, "stop": stop, "lost": lost, "progress": progress},
+            kwargs={
+                "publish": publish,
+                "stop": over,
+                "lost": lost,
+                "progress": progress,
+                "watch": watch,
+            },
             name=f"lease-{execution}",
             daemon=True,
         )
@@ -318,11 +291,13 @@ class Running:
                 options,
                 self.clock,
                 gates=GateEvaluator(context),
+                cancel=cancel,
                 stop=stop,
             )
         finally:
             stop.set()
-            progress.set()  # wakes the renewer, which sees `stop` and ends
+            over.set()
+            progress.set()  # wakes the renewer, which sees `over` and ends
             renewer.join()
             lanes.close()
             if policy.exists():
@@ -331,6 +306,9 @@ class Running:
             report.parked[execution] = "lost its claim while running; another host has it"
             return None
         status = result.status
+        paused = watched.get("pause")
+        if status == "stopped" and paused is not None and not self.stop.is_set():
+            _note(ledger_path, claim.generation, self.clock.now(), paused)
         records = LedgerIndex(self.state).records(execution)
         final = status in FINISHED
         ledger = _read(ledger_path)
@@ -338,8 +316,12 @@ class Running:
         if not self._release(claim, "finished" if final else "parked", ledger, trace, report):
             return None
         report.finished[execution] = status
-        if status == "stopped":
+        if status == "stopped" and paused is not None and not self.stop.is_set():
+            report.held[execution] = paused
+        elif status == "stopped":
             report.parked[execution] = "stopped before it finished"
+        if cancel.is_set() and status in ("cancelled", "skipped") and cancel.reason:
+            report.ended[execution] = cancel.reason
         if final:
             self.mirror.remove_worktree(worktree)
         return self._done(execution, records, work.artifact, work.commit, secrets=masked)
@@ -386,6 +368,39 @@ class Running:
                 self._authors[commit] = self.mirror.authors(commit)
         return self._authors[commit]
 
+    def _watch_control(
+        self,
+        work: Work,
+        cancel: Any,
+        stop: threading.Event,
+        options: Any,
+        watched: dict[str, Any],
+    ) -> None:
+        """The holder of a running execution looks at the operator's stops whenever it renews
+        its claim or a block starts or ends (one `git ls-remote`; a fetch when they moved): a
+        cancel of this execution stops its blocks and ends it `cancelled`; a pause of its intent
+        starts nothing more — running blocks finish, or stop at once (`--stop-running`) — and
+        the execution waits, parked, until the pause ends."""
+        try:
+            sha = self.mirror.heads([controls.REF]).get(controls.REF)
+            if sha == watched.get("sha"):
+                return
+            if sha is not None and self.mirror.rev(controls.REF) != sha:
+                self.mirror.fetch([controls.REF])
+            control = controls.read(self.mirror, sha)
+        except GitError:
+            return  # the remote is away: the next renewal looks again
+        watched["sha"] = sha
+        order = control.cancel_for(work.execution)
+        if order is not None:
+            cancel.request(order.describe())
+            return
+        pause = control.pause_for(work.artifact.spec.intent.name, self.clock.now())
+        if pause is not None and not stop.is_set():
+            watched["pause"] = pause.describe()
+            options.stop_grace = 0.0 if pause.stop_running else float("inf")
+            stop.set()
+
     def _renew(
         self,
         claim: Claim,
@@ -395,6 +410,7 @@ class Running:
         stop: threading.Event,
         lost: threading.Event,
         progress: threading.Event,
+        watch: Callable[[], None] = lambda: None,
     ) -> None:
         """Renew the lease every third of it, and publish the claim (ledger and live trace) as
         soon as `progress` says an attempt started or ended. One push at a time: progress that
@@ -408,6 +424,7 @@ class Running:
             if stop.is_set():
                 return
             progress.clear()
+            watch()
             if time.monotonic() < due and _read(ledger_path) == claim.published:
                 continue  # news already on the remote; the lease is not due yet
             try:
@@ -523,7 +540,7 @@ class Running:
         }
         check = CheckRun(
             commit=commit,
-            name=f"foundry: {artifact.metadata.name} ({event['type']} {_short(event['key'])})",
+            name=check_name(artifact.metadata.name, str(event["type"]), str(event["key"])),
             status="completed" if status in FINISHED else "in_progress",
             conclusion=_conclusion(status),
             title=masks.mask_text(
@@ -642,6 +659,43 @@ def _write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".merge")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def check_name(artifact: str, event_type: str, key: str) -> str:
+    """The check run of an execution: `foundry: <artifact> (<event> <key, short>)`."""
+    return f"foundry: {artifact} ({event_type} {_short(key)})"
+
+
+def held_check(work: Work, why: str) -> CheckRun:
+    """The check run of an execution a pause holds: queued, saying who paused it, until when,
+    why, and how to lift it."""
+    name = work.artifact.metadata.name
+    summary = (
+        f"**{name}** is held: {why}.\n\n"
+        f"Execution `{work.execution}` ({work.event.type} `{_short(work.event.key)}`) starts "
+        "or goes on once the pause ends.\n"
+    )
+    return CheckRun(
+        commit=work.commit,
+        name=check_name(name, work.event.type, work.event.key),
+        status="queued",
+        conclusion=None,
+        title=f"{name}: paused",
+        summary=summary,
+        external_id=work.execution,
+    )
+
+
+def _note(path: Path, generation: int, at: float, reason: str) -> None:
+    """A `held` record at the end of a ledger: why the execution stopped where it did (its
+    trace's reason until it goes on)."""
+    from foundry.ledger import Ledger
+
+    ledger = Ledger(path, generation=generation)
+    try:
+        ledger.append({"type": "held", "reason": reason}, at=at, sync=True)
+    finally:
+        ledger.close()
 
 
 def _short(key: str) -> str:

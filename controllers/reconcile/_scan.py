@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from controllers.claims import PREFIX, Claims, Holding, NotAClaim
 from controllers.gitops import Mirror
@@ -29,6 +29,8 @@ from controllers.reconcile._model import FINISHED, PassReport, TraceInfo
 from controllers.reconcile._running import Work
 
 if TYPE_CHECKING:
+    from controllers.control import Control
+    from foundry.boundary import Boundary
     from foundry.ids import Event
 
 
@@ -40,12 +42,15 @@ class Scanning:
     state: Path
     _traces: dict[str, TraceInfo]
     _memory: dict[str, Any]
+    _control: Control
 
     def _claims_due(self, now: float) -> bool:
         wake = self._memory.get("claimsWake")
         return wake is not None and now >= wake
 
-    def _scan(self, *, planned: set[str], now: float, report: PassReport) -> list[Work]:
+    def _scan(
+        self, *, planned: set[str], now: float, report: PassReport, boundary: Boundary
+    ) -> list[Work]:
         listing = {
             ref.removeprefix(PREFIX): sha for ref, sha in self.mirror.refs_under(PREFIX).items()
         }
@@ -59,7 +64,10 @@ class Scanning:
                 memo.pop(execution, None)
                 continue
             seen = memo.get(execution)
-            if seen is not None and seen[0] == sha and (seen[1] is None or now < seen[1]):
+            ending = self._ending(execution, info, boundary)
+            if ending is None and (
+                seen is not None and seen[0] == sha and (seen[1] is None or now < seen[1])
+            ):
                 continue
             candidates.append(execution)
         if candidates:
@@ -84,18 +92,57 @@ class Scanning:
             until = self.claims.expiry(held) if held.state == "running" else now
             if held.state == "running" and until > now:
                 memo[execution] = [sha, until]
-            elif held.state == "parked" and info is not None and not _judged_again(info, report):
+            elif (
+                held.state == "parked"
+                and info is not None
+                and not _judged_again(info, report)
+                and self._ending(execution, info, boundary) is None
+            ):
                 memo[execution] = [sha, None]
-            else:  # finished (repair), expired (its holder died) or parked with no trace
+            else:  # finished (repair), expired (its holder died), parked with no trace, ended
                 item = self._from_claim(held, report)
                 if item is None:
                     memo[execution] = [sha, None]
                 else:
+                    item.repair = held.state == "finished"
+                    if held.state == "parked":
+                        item.end = self._ending(execution, info, boundary)
                     work.append(item)
         self._memory["claims"] = memo
         wakes = [m[1] for m in memo.values() if m[1] is not None]
         self._memory["claimsWake"] = min(wakes) if wakes else None
         return work
+
+    def _ending(
+        self, execution: str, info: TraceInfo | None, boundary: Boundary
+    ) -> tuple[Literal["cancelled", "skipped"], str] | None:
+        """Whether an unfinished execution no plan covers ends now, and how: cancelled by an
+        operator, or superseded — an apply or a request whose artifact changed on the default
+        branch (or was removed), a request whose Request document changed. A push or a
+        schedule runs the artifact of its commit or slot: a newer one does not supersede it; a
+        Request removed from the branch does not end its execution either (a dispatched run
+        never was on it): `foundry cancel` does."""
+        order = self._control.cancel_for(execution)
+        if order is not None:
+            return "cancelled", order.describe()
+        if info is None or info.status in FINISHED or info.event not in ("apply", "request"):
+            return None
+        artifact = boundary.artifacts.get(info.artifact)
+        if artifact is None:
+            return "skipped", f"superseded: intent {info.intent} is no longer on the default branch"
+        if info.digest and artifact.digest != info.digest:
+            return "skipped", (
+                f"superseded: intent {info.intent} changed (its artifact is now "
+                f"{artifact.digest[:19]}, this execution's was {info.digest[:19]})"
+            )
+        if info.event == "request":
+            from foundry.planner import request_key
+
+            name = info.key.split("@", 1)[0]
+            request = boundary.requests.get(name)
+            if request is not None and request_key(request) != info.key:
+                return "skipped", f"superseded: request {name} changed since it started"
+        return None
 
     def _from_claim(self, held: Holding, report: PassReport) -> Work | None:
         """What resuming (or repairing) an execution takes, read from its claim alone."""

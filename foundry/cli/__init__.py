@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,8 +47,17 @@ _STATUS_EXIT = {
 @click.version_option(
     __version__, prog_name="foundry", message=f"%(prog)s %(version)s (reads {BOUNDARY_VERSION})"
 )
-def cli() -> None:
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="Run as if foundry was started in DIR (like git -C).",
+)
+def cli(directory: str | None) -> None:
     """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces."""
+    if directory is not None:
+        os.chdir(directory)
 
 
 def _pairs(values: Sequence[str]) -> dict[str, str]:
@@ -102,14 +113,16 @@ def run(
     branch; approval, check and after gates need a forge and wait here (it says which).
     """
     from foundry.cli._policy import LocalPolicy
-    from foundry.cli._progress import Console, Interrupts, again_command
     from foundry.redaction import redaction
     from foundry.workspace import declared_secrets, find_artifact, run_in_checkout, unjudged_gates
 
-    # Each execution and block as it starts and ends; a stop (not a cancel: the next run
-    # resumes the execution) says what it does at once, and a second one stops now.
-    console = Console(where="run", again=again_command(), end_on_stderr=True)
-    interrupts = Interrupts(grace, console).install()
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()  # not cancel: the execution is resumed by the next run
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     source = LocalPolicy(path.resolve(), policy)
     artifact = find_artifact(path.resolve(), name)[0]
     masks = redaction(list(declared_secrets(artifact).values()))
@@ -125,15 +138,16 @@ def run(
             rerun=rerun,
             state_dir=state_dir,
             workers=workers,
-            stop=interrupts.stop,
+            stop=stop,
             stop_grace=grace,
             policy=source.checkout if source.known() else None,
-            on_event=console.event,
-            halt=interrupts.halt,
         )
     finally:
         source.close()
-    console.result(result, masks.mask_text)
+    for block, status in sorted(result.blocks.items()):
+        click.echo(f"{block}: {status}")
+    tail = f" ({masks.mask_text(result.reason)})" if result.reason else ""
+    click.echo(f"{result.execution}: {result.status}{tail}", err=True)
     raise click.exceptions.Exit(_STATUS_EXIT[result.status])
 
 
@@ -395,6 +409,11 @@ def _register() -> None:
     cli.add_command(reconcile)
     cli.add_command(checks)
     cli.add_command(daemon)
+    from foundry.cli._control import cancel, pause, resume
+    from foundry.cli._status import status
+
+    for command in (status, pause, resume, cancel):
+        cli.add_command(command)
 
 
 _register()

@@ -66,6 +66,9 @@ class _State:
     #: The latest `lane` record when it left the execution queued and nothing later shows it
     #: got further (a grant, a gate, an attempt, ...); None otherwise.
     queued: dict[str, Any] | None = None
+    #: Why the execution stopped where it is (a `held` record: an operator's pause), until a
+    #: later record shows it went on.
+    held: str | None = None
 
     def block(self, block_id: str) -> _BlockState:
         return self.blocks.setdefault(block_id, _BlockState())
@@ -181,6 +184,10 @@ def _replay(records: Sequence[dict[str, Any]]) -> _State:
         if kind == "execution-finished":
             state.finished = record
             continue
+        if kind == "held":
+            state.held = str(record.get("reason") or "held")
+            continue
+        state.held = None  # anything later shows it went on
         if kind == "lane":  # asked its lane for a slot: queued until a later record says more
             queued = _get(record, "decision") in LANE_QUEUED
             state.queued = {**record, "lane": _get(record, "lane")} if queued else None
@@ -276,6 +283,8 @@ def _execution_status(state: _State, statuses: dict[str, str]) -> str:
 
 def _current_reason(state: _State, statuses: dict[str, str], status: str, execution: str) -> str:
     """Why an unfinished execution is where it is now, in one line (blocks in trace order)."""
+    if state.held:
+        return f"held: {state.held}"
     if status == "queued":
         lane = state.queued or {}
         what = f"queued in lane {lane.get('lane')}"
