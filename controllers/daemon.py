@@ -71,6 +71,7 @@ from controllers.daemon_ui import UiChild, UiConfig
 from controllers.forge import Forge
 from controllers.reconcile import PassReport, Reconciler, Settings, state_dir_for
 from foundry.errors import FoundryError, UserError
+from foundry.progress import Progress
 from foundry.redaction import redaction
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
@@ -667,6 +668,8 @@ class Daemon:
         self._draining = False
         self._in_flight = 0
         self._stop = threading.Event()
+        #: A second SIGTERM/SIGINT while draining: running blocks are killed now.
+        self._halt = threading.Event()
         self._drain_requested = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -698,7 +701,10 @@ class Daemon:
         return self._wake_w
 
     def request_drain(self) -> None:
-        """Begin draining (safe to call from a signal handler: a flag and a pipe write)."""
+        """Begin draining (safe to call from a signal handler: a flag and a pipe write); asked
+        again while draining, stop now: running blocks are killed and recorded as interrupted."""
+        if self._drain_requested:
+            self._halt.set()
         self._drain_requested = True
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
@@ -751,6 +757,10 @@ class Daemon:
             self.ui.stop()
         if scheduler.is_alive():
             scheduler.join()
+        while not self._halt.is_set() and self._busy():
+            if self._wait_wake(0.5) and self._halt.is_set():
+                now = "stopping now: running blocks are killed and recorded as interrupted"
+                self._log(now, event="drain")
         pool.shutdown(wait=True)
         if self._observer is not None:
             self._observer.stop()
@@ -816,7 +826,11 @@ class Daemon:
             if repo.reconciler is None:  # also retried while a local repository is missing
                 repo.state = self._state_dir(repo.config.repo)
                 repo.reconciler = Reconciler(
-                    self._settings(repo), stop=self._stop, forge=self._forge(repo.config)
+                    self._settings(repo),
+                    stop=self._stop,
+                    forge=self._forge(repo.config),
+                    progress=lambda event: self._log_progress(repo, event),
+                    halt=self._halt,
                 )
             report = repo.reconciler.pass_once()
         except FoundryError as exc:  # a local repository that is missing, and the like
@@ -1045,6 +1059,29 @@ class Daemon:
             self._write_log(json.dumps(body, sort_keys=True))
         else:
             self._write_log(f"{stamp} {f'{repo}: ' if repo else ''}{message}")
+
+    def _log_progress(self, repo: _Repo, event: Progress) -> None:
+        """Each execution and block of a pass as it starts and ends, and what waits."""
+        from controllers._progress_log import progress_json, progress_text
+
+        branch = repo.reconciler.branch if repo.reconciler is not None else repo.config.branch
+        if self.config.log == "json":
+            line = progress_json(event, repo=repo.name, branch=branch, at=_rfc3339(time.time()))
+            self._write_log(self.redact(line))
+        else:
+            line = self.redact(progress_text(event, branch=branch))
+            self._log(line, event=event.kind, repo=repo.name)
+
+    def _busy(self) -> bool:
+        with self._cond:
+            return self._in_flight > 0
+
+    def _wait_wake(self, seconds: float) -> bool:
+        """Wait for a signal's wake-up (the wakeup fd), at most `seconds`; True if one came."""
+        ready, _, _ = select.select([self._wake_r], [], [], seconds)
+        if ready:
+            os.read(self._wake_r, 64)
+        return bool(ready)
 
     def _log_pass(self, repo: _Repo, trigger: str, report: PassReport, errors: list[str]) -> None:
         if self.config.log == "json":

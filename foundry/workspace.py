@@ -11,7 +11,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from foundry.boundary import (
 from foundry.boundary import _files as files
 from foundry.boundary._files import Kind
 from foundry.errors import BoundaryError, UserError
-from foundry.executor import ExecutionResult, Gates, RunOptions, run_execution
+from foundry.executor import ExecutionResult, Gates, Progress, RunOptions, run_execution
 from foundry.gates import Context, GateEvaluator, PolicySource
 from foundry.ids import Event, execution_id
 from foundry.planner import Item, Plan, plan
@@ -288,6 +288,8 @@ def run_in_checkout(
     stop: threading.Event | None = None,
     stop_grace: float | None = None,
     policy: PolicySource | None = None,
+    on_event: Callable[[Progress], None] | None = None,
+    halt: threading.Event | None = None,
 ) -> ExecutionResult:
     """Run artifact `name` of the checkout at `root` (event `apply`, or a new manual request
     event with `rerun`), in `root` itself. Policy commands run in `policy` (a checkout of the
@@ -304,6 +306,8 @@ def run_in_checkout(
         inputs=dict(inputs),
         secrets=declared_secrets(artifact),
         dry_run=dry_run,
+        on_event=on_event,
+        halt=halt,
     )
     if workers:
         options.workers = workers

@@ -84,8 +84,12 @@ def test_run_then_traces(checkout: Path, tmp_path: Path) -> None:
         "run", ".", "--artifact", "report", *state_args(tmp_path), cwd=checkout, env=env
     )
     assert first.returncode == 0, first.stderr
-    assert first.stdout.splitlines() == ["make: succeeded", "show: succeeded"]
-    execution = first.stderr.split(":")[0]
+    # Each block as it starts and ends, every line naming the execution, intent and event.
+    execution = first.stdout.split()[0]
+    label = f"{execution} (report, apply sha256:"
+    assert all(line.startswith(label) for line in first.stdout.splitlines()), first.stdout
+    ends = [line.split(") ", 1)[1] for line in first.stdout.splitlines() if "succeeded in" in line]
+    assert [end.split(" in ")[0] for end in ends] == ["make: succeeded", "show: succeeded"]
     again = foundry(
         "run", ".", "--artifact", "report", *state_args(tmp_path), cwd=checkout, env=env
     )

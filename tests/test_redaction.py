@@ -220,7 +220,7 @@ def test_reported_a_pem_secret_printed_line_by_line_or_with_crlf_ends_is_masked(
     state = tmp_path / "state"
     ran = foundry("run", ".", "--artifact", "pem", "--state", str(state), cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr.decode()
-    execution = ran.stderr.decode().split(":")[0]
+    execution = ran.stderr.decode().split()[0]
     exported = foundry(
         "traces", "export", execution, "--path", str(tmp_path), "--state", str(state), cwd=tmp_path
     )
@@ -283,7 +283,7 @@ def test_no_form_of_a_secret_reaches_any_output_of_foundry_run(tmp_path: Path, s
     )  # fmt: skip
     console["run stdout"], console["run stderr"] = ran.stdout, ran.stderr
     assert ran.returncode == 0, ran.stderr.decode()
-    execution = ran.stderr.decode().strip().splitlines()[-1].split(":")[0]
+    execution = ran.stderr.decode().strip().splitlines()[-1].split()[0]
     for fmt in ("json", "markdown", "otlp", "intoto"):
         exported = foundry("traces", "export", execution, "--format", fmt, *where, cwd=tmp_path)
         assert exported.returncode == 0, exported.stderr.decode()

@@ -79,7 +79,7 @@ def _run(root: Path, state: Path, env: dict[str, str], name: str, *args: str) ->
         cwd=root, env={**env, "TOKEN": SECRET},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    execution = out.stderr.decode().strip().splitlines()[-1].split(":")[0]
+    execution = out.stderr.decode().strip().splitlines()[-1].split()[0]
     kept = state / "executions" / execution
     trace = root.parent / f"{name}.trace.json"
     ran = Ran(root, state, execution, trace, kept / "artifact.json", kept / "ledger.jsonl")

@@ -28,7 +28,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from foundry.boundary import Boundary
     from foundry.gates import StaticApprovals
     from foundry.planner import Item
+    from foundry.progress import Progress
 
 
 class _Known:
@@ -98,11 +99,17 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         stop: threading.Event | None = None,
         holder: str | None = None,
         forge: Forge | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        halt: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.url = remote_url(settings.repo)
         self.clock = clock or SystemClock()
         self.stop = stop or threading.Event()
+        #: Told each execution and block as it starts and ends, and each wait (a CLI prints
+        #: them, the daemon logs them); `halt` after `stop`: running blocks are killed now.
+        self.progress = progress
+        self.halt = halt
         # Absolute: git runs in the mirror, and a relative worktree path would land inside it.
         self.state = (settings.state_dir or state_dir_for(settings.repo)).absolute()
         self.state.mkdir(parents=True, exist_ok=True)

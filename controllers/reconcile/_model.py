@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from controllers.gitops import remote_url
+from foundry.progress import short_key
 
 #: Statuses after which an execution never runs again (the planner's `FINISHED`; a test keeps
 #: the two equal).
@@ -96,6 +97,25 @@ class PassReport:
     outbox: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Each execution the pass dealt with, with its intent and event: `exe-… (intent, event key)`.
+    names: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: What each execution that waits waits for, and the command that unblocks it.
+    waiting: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def label(self, execution: str) -> str:
+        """`exe-… (intent, event key)`: an execution as every line names it."""
+        name = self.names.get(execution)
+        if name is None:
+            return execution
+        return f"{execution} ({name['intent']}, {name['eventType']} {short_key(name['eventKey'])})"
+
+    def _waits(self, execution: str) -> list[tuple[str, bool]]:
+        out = []
+        for wait in self.waiting.get(execution, []):
+            step = f"; {wait['next']}" if wait.get("next") else ""
+            where = self.label(execution) + (f" {wait['block']}" if wait["block"] else "")
+            out.append((f"{where}: {wait['reason']}{step}", False))
+        return out
 
     def lines(self) -> list[tuple[str, bool]]:
         """What happened, one line each, with whether the line reports a problem (the CLI prints
@@ -103,18 +123,21 @@ class PassReport:
         out = [(f"refused: {line}", True) for line in self.refused]
         for execution, status in self.finished.items():
             verb = "started" if execution in self.started else "resumed"
-            out.append((f"{execution}: {verb}, {status}", False))
-        out += [(f"{e}: not claimed ({why})", False) for e, why in self.not_claimed.items()]
+            out.append((f"{self.label(execution)}: {verb}, {status}", False))
+            out += self._waits(execution)
         out += [
-            (f"{e}: repaired (trace and check run published from its claim)", False)
+            (f"{self.label(e)}: not claimed ({why})", False) for e, why in self.not_claimed.items()
+        ]
+        out += [
+            (f"{self.label(e)}: repaired (trace and check run published from its claim)", False)
             for e in self.repaired
         ]
         out += [
-            (f"{e}: parked ({why}); a later pass takes it up", True)
+            (f"{self.label(e)}: parked ({why}); a later pass takes it up", True)
             for e, why in self.parked.items()
         ]
-        out += [(f"{e}: held ({why})", False) for e, why in self.held.items()]
-        out += [(f"{e}: ended ({why})", False) for e, why in self.ended.items()]
+        out += [(f"{self.label(e)}: held ({why})", False) for e, why in self.held.items()]
+        out += [(f"{self.label(e)}: ended ({why})", False) for e, why in self.ended.items()]
         if self.committed:
             out.append((f"traces committed: {self.committed[:12]}", False))
         if self.published:
@@ -147,6 +170,8 @@ class PassReport:
             "outbox": self.outbox,
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
+            "executions": self.names,
+            "waiting": self.waiting,
         }
 
 

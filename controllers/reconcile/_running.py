@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from foundry.boundary import Artifact
     from foundry.gates import StaticApprovals
     from foundry.ids import Event
+    from foundry.progress import Progress
     from foundry.throttle import Decision, LaneSpec, LaneStatus
 
 
@@ -91,6 +92,9 @@ class Running:
     _authors: dict[str, tuple[str, ...]]
     #: The default branch's head the pass read (policy commands run from it).
     _head: str
+    branch: str | None
+    progress: Callable[[Progress], None] | None
+    halt: threading.Event | None
     _control: controls.Control
 
     def _execute(
@@ -99,6 +103,11 @@ class Running:
         """Claim and run one execution; what to publish, or None. Never raises for one
         execution's sake: what goes wrong is that execution's report line."""
         execution = work.execution
+        report.names[execution] = {
+            "intent": work.artifact.spec.intent.name,
+            "eventType": work.event.type,
+            "eventKey": work.event.key,
+        }
         facts: dict[str, Any] = {
             "event": {"type": work.event.type, "key": work.event.key},
             "inputs": dict(work.inputs),
@@ -157,6 +166,47 @@ class Running:
 
     def _ledger_path(self, execution: str) -> Path:
         return self.state / "executions" / execution / "ledger.jsonl"
+
+    def _tell(self, event: Progress, report: PassReport) -> None:
+        """An event of a running execution: what waits goes into the pass report, with on whom
+        and the command that unblocks it; every event to whoever watches (`progress`)."""
+        from foundry.progress import next_step
+
+        waits = report.waiting.setdefault(event.execution, [])
+        if event.kind == "execution-started":
+            waits.clear()  # judged anew
+        elif event.kind == "waiting":
+            step = next_step(event, where="reconcile", branch=self.branch)
+            waits[:] = [
+                w for w in waits if (w["block"], w["gate"]) != (event.block, event.gate_index)
+            ]
+            waits.append(
+                {
+                    "block": event.block,
+                    "gate": event.gate_index,
+                    "kind": event.gate.kind if event.gate is not None else "indeterminate",
+                    "reason": event.reason,
+                    "waitingOn": event.waits_on,
+                    "command": step.command if step is not None else None,
+                    "next": step.text() if step is not None else None,
+                }
+            )
+        elif event.kind == "execution-ended" and event.status == "queued":
+            waits.append(
+                {
+                    "block": None,
+                    "gate": None,
+                    "kind": "lane",
+                    "reason": event.reason,
+                    "waitingOn": "a slot in its lane",
+                    "command": None,
+                    "next": "the next pass judges it again",
+                }
+            )
+        if not waits:
+            del report.waiting[event.execution]
+        if self.progress is not None:
+            self.progress(event)
 
     def _run_claimed(
         self, claim: Claim, work: Work, *, approvals: StaticApprovals, report: PassReport
@@ -246,6 +296,8 @@ class Running:
             before_start=publish,
             after_effects=publish_after,
             on_progress=progress.set,
+            on_event=lambda event: self._tell(event, report),
+            halt=self.halt,
             generation=claim.generation,
             unattended=True,
         )

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import datetime
 import os
-import signal
 import sys
 import tempfile
-import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,16 +111,14 @@ def run(
     branch; approval, check and after gates need a forge and wait here (it says which).
     """
     from foundry.cli._policy import LocalPolicy
+    from foundry.cli._progress import Console, Interrupts, again_command
     from foundry.redaction import redaction
     from foundry.workspace import declared_secrets, find_artifact, run_in_checkout, unjudged_gates
 
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop.set()  # not cancel: the execution is resumed by the next run
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Each execution and block as it starts and ends; a stop (not a cancel: the next run
+    # resumes the execution) says what it does at once, and a second one stops now.
+    console = Console(where="run", again=again_command(), end_on_stderr=True)
+    interrupts = Interrupts(grace, console).install()
     source = LocalPolicy(path.resolve(), policy)
     artifact = find_artifact(path.resolve(), name)[0]
     masks = redaction(list(declared_secrets(artifact).values()))
@@ -138,16 +134,15 @@ def run(
             rerun=rerun,
             state_dir=state_dir,
             workers=workers,
-            stop=stop,
+            stop=interrupts.stop,
             stop_grace=grace,
             policy=source.checkout if source.known() else None,
+            on_event=console.event,
+            halt=interrupts.halt,
         )
     finally:
         source.close()
-    for block, status in sorted(result.blocks.items()):
-        click.echo(f"{block}: {status}")
-    tail = f" ({masks.mask_text(result.reason)})" if result.reason else ""
-    click.echo(f"{result.execution}: {result.status}{tail}", err=True)
+    console.result(result, masks.mask_text)
     raise click.exceptions.Exit(_STATUS_EXIT[result.status])
 
 

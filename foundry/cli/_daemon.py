@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -17,7 +18,14 @@ import click
     help="The daemon's YAML config file (see docs/daemon.md).",
 )
 @click.option("--check", is_flag=True, help="Check the config file and exit.")
-def daemon(config_path: Path, check: bool) -> None:
+@click.option(
+    "--log",
+    "log_format",
+    type=click.Choice(["text", "json"]),
+    help="The log's format, instead of the config's `log`: text lines, or one JSON object per "
+    "line (docs/daemon.md, Logs).",
+)
+def daemon(config_path: Path, check: bool, log_format: str | None) -> None:
     """Reconcile the repositories of a config file until SIGTERM/SIGINT.
 
     Each repository is polled at its own interval (with jitter); repositories on this machine
@@ -34,6 +42,8 @@ def daemon(config_path: Path, check: bool) -> None:
         n = len(config.repositories)
         click.echo(f"{config_path}: the config is valid ({n} repositor{'y' if n == 1 else 'ies'})")
         return
+    if log_format is not None:
+        config = dataclasses.replace(config, log=log_format)
     runner = Daemon(config)
 
     def on_signal(_signum: int, _frame: object) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,16 +139,18 @@ def reconcile(
 
     out = output()
     as_json = out.format == "json"
+    from foundry.cli._progress import Console, Interrupts
     from foundry.workspace import state_directory
 
     state_directory(state_dir or state_dir_for(repo), write=True)
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Each execution and block as it starts and ends (on stderr with --format json: stdout is
+    # the report); a signal says what it does at once, a second one stops running blocks now.
+    reconciler: Reconciler | None = None
+    console = Console(
+        where="reconcile", branch=lambda: reconciler.branch if reconciler else None, err=as_json
+    )
+    interrupts = Interrupts(grace, console).install()
+    stop = interrupts.stop
     settings = Settings(
         repo=repo,
         branch=branch,
@@ -160,7 +160,9 @@ def reconcile(
         workers=workers,
         recheck=recheck,
     )
-    reconciler = Reconciler(settings, clock=SystemClock(), stop=stop)
+    reconciler = Reconciler(
+        settings, clock=SystemClock(), stop=stop, progress=console.event, halt=interrupts.halt
+    )
     try:
         while True:
             report = reconciler.pass_once()

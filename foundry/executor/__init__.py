@@ -7,7 +7,8 @@ when its effects are `none` or `idempotent`; otherwise the execution becomes `in
 and runs nothing more until that block is resolved by an approval.
 
 Modules: `_types` (options, results, the gate port), `_inputs` (input values), `_replay` (the
-ledger replayed), `_dag` (what may start), `_engine` (the run: processes, gates, lanes).
+ledger replayed), `_dag` (what may start), `_engine` (the run: processes, gates, lanes),
+`foundry.progress` (what a run tells whoever watches it, as it happens).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from foundry.executor._types import (
 )
 from foundry.ids import Event
 from foundry.ports import Clock
+from foundry.progress import NextStep, Progress, describe, next_step
 
 
 def run_execution(
@@ -57,8 +59,12 @@ __all__ = [
     "Executor",
     "GateOutcome",
     "Gates",
+    "NextStep",
+    "Progress",
     "RunOptions",
     "Status",
+    "describe",
+    "next_step",
     "resolve_inputs",
     "run_execution",
 ]

@@ -40,6 +40,7 @@ from foundry.faults import LIVE_GROUPS, crash_point
 from foundry.ids import Event, execution_id
 from foundry.ledger import Ledger
 from foundry.ports import Clock
+from foundry.progress import Kind, Progress, waits_on
 from foundry.throttle import LaneSpec
 
 
@@ -55,6 +56,7 @@ class _Attempt:
     timed_out: bool = False
     cancelled: bool = False
     stopped: bool = False
+    halted: bool = False
     exit_code: int | None = None
     out_open: bool = True
 
@@ -98,6 +100,8 @@ class Executor:
         self._dag: _Dag | None = None
         self._root: Path | None = None
         self._allowed_env: dict[str, str] | None = None
+        self._began: float | None = None  # when this run of the execution started
+        self._told: set[tuple[str, int, str]] = set()  # waits already told (gate, reason)
 
     # -- recording -----------------------------------------------------------------------
 
@@ -148,8 +152,25 @@ class Executor:
             "logTail": att.capture.tail_text(),
         }
 
-    def _finish_block(self, state: Replay, block: str, status: str, reason: str = "") -> None:
+    def _finish_block(
+        self,
+        state: Replay,
+        block: str,
+        status: str,
+        reason: str = "",
+        *,
+        seconds: float | None = None,
+        attempt: int | None = None,
+    ) -> None:
         self._record({"type": "block-finished", "block": block, "status": status, "reason": reason})
+        self._tell(
+            "block-ended",
+            block=block,
+            status=status,
+            reason=reason,
+            seconds=seconds,
+            attempt=attempt,
+        )
         state.status[block] = status
         if self._dag is not None:
             self._dag.finished(block, status)
@@ -158,9 +179,30 @@ class Executor:
 
     def run(self) -> ExecutionResult:
         try:
-            return self._run()
+            result = self._run()
         finally:
             self.ledger.close()
+        took = time.monotonic() - self._began if self._began is not None else None
+        self._tell("execution-ended", status=result.status, reason=result.reason, seconds=took)
+        return result
+
+    def _tell(self, kind: Kind, **fields: Any) -> None:
+        """Tell whoever watches (`on_event`) what happened; news, never a step of the run."""
+        if self.opts.on_event is None:
+            return
+        reason = fields.pop("reason", "")
+        event = Progress(
+            kind,
+            self.execution,
+            self.artifact.spec.intent.name,
+            self.event.type,
+            self.event.key,
+            self.clock.now(),
+            reason=redact_text(reason, self.secret_values) if reason else "",
+            **fields,
+        )
+        with contextlib.suppress(Exception):
+            self.opts.on_event(event)
 
     def _result(self, state: Replay, status: Status, reason: str = "") -> ExecutionResult:
         return ExecutionResult(self.execution, status, dict(state.status), self.ledger.path, reason)
@@ -177,6 +219,8 @@ class Executor:
             if not self.opts.unattended:
                 raise
             return self._refuse(state, f"{self.artifact.metadata.name} cannot start: {exc}")
+        self._began = time.monotonic()
+        self._tell("execution-started", status="resumed" if state.planned else "started")
         if not state.planned:
             self._planned(inputs, sync=True)
         self._recover(state)
@@ -277,6 +321,7 @@ class Executor:
                 else None
             )
             if decision is None:
+                self._tell_wait(block, -1, "it waits for an owner to approve (continue) or reject")
                 self.ledger.sync()
                 return self._result(
                     state,
@@ -344,6 +389,8 @@ class Executor:
                 state.gates[(block.id, index)] = said
                 if outcome.decision == "waiting":
                     state.waiting_since.setdefault((block.id, index), self.clock.now())
+            if outcome.decision == "waiting":
+                self._tell_wait(block, index, reason)
             if outcome.decision != "passed":
                 if outcome.decision == "failed":
                     self._finish_block(
@@ -354,6 +401,18 @@ class Executor:
                     )
                 return outcome.decision
         return "passed"
+
+    def _tell_wait(self, block: Block, index: int, reason: str) -> None:
+        """A gate waits (index -1: an indeterminate block): told once per reason in a run."""
+        if (block.id, index, reason) in self._told:
+            return
+        self._told.add((block.id, index, reason))
+        gate = block.gates[index] if index >= 0 else None
+        owners = list(self.artifact.spec.intent.owners)
+        on = waits_on(gate, owners=owners)
+        self._tell(
+            "waiting", block=block.id, gate_index=index, gate=gate, reason=reason, waits_on=on
+        )
 
     def _judge(self, state: Replay, block: Block, index: int) -> GateOutcome:
         """One gate's decision now. A gate that cannot be judged (its evaluation raised) fails,
@@ -441,6 +500,7 @@ class Executor:
             selector.register(proc.out_fd, selectors.EVENT_READ, ("out", att))
             if proc.pidfd >= 0:
                 selector.register(proc.pidfd, selectors.EVENT_READ, ("exit", att))
+            self._tell("block-started", block=block.id, attempt=number)
         self._progress()
 
     def _progress(self) -> None:
@@ -505,6 +565,17 @@ class Executor:
         code = att.exit_code
         if att.stopped and code != 0:
             self._interrupt(state, block, att.number, seen=att)
+            why = "stopped" if att.halted else "stopped after the grace period"
+            ended = "indeterminate" if block.id in state.indeterminate else "interrupted"
+            took = time.monotonic() - att.started
+            self._tell(
+                "block-ended",
+                block=block.id,
+                attempt=att.number,
+                status=ended,
+                reason=why,
+                seconds=took,
+            )
             return
         if att.cancelled:
             outcome = "cancelled"
@@ -532,10 +603,11 @@ class Executor:
                 "reason": reason,
             }
         )
+        ran: dict[str, Any] = {"seconds": time.monotonic() - att.started, "attempt": att.number}
         if outcome == "succeeded":
-            self._finish_block(state, block.id, "succeeded")
+            self._finish_block(state, block.id, "succeeded", **ran)
         elif outcome == "cancelled":
-            self._finish_block(state, block.id, "cancelled", "cancelled")
+            self._finish_block(state, block.id, "cancelled", "cancelled", **ran)
         elif (
             outcome == "failed"
             and code is not None
@@ -543,9 +615,11 @@ class Executor:
             and att.number <= block.retry.max
         ):
             not_before[block.id] = self.clock.now() + block.retry.backoff_seconds
+            again = f"exit code {code}; it runs again after {block.retry.backoff_seconds}s"
+            self._tell("block-ended", block=block.id, status="failed", reason=again, **ran)
         else:
             why = reason or (f"exit code {code}" if code is not None else outcome)
-            self._finish_block(state, block.id, "failed", why)
+            self._finish_block(state, block.id, "failed", why, **ran)
 
     def _loop(self, state: Replay, inputs: Mapping[str, str]) -> ExecutionResult:
         dag = self._dag = _Dag(self.blocks, state.status, dry_run=self.opts.dry_run)
@@ -704,6 +778,12 @@ class Executor:
             pid = att.proc.pid
             if self.stop.is_set() and self._stop_at is None:
                 self._stop_at = now + self.opts.stop_grace
+            if self.opts.halt is not None and self.opts.halt.is_set() and not att.halted:
+                att.stopped = att.halted = True  # no time left: killed now, recorded interrupted
+                self.stop.set()
+                kill_group(pid, signal.SIGKILL)
+                att.term_at = now
+                continue
             if self.cancel.is_set() and not att.cancelled:
                 att.cancelled = True
                 kill_group(pid, signal.SIGTERM)

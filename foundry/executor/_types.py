@@ -8,10 +8,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from foundry.boundary import Artifact, Block
 from foundry.throttle import LanePort
+
+if TYPE_CHECKING:
+    from foundry.progress import Progress
 
 ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 SYNC_EFFECTS = ("reversible", "irreversible")
@@ -101,6 +104,13 @@ class RunOptions:
     #: claim's live trace). It must return at once (reconcile only wakes a thread); whatever
     #: it raises is ignored, the run goes on.
     on_progress: Callable[[], None] | None = None
+    #: Called with each `Progress` event (an execution or an attempt started or ended, a gate
+    #: waits), in the engine's thread, as it happens: a shell prints it, a daemon logs it. It
+    #: must not take long (it holds the run up); whatever it raises is ignored.
+    on_event: Callable[[Progress], None] | None = None
+    #: Set after `stop` when there is no time left (a second Ctrl-C): running attempts' process
+    #: groups are killed at once (SIGKILL) and recorded as interrupted, with no grace period.
+    halt: threading.Event | None = None
     #: The claim generation this run holds (a fencing number, DESIGN section 9): stamped on
     #: every ledger record it writes. None outside a claim (`foundry run`).
     generation: int | None = None
