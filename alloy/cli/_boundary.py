@@ -3,11 +3,8 @@ bugs 3 with a crash log, Ctrl-C 130."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -20,6 +17,10 @@ EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 13
 
 
 def crash_log(prog: str, exc: BaseException) -> str:
+    import datetime
+    import tempfile
+    import traceback
+
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     fd, path = tempfile.mkstemp(prefix=f"{prog}-crash-{stamp}-", suffix=".log")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -8,11 +8,8 @@ lane: run again later); 6 indeterminate (waiting for an approval after an interr
 
 from __future__ import annotations
 
-import datetime
 import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -416,6 +413,10 @@ _help.apply(cli)  # every command's examples and exit codes, after every command
 
 
 def _crash_log(exc: BaseException) -> str:
+    import datetime
+    import tempfile
+    import traceback
+
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     fd, path = tempfile.mkstemp(prefix=f"foundry-crash-{stamp}-", suffix=".log")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
