@@ -206,6 +206,7 @@ def _cases(world: World, execution: str) -> dict[str, tuple[list[str], set[int]]
         "foundry checks show": (["checks", "show", execution, "--repo", world.url], {0}),
         "foundry reconcile": (["reconcile", "--repo", world.url, "--once", *state], {0}),
         "foundry status": (["status", "--repo", world.url], {0}),
+        "foundry run": (["run", "--artifact", "build", "--state", str(world.tmp / "run")], {0}),
     }
 
 

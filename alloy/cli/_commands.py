@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -222,8 +223,13 @@ def check(ctx: Context, no_cache: bool) -> None:
     """Validate every document under .alloy/ and report every problem at once."""
     out = output()
     fmt = out.format
+    started = time.perf_counter()
+    root = ctx.root()
+    out.detail(
+        f"alloy: checking {root / workspace.ALLOY_DIR}" + (" (no cache)" if no_cache else "")
+    )
     try:
-        repo = workspace.check(ctx.root(), use_cache=not no_cache)
+        repo = workspace.check(root, use_cache=not no_cache)
     except InvalidDocuments as exc:
         _report(exc.diagnostics, fmt)
         raise click.exceptions.Exit(1) from None
@@ -232,6 +238,7 @@ def check(ctx: Context, no_cache: bool) -> None:
         docs = len(repo.docs) + 1
         warnings = len(repo.diagnostics)
         out.note(f"ok: {docs} document(s) valid" + (f", {warnings} warning(s)" if warnings else ""))
+    out.detail(f"alloy: checked in {(time.perf_counter() - started) * 1000:.0f} ms")
 
 
 @cli.command("compile")

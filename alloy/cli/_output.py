@@ -166,10 +166,15 @@ def _setter(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
 
 
 def output_options(
-    *formats: str, default: str = "text", json_alias: bool = False, help_format: str = ""
+    *formats: str,
+    default: str = "text",
+    json_alias: bool = False,
+    help_format: str = "",
+    with_format: bool = True,
 ) -> Callable[[F], F]:
     """`--format` (of `formats`, text and json unless given), `-q`, `-v`; with `json_alias` the
-    hidden `--json` of older versions. The command reads them with `output()`."""
+    hidden `--json` of older versions; without `with_format`, only `-q` and `-v` (a command
+    with a --format of its own). The command reads them with `output()`."""
     choices = list(formats or ("text", "json"))
 
     def decorate(func: F) -> F:
@@ -181,6 +186,8 @@ def output_options(
             "-q", "--quiet", is_flag=True, expose_value=False, callback=_setter("quiet"),
             help="Print only the data: no notes or summaries on stderr.",
         )(func)  # fmt: skip
+        if not with_format:
+            return func
         if json_alias:
             func = click.option(
                 "--json", is_flag=True, hidden=True, expose_value=False,

@@ -91,6 +91,10 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
     help="A checkout of the default branch for policy commands (`command` gates); default: "
     "the clone's origin/HEAD, exported to a temporary directory.",
 )
+@output_options(
+    help_format="text: each execution and block as it starts and ends; json: the result as one "
+    "document at the end (the progress then goes to stderr).",
+)
 def run(
     path: Path,
     name: str,
@@ -114,7 +118,9 @@ def run(
 
     # Each execution and block as it starts and ends; a stop (not a cancel: the next run
     # resumes the execution) says what it does at once, and a second one stops now.
-    console = Console(where="run", again=again_command(), end_on_stderr=True)
+    out = output()
+    as_json = out.format == "json"
+    console = Console(where="run", again=again_command(), end_on_stderr=True, err=as_json)
     interrupts = Interrupts(grace, console).install()
     source = LocalPolicy(path.resolve(), policy)
     artifact = find_artifact(path.resolve(), name)[0]
@@ -134,12 +140,22 @@ def run(
             stop=interrupts.stop,
             stop_grace=grace,
             policy=source.checkout if source.known() else None,
-            on_event=console.event,
+            on_event=None if out.quiet else console.event,
             halt=interrupts.halt,
         )
     finally:
         source.close()
-    console.result(result, masks.mask_text)
+    if as_json:
+        out.json(
+            {
+                "execution": result.execution,
+                "status": result.status,
+                "reason": masks.mask_text(result.reason) if result.reason else None,
+                "blocks": [{"id": b, "status": s} for b, s in result.blocks.items()],
+            }
+        )
+    elif not out.quiet:
+        console.result(result, masks.mask_text)
     raise click.exceptions.Exit(_STATUS_EXIT[result.status])
 
 
@@ -313,6 +329,7 @@ def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> No
 )
 @_PATH
 @_STATE
+@output_options(with_format=False)
 def traces_export(execution: str, fmt: str, path: Path, state_dir: Path | None) -> None:
     """EXECUTION as the Trace document, Markdown, OTLP/JSON or an in-toto statement."""
     import json
@@ -372,6 +389,7 @@ def _input_file(path: str, *, stdin: bool = False) -> InputFile:
     metavar="FILE",
     help="The execution's ledger (JSON Lines): intoto then states its inputs.",
 )
+@output_options(with_format=False)
 def traces_convert(
     fmt: str, trace_path: str, artifact_path: str | None, ledger_path: str | None
 ) -> None:

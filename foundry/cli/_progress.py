@@ -39,11 +39,10 @@ _COLOURS = {
 
 
 def colour_wanted(stream: IO[str]) -> bool:
-    """Colour for `stream`: a terminal, no `NO_COLOR` (any non-empty value), not `TERM=dumb`."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty is not None and isatty())
+    """Colour for `stream`: the CLI's one decision (`foundry.cli._output.rich_wanted`)."""
+    from foundry.cli._output import rich_wanted
+
+    return rich_wanted(stream, "text")
 
 
 class Console:
