@@ -9,9 +9,10 @@ Every command runs as a whole process, `--repeat` times, interleaved with its pe
 machine slows all alike); the table gives the best and the median. Peers: `python -c pass` (the
 interpreter's own start, the floor of any Python CLI), `git --version` (a C program), and the
 same command from the code at `--base` (default `HEAD~1`), checked out into a temporary git
-worktree and run with that worktree first on `PYTHONPATH`. Ratios are the median over the
-median of `python -c pass` and of the base. It also says whether `rich` was imported (by
-`python -X importtime`): it must not be, for `--version` and for piped output.
+worktree and run with that worktree first on `PYTHONPATH`; this checkout's code is run the
+same way (so a worktree of any commit can be measured: run the script from there). Ratios are
+the median over the median of `python -c pass` and of the base. It also says whether `rich`
+was imported (by `python -X importtime`): it must not be, for `--version` and piped output.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def main() -> None:
     )
     try:
         repo = _small_repo(scratch)
-        plain = {**os.environ, "NO_COLOR": "1"}
-        plain.pop("PYTHONPATH", None)
+        # Each side runs the code of its own checkout: this one's (the script's), the base's.
+        plain = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
         old = {**plain, "PYTHONPATH": str(base)}
         cases = {
             "python -c pass": ([PY, "-c", "pass"], plain, repo),
