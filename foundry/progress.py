@@ -154,12 +154,7 @@ def next_step(
                 then="`foundry reconcile`, the daemon and the Action read the "
                 "Approval that resolves it; `foundry run` does not",
             )
-        command = shlex.join(
-            [
-                *("alloy", "approve", event.execution, "--gate", event.block, "--resolve"),
-                *("--comment", "<what you checked>"),
-            ]
-        )
+        command = resolve_command(event.execution, event.block)
         return NextStep(
             f"to continue ({event.waits_on}; add --reject to fail it instead)", command, merge
         )
@@ -170,18 +165,7 @@ def next_step(
                 then="approvals are judged by `foundry reconcile`, the daemon "
                 "and the Action; `foundry run` reads none",
             )
-        gate_ref = f"{event.block}/{event.gate_index}"
-        command = shlex.join(
-            [
-                "alloy",
-                "approve",
-                event.execution,
-                "--gate",
-                gate_ref,
-                "--comment",
-                "<why you approve>",
-            ]
-        )
+        command = approve_command(event.execution, event.block, event.gate_index or 0)
         return NextStep(f"to approve ({event.waits_on})", command, merge)
     if gate.kind in ("check", "after") and where == "run":
         return NextStep(
@@ -190,6 +174,22 @@ def next_step(
             "daemon and the Action; `foundry run` cannot",
         )
     return NextStep(event.waits_on, then=later)
+
+
+def approve_command(execution: str, block: str, index: int) -> str:
+    """The command that writes an Approval of gate `index` of `block` (it counts once merged to
+    the default branch)."""
+    gate = f"{block}/{index}"
+    return shlex.join(
+        ["alloy", "approve", execution, "--gate", gate, "--comment", "<why you approve>"]
+    )
+
+
+def resolve_command(execution: str, block: str) -> str:
+    """The command that writes an owner's decision on an indeterminate block (approve: it
+    counts as done; add `--reject` to fail the execution instead)."""
+    comment = ("--comment", "<what you checked>")
+    return shlex.join(["alloy", "approve", execution, "--gate", block, "--resolve", *comment])
 
 
 def waits_on(gate: Gate | None, *, owners: list[str]) -> str:

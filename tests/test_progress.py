@@ -345,6 +345,10 @@ def test_a_waiting_gate_says_on_whom_and_the_command_that_unblocks_it(world: Wor
     assert "bob" in said[0], said
     assert "merge it to main" in said[0], said
 
+    # The trace's summary (on the traces branch, and the check run's) says it too.
+    summary = world.remote("show", f"alloy/traces:{world.traces()[execution][:-5]}.md")
+    assert f"To approve: `{command}`, then commit it and merge it" in summary, summary
+
     # Bob runs exactly that command in his clone, and merges what it wrote.
     argv = shlex.split(command)
     assert argv[0] == "alloy"

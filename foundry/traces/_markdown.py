@@ -219,12 +219,30 @@ def _logs(spec: dict[str, Any]) -> list[str]:
     return ["### Logs", "", "The last output of each attempt, newest first.", "", *lines[:-1]]
 
 
+def _next_steps(trace: dict[str, Any]) -> list[str]:
+    """What unblocks a waiting execution's approval gates: the exact command, for a clone."""
+    from foundry.progress import approve_command
+
+    spec = trace["spec"]
+    if spec["status"] != "waiting":
+        return []
+    latest = {(g["block"], g["index"]): g for g in spec.get("gates", [])}
+    out = []
+    for (block, index), gate in latest.items():
+        if gate["kind"] == "approval" and gate["decision"] == "waiting":
+            command = approve_command(trace["metadata"]["name"], block, index)
+            then = "then commit it and merge it to the default branch"
+            out += ["", f"To approve: {_code(command)}, {then}."]
+    return out
+
+
 def _render(trace: dict[str, Any]) -> str:
     spec = trace["spec"]
     sections = [[_headline(trace), "", _context(trace)]]
     reason = trace["spec"].get("reason")
     if reason:
         sections[0] += ["", f"Why: {_cell(reason)}"]
+    sections[0] += _next_steps(trace)
     sections += [s for s in (_blocks(spec), _gates(spec), _evidence(spec), _logs(spec)) if s]
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
