@@ -283,3 +283,19 @@ def test_quiet_prints_only_the_data(world: World) -> None:
                      cwd=world.work.path)  # fmt: skip
     assert (listed.code, listed.err) == (0, "")
     git(world.work.path, "status")  # the clone is left as it was
+
+
+def test_alloy_text_is_coloured_on_a_terminal_only(repo: GitRepo) -> None:
+    repo.write({".alloy/intents/a.yaml": intent_yaml("a").replace("effects: none", "effects: no")})
+    code, out = run_pty(["alloy", "check"], repo.path)
+    assert code == 1, out
+    assert ESC in out
+    assert ".alloy/intents/a.yaml:" in _plain(out)
+    piped = run_cli("alloy", "check", cwd=repo.path)
+    assert piped.code == 1
+    assert ".alloy/intents/a.yaml:" in piped.out
+    assert ESC not in piped.out + piped.err
+    code, out = run_pty(["alloy", "check"], repo.path, {"NO_COLOR": "1"})
+    assert code == 1
+    assert ESC not in out
+    assert _plain(out) == out

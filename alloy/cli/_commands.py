@@ -211,6 +211,8 @@ def _diagnostics_json(diagnostics: list[Diagnostic]) -> dict[str, object]:
 def _report(diagnostics: list[Diagnostic], fmt: str, **extra: object) -> None:
     if fmt == "json":
         output().json({**_diagnostics_json(diagnostics), **extra})
+    elif diagnostics and fmt == "text":
+        output().text(render(diagnostics, fmt) + "\n")
     elif diagnostics:
         click.echo(render(diagnostics, fmt))
 
@@ -527,4 +529,4 @@ def status(ctx: Context, traces_branch: str | None, ref: str | None, show_all: b
     if out.format == "json":
         out.json(report.to_json())
     else:
-        click.echo(status_mod.render_text(report), nl=False)
+        out.text(status_mod.render_text(report))

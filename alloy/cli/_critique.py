@@ -341,5 +341,5 @@ def critique(
         printer.note(f"alloy: note: {line}")
     if assistant is not None:
         printer.note(f"alloy: note: asked the assistant from {assistant.origin}")
-    click.echo(report.render_text(), nl=False)
+    printer.text(report.render_text())
     printer.note(report.summary())

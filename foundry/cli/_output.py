@@ -72,6 +72,19 @@ class Output:
         if self.verbose and not self.quiet:
             click.echo(message, err=True)
 
+    def text(self, text: str) -> None:
+        """Lines of text; on a terminal the words that say how something went are coloured."""
+        if not self.rich:
+            click.echo(text, nl=False)
+            return
+        from rich.text import Text
+
+        shown = Text(text)
+        shown.highlight_regex(r"(?m)^\S+?:\d+:\d+:", "bold")  # path:line:col of a problem
+        for style, words in _WORDS.items():
+            shown.highlight_regex(rf"(?<![\w-])({words})(?![\w-])", style)
+        _console().print(shown, end="", soft_wrap=True)
+
     def markdown(self, text: str) -> None:
         """Markdown rendered on a terminal; as plain text (no HTML) when piped."""
         if self.rich:
@@ -96,6 +109,15 @@ class Output:
             _console().print(table)
             return
         click.echo(plain_table(headers, rows), nl=False)
+
+
+#: The words coloured on a terminal (statuses, severities, evidence).
+_WORDS = {
+    "green": "succeeded|produced|ok|current|success|PASS",
+    "red": "failed|error|MISSING|missing|blocking|invalid|failure|FAIL",
+    "yellow": "waiting|queued|indeterminate|stale|STALE|warning|paused|high|WARN",
+    "dim": "skipped|cancelled|superseded",
+}
 
 
 def _console() -> Any:
