@@ -432,3 +432,32 @@ def export_tree(repo_path: Path, commit: str, dest: Path) -> None:
     data = _git(repo_path, "archive", "--format=tar", commit, what=f"export {commit[:12]}")
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         archive.extractall(dest, filter="data")
+
+
+def fetched_at(repo_path: Path, ref: str) -> float | None:
+    """When the remote-tracking `ref` was last updated by a fetch (its reflog; else the time of
+    the last fetch of anything, `FETCH_HEAD`); None when unknown."""
+    try:
+        out = _git(repo_path, "reflog", "show", "-1", "--format=%gd", "--date=unix", ref)
+        stamp = out.decode().strip().rsplit("@{", 1)[-1].rstrip("}")
+        return float(stamp)
+    except (RevisionError, OSError, ValueError):
+        pass
+    try:
+        git_dir = _git(repo_path, "rev-parse", "--absolute-git-dir").decode().strip()
+        return (Path(git_dir) / "FETCH_HEAD").stat().st_mtime
+    except (RevisionError, OSError):
+        return None
+
+
+def fetch_branch(repo_path: Path, remote: str, branch: str) -> None:
+    """Bring `branch` of `remote` into its remote-tracking ref (`refs/remotes/<remote>/<b>`)."""
+    _git(
+        repo_path,
+        "fetch",
+        "-q",
+        "--no-tags",
+        remote,
+        f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}",
+        what=f"git fetch {remote} {branch}",
+    )

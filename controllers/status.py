@@ -293,3 +293,24 @@ def _stamp(seconds: float) -> str:
     from foundry.ledger import rfc3339
 
     return rfc3339(seconds)
+
+
+def trace_files(url: str, scratch: Path, execution: str) -> tuple[Row, bytes, bytes | None] | None:
+    """The trace of `execution` on the remote's traces branch: its row, the Trace document and
+    its Markdown summary (None: it has no trace there)."""
+    mirror = Mirror(url, scratch / "mirror.git")
+    try:
+        snap = _read(mirror, url, None)
+        row = snap.row(execution)
+        ref = f"refs/heads/{snap.traces_branch}"
+        if row is None or row.trace is None or ref not in snap.heads:
+            return None
+        tip = mirror.rev(ref) or snap.heads[ref]
+        markdown = row.trace.removesuffix(".json") + ".md"
+        found = mirror.tree(tip, row.trace.rsplit("/", 1)[0] + "/")
+        if row.trace not in found:
+            return None
+        summary = mirror.blob(found[markdown]) if markdown in found else None
+        return row, mirror.blob(found[row.trace]), summary
+    finally:
+        mirror.close()

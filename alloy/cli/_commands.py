@@ -456,6 +456,37 @@ def _git_user(root: Path) -> str | None:
     return gitctl.config_value(root, "user.name")
 
 
+def _fetch_traces(root: Path, branch: str) -> str | None:
+    """Fetch the traces branch from `origin` (`alloy status --fetch`); what went wrong, if
+    anything (the clone's copy is read then)."""
+    from controllers import git as gitctl
+
+    try:
+        gitctl.fetch_branch(root, "origin", branch)
+    except (gitctl.RevisionError, OSError) as exc:
+        return f"the traces branch could not be fetched ({exc}); the clone's copy is read"
+    return None
+
+
+def _stale(root: Path, ref: str, branch: str) -> str:
+    """The traces were read from the clone's remote-tracking copy: how old it is, and how to
+    read the newest."""
+    import time
+
+    from controllers import git as gitctl
+
+    at = gitctl.fetched_at(root, ref)
+    if at is None:
+        age = "fetched at an unknown time"
+    else:
+        minutes = max(0, int((time.time() - at) // 60))
+        age = f"fetched {minutes} min ago" if minutes < 120 else f"fetched {minutes // 60} h ago"
+    return (
+        f"traces read from origin/{branch}, {age}; the remote may hold newer ones: "
+        f"`alloy status --fetch` (or `git fetch origin {branch}`) reads the newest"
+    )
+
+
 def read_traces(root: Path, branch: str, ref: str | None = None) -> tuple[Source, dict[str, bytes]]:
     """The trace files (`traces/...` on the traces branch, `{path: bytes}`) and where they were
     read (`alloy.status.Source`): revision `ref` when given (exit 1 if it does not exist), else
@@ -505,20 +536,34 @@ def read_traces(root: Path, branch: str, ref: str | None = None) -> tuple[Source
 @click.option(
     "--all", "show_all", is_flag=True, help="List every execution, not only the latest five."
 )
+@click.option(
+    "--fetch",
+    is_flag=True,
+    help="Fetch the traces branch from `origin` first (else the clone's copy is read, and its "
+    "age is said).",
+)
 @pass_ctx
-def status(ctx: Context, traces_branch: str | None, ref: str | None, show_all: bool) -> None:
+def status(
+    ctx: Context, traces_branch: str | None, ref: str | None, show_all: bool, fetch: bool
+) -> None:
     """Each intent's state, artifact, latest executions and evidence, from the traces branch."""
     from alloy import status as status_mod
 
     root = ctx.root()
     repo, models = workspace.intent_models(root)
-    source, files = read_traces(root, traces_branch or repo.project.spec.traces.branch, ref)
+    branch = traces_branch or repo.project.spec.traces.branch
+    fetched = _fetch_traces(root, branch) if fetch and ref is None else None
+    source, files = read_traces(root, branch, ref)
     report = status_mod.build_status(
         status_mod.intent_inputs(models, workspace.artifact_files(root, models)),
         files,
         source,
         limit=None if show_all else status_mod.DEFAULT_LIMIT,
     )
+    if fetched:
+        report.warnings.append(fetched)
+    elif not fetch and source.ref == f"refs/remotes/origin/{branch}":
+        report.warnings.append(_stale(root, source.ref, branch))
     problems = sum(1 for d in repo.diagnostics if d.severity == "error")
     if problems:
         report.warnings.insert(

@@ -18,6 +18,7 @@ import click
 
 from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.cli import _help
+from foundry.cli._gitops import project_path
 from foundry.cli._output import output, output_options
 from foundry.errors import FoundryError
 from foundry.ports import SystemClock
@@ -66,7 +67,12 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.argument(
+    "path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=".",
+    callback=project_path,
+)
 @click.option("--artifact", "name", required=True, help="Name of the artifact to run.")
 @click.option("--input", "inputs", multiple=True, metavar="K=V", help="An input; repeatable.")
 @click.option("--dry-run", is_flag=True, help="Run only blocks with effects: none.")
@@ -160,7 +166,12 @@ def run(
 
 
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.argument(
+    "path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=".",
+    callback=project_path,
+)
 @click.option(
     "--state",
     "state_dir",
@@ -222,7 +233,13 @@ _PATH = click.option(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=".",
     show_default=True,
-    help="The checkout whose executions to read.",
+    callback=project_path,
+    help="The checkout whose executions to read (or a directory in it).",
+)
+_REMOTE = click.option(
+    "--repo",
+    help="The remote whose traces branch is read too: what any host ran (default: the "
+    "`origin` of the repository here).",
 )
 
 
@@ -240,8 +257,9 @@ def traces() -> None:
 @traces.command("list")
 @_PATH
 @_STATE
+@_REMOTE
 @output_options()
-def traces_list(path: Path, state_dir: Path | None) -> None:
+def traces_list(path: Path, state_dir: Path | None, repo: str | None) -> None:
     """Every execution with its status, artifact, event and when it was planned."""
     from foundry.state import LedgerIndex
 
@@ -257,8 +275,12 @@ def traces_list(path: Path, state_dir: Path | None) -> None:
                 "artifact": str(first.get("artifact", {}).get("name", "?")),
                 "event": {"type": str(event.get("type", "?")), "key": str(event.get("key", "?"))},
                 "plannedAt": str(first.get("at", "")),
+                "source": "local",
             }
         )
+    from foundry.cli._status import remote_trace_rows
+
+    rows += remote_trace_rows(repo, {r["execution"] for r in rows}, out.note)
     if out.format == "json":
         out.json({"executions": rows})
         return
@@ -275,6 +297,32 @@ def traces_list(path: Path, state_dir: Path | None) -> None:
     )  # fmt: skip
 
 
+def _trace(
+    path: Path, state_dir: Path | None, execution: str, repo: str | None
+) -> tuple[dict[str, Any], str]:
+    """The Trace document and summary of `execution`: from the state directory's ledger when
+    this host ran it, else from the traces branch of the remote (what any host ran)."""
+    from foundry.cli._status import remote_trace
+    from foundry.errors import UserError
+
+    if _local(path, state_dir, execution):
+        bundle = _bundle(path, state_dir, execution)
+        return bundle.trace, bundle.markdown
+    found = remote_trace(repo, execution)
+    if found is None:
+        raise UserError(
+            f"no execution {execution} in this checkout's state directory or on the traces "
+            "branch of its remote; `foundry traces list` lists them"
+        )
+    return found
+
+
+def _local(path: Path, state_dir: Path | None, execution: str) -> bool:
+    from foundry.state import LedgerIndex
+
+    return execution in {s.execution for s in LedgerIndex(_state(path, state_dir)).summaries()}
+
+
 def _bundle(path: Path, state_dir: Path | None, execution: str) -> TraceBundle:
     from foundry.traces import trace_bundle
     from foundry.workspace import declared_secrets, load_trace_inputs
@@ -289,6 +337,7 @@ def _bundle(path: Path, state_dir: Path | None, execution: str) -> TraceBundle:
 @click.argument("execution", required=False)
 @_PATH
 @_STATE
+@_REMOTE
 @output_options(
     "text",
     "json",
@@ -296,7 +345,9 @@ def _bundle(path: Path, state_dir: Path | None, execution: str) -> TraceBundle:
     help_format="text: the summary (rendered on a terminal, plain when piped); json: the Trace "
     "document with schemaVersion; markdown: the summary's Markdown as it is.",
 )
-def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> None:
+def traces_show(
+    execution: str | None, path: Path, state_dir: Path | None, repo: str | None
+) -> None:
     """The summary of EXECUTION (default: the latest one): its blocks in the order they ran,
     gates, evidence and the logs of what failed."""
     from foundry.errors import UserError
@@ -305,17 +356,20 @@ def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> No
     if execution is None:
         summaries = LedgerIndex(_state(path, state_dir)).summaries()
         if not summaries:
-            raise UserError("no executions yet; run one with `foundry run`")
+            raise UserError(
+                "no executions yet in this checkout's state directory; run one with `foundry "
+                "run`, or name one (`foundry traces list` lists the remote's too)"
+            )
         latest = max(summaries, key=lambda s: (str(s.planned.get("at", "")), s.execution))
         execution = latest.execution
-    bundle = _bundle(path, state_dir, execution)
+    document, summary = _trace(path, state_dir, execution, repo)
     out = output()
     if out.format == "json":
-        out.json({"execution": execution, "trace": bundle.trace})
+        out.json({"execution": execution, "trace": document})
     elif out.format == "markdown":
-        click.echo(bundle.markdown)
+        click.echo(summary)
     else:
-        out.markdown(bundle.markdown)
+        out.markdown(summary)
 
 
 @traces.command("export")
@@ -329,13 +383,33 @@ def traces_show(execution: str | None, path: Path, state_dir: Path | None) -> No
 )
 @_PATH
 @_STATE
+@_REMOTE
 @output_options(with_format=False)
-def traces_export(execution: str, fmt: str, path: Path, state_dir: Path | None) -> None:
-    """EXECUTION as the Trace document, Markdown, OTLP/JSON or an in-toto statement."""
+def traces_export(
+    execution: str, fmt: str, path: Path, state_dir: Path | None, repo: str | None
+) -> None:
+    """EXECUTION as the Trace document, Markdown, OTLP/JSON or an in-toto statement (the last
+    needs this host's ledger; the others also come from the remote's traces branch)."""
     import json
 
     from foundry.errors import UserError
 
+    if not _local(path, state_dir, execution):
+        if fmt == "intoto":
+            raise UserError(
+                f"{execution}: an in-toto statement is made from its ledger, which this host "
+                "does not have; `foundry traces convert --format intoto --trace FILE --artifact "
+                "FILE` makes one from its trace and artifact"
+            )
+        from foundry.traces import otlp_json
+
+        trace, summary = _trace(path, state_dir, execution, repo)
+        if fmt == "markdown":
+            click.echo(summary)
+        else:
+            data = trace if fmt == "json" else otlp_json(trace)
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
     bundle = _bundle(path, state_dir, execution)
     if fmt == "markdown":
         click.echo(bundle.markdown)

@@ -26,7 +26,7 @@ _FORMAT = click.option(
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="Output format (json: docs/schemas/foundry-control.json).",
+    help="Output format (json: docs/schemas/foundry-<command>.schema.json).",
 )
 _BY = click.option(
     "--by",
@@ -154,15 +154,7 @@ def pause(
     fmt: str,
 ) -> None:
     """Pause INTENT (or --all): nothing new of it starts on any host or in the GitHub Action
-    until it is resumed or --until passes. Recorded on the remote.
-
-    \b
-    Examples:
-      foundry pause deploy-web --reason "incident 42: database failover" --until 2h
-      foundry pause --all --reason "freeze for the release" --stop-running
-
-    Exit codes: 0 recorded, 1 the remote could not be written or the input is wrong, 2 usage.
-    """
+    until it is resumed or --until passes. Recorded on the remote."""
     from controllers import control as controls
     from foundry.errors import UserError
 
@@ -208,15 +200,7 @@ def pause(
 @_REPO
 @_FORMAT
 def resume(intent: str | None, every: bool, by: str | None, repo: str | None, fmt: str) -> None:
-    """Lift the pause of INTENT (or the one of --all): what it held starts on the next pass.
-
-    \b
-    Examples:
-      foundry resume deploy-web
-      foundry resume --all
-
-    Exit codes: 0 lifted, 1 there is no such pause or the remote could not be written, 2 usage.
-    """
+    """Lift the pause of INTENT (or the one of --all): what it held starts on the next pass."""
     from controllers import control as controls
     from foundry.errors import UserError
 
@@ -271,16 +255,7 @@ def cancel(
     execution: str, reason: str, force: bool, by: str | None, repo: str | None, fmt: str
 ) -> None:
     """Cancel EXECUTION: it ends `cancelled`, with the reason in its trace, on whichever host
-    holds it (running blocks are stopped). Recorded on the remote.
-
-    \b
-    Examples:
-      foundry cancel exe-84c61d2f0a9b3e57 --reason "superseded by the hotfix"
-      foundry status            # lists the executions and their ids
-
-    Exit codes: 0 recorded, 1 no such unfinished execution or the remote could not be
-    written, 2 usage.
-    """
+    holds it (running blocks are stopped). Recorded on the remote."""
     from controllers import control as controls
     from controllers import status as remote_status
     from foundry.errors import UserError

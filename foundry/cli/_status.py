@@ -116,7 +116,7 @@ def _short(key: str) -> str:
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="Output format (json: docs/schemas/foundry-status.json; one line per change with --watch).",
+    help="Output format (json: docs/schemas/foundry-status.schema.json; one line per change with --watch).",
 )
 def status(
     repo: str | None,
@@ -129,17 +129,7 @@ def status(
 ) -> None:
     """The executions of a repository, any host's, from its remote's records (traces branch,
     claims, check runs, pauses): intent, event, execution, state and why. Needs no state
-    directory.
-
-    \b
-    Examples:
-      foundry status                       # the repository here (its origin)
-      foundry status --repo git://git.example.com/app.git --all
-      foundry status --watch               # again whenever the remote changes
-      foundry status --format json | jq '.executions[] | select(.state == "waiting")'
-
-    Exit codes: 0 shown, 1 the remote could not be read, 2 usage, 130 --watch ended by Ctrl-C.
-    """
+    directory."""
     from controllers import status as remote_status
     from controllers.gitops import Mirror, remote_url
 
@@ -182,3 +172,61 @@ def status(
     finally:
         probe.close()
     raise click.exceptions.Exit(130)
+
+
+def remote_trace_rows(repo: str | None, known: set[str], note: Any) -> list[dict[str, Any]]:
+    """`foundry traces list`'s rows from the traces branch of the remote (`--repo`, else the
+    repository here's `origin`): what any host ran. None outside a repository; a remote that
+    cannot be read is a note, and the local executions are still listed."""
+    from controllers import status as remote_status
+    from controllers.gitops import GitError, remote_url
+    from foundry.errors import UserError
+
+    try:
+        url = remote_url(here_remote(repo))
+    except UserError:
+        if repo is not None:
+            raise
+        return []
+    try:
+        snap = remote_status.read(url, _scratch())
+    except GitError as exc:
+        note(f"cannot read the traces branch of {url}: {exc}")
+        return []
+    return [
+        {
+            "execution": row.execution,
+            "status": row.state,
+            "artifact": row.artifact,
+            "event": {"type": row.event, "key": row.key},
+            "plannedAt": row.started or "",
+            "source": url,
+        }
+        for row in snap.rows
+        if row.trace is not None and row.trace.startswith("traces/") and row.execution not in known
+    ]
+
+
+def remote_trace(repo: str | None, execution: str) -> tuple[dict[str, Any], str] | None:
+    """The Trace document and Markdown summary of `execution` from the remote's traces branch
+    (for `foundry traces show|export` of an execution no local state directory holds)."""
+    from controllers import status as remote_status
+    from controllers.gitops import remote_url
+    from foundry.errors import UserError
+
+    try:
+        url = remote_url(here_remote(repo))
+    except UserError:
+        if repo is not None:
+            raise
+        return None
+    found = remote_status.trace_files(url, _scratch(), execution)
+    if found is None:
+        return None
+    _row, document, summary = found
+    trace: dict[str, Any] = json.loads(document)
+    if summary is None:
+        from foundry.traces import markdown_summary
+
+        summary = markdown_summary(trace).encode()
+    return trace, summary.decode()
