@@ -758,9 +758,10 @@ class Daemon:
         if scheduler.is_alive():
             scheduler.join()
         while not self._halt.is_set() and self._busy():
-            if self._wait_wake(0.5) and self._halt.is_set():
-                now = "stopping now: running blocks are killed and recorded as interrupted"
-                self._log(now, event="drain")
+            self._wait_wake(0.5)  # a second signal (`request_drain` again) sets `_halt`
+        if self._halt.is_set():
+            now = "stopping now: running blocks are killed and recorded as interrupted"
+            self._log(now, event="drain")
         pool.shutdown(wait=True)
         if self._observer is not None:
             self._observer.stop()

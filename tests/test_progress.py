@@ -425,3 +425,42 @@ def _read(path: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         return ""
+
+
+def test_a_second_signal_stops_the_daemon_now(world: World, tmp_path: Path) -> None:
+    """The first SIGTERM drains (running blocks get `grace`, here far longer than the test); a
+    second one kills the running blocks now: the daemon exits 0, the attempt is interrupted
+    and the claim released parked, so another host resumes it at once."""
+    release = hold_intent(world, STUBBORN.replace("child.pid", str(world.tmp / "child.pid")))
+    config = tmp_path / "daemon.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:0",
+                "grace": "300s",
+                "state": str(tmp_path / "daemon-state"),
+                "repositories": [{"repo": str(world.bare), "interval": "1h"}],
+            }
+        )
+    )
+    proc = start([PY, "-m", "foundry", "daemon", "--config", str(config)], cwd=tmp_path)
+    out, log = Stream(proc.stdout), Stream(proc.stderr)
+    child = int(wait_until(lambda: _read(world.tmp / "child.pid"), "the block's child"))
+    started = log.wait_for(lambda line: line.endswith(" work: started"), "work: started")
+    execution = EXECUTION.findall(started)[0]
+    assert f"{execution} (hold, apply sha256:" in started
+
+    proc.send_signal(signal.SIGTERM)
+    log.wait_for(lambda line: "draining:" in line, "the drain")
+    assert proc.poll() is None
+    assert not gone(child)
+    proc.send_signal(signal.SIGTERM)
+    assert ended(proc, out, log) == 0, log.text()
+    assert "stopping now" in log.text()
+    wait_until(lambda: gone(child), "the block's process group to be killed")
+    assert " work: interrupted" in log.text()
+    assert world.claim(execution)["state"] == "parked"
+
+    release.touch()
+    again = world.reconcile(host="b")
+    assert again.report["finished"] == {execution: "succeeded"}, again.report
