@@ -464,3 +464,18 @@ def test_a_second_signal_stops_the_daemon_now(world: World, tmp_path: Path) -> N
     release.touch()
     again = world.reconcile(host="b")
     assert again.report["finished"] == {execution: "succeeded"}, again.report
+
+
+def test_every_line_of_a_pass_names_the_execution_with_its_intent_and_event(world: World) -> None:
+    """Also the executions a pass does not run: one a pause holds."""
+    world.add_intent("ship")
+    world.merge("add an intent")
+    paused = run_cli(
+        "foundry", "pause", "ship", "--reason", "incident 42", "--repo", world.url, cwd=world.tmp
+    )
+    assert paused.code == 0, paused.err
+    held = run_cli("foundry", *reconcile_args(world)[3:], cwd=world.tmp, env=world.env)
+    said = [line for line in held.out.splitlines() + held.err.splitlines() if "held" in line]
+    assert said, held.out + held.err
+    assert EXECUTION.match(said[0]), said
+    assert re.match(r"exe-[0-9a-f]{16} \(ship, apply sha256:[0-9a-f]{12}\): held", said[0]), said

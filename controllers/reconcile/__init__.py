@@ -238,6 +238,7 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         work += self._scan(
             planned={w.execution for w in work}, now=now, report=report, boundary=boundary
         )
+        report.names.update((w.execution, w.name()) for w in work)  # every line names them
         work = self._obey(work, now, report)
         done = self._run_round(work, approvals, report)
         self._publish(done, report)

@@ -63,6 +63,14 @@ class Work:
     #: A finished claim whose trace is missing: publishing it is never held by a pause.
     repair: bool = False
 
+    def name(self) -> dict[str, str]:
+        """Its intent and event, as the pass report names it (`PassReport.names`)."""
+        return {
+            "intent": self.artifact.spec.intent.name,
+            "eventType": self.event.type,
+            "eventKey": self.event.key,
+        }
+
 
 @dataclass
 class Done:
@@ -103,11 +111,7 @@ class Running:
         """Claim and run one execution; what to publish, or None. Never raises for one
         execution's sake: what goes wrong is that execution's report line."""
         execution = work.execution
-        report.names[execution] = {
-            "intent": work.artifact.spec.intent.name,
-            "eventType": work.event.type,
-            "eventKey": work.event.key,
-        }
+        report.names[execution] = work.name()
         facts: dict[str, Any] = {
             "event": {"type": work.event.type, "key": work.event.key},
             "inputs": dict(work.inputs),
