@@ -150,14 +150,20 @@ class Interrupts:
         if not self.stop.is_set():
             self.stop.set()
             blocks = self.console.running()
-            what = f"running blocks ({', '.join(blocks)})" if blocks else "running blocks"
-            _say(
-                f"stopping: waiting up to {self.grace:g}s for {what}; nothing new starts; "
-                "Ctrl-C again to stop now"
-            )
+            if blocks:
+                waits = f"waiting up to {self.grace:g}s for running blocks ({', '.join(blocks)}); "
+            else:  # between blocks, or reading and publishing: that step ends, nothing follows
+                waits = "no block is running; "
+            _say(f"stopping: {waits}nothing new starts; Ctrl-C again to stop now")
         elif not self.halt.is_set():
             self.halt.set()
-            _say("stopping now: running blocks are killed and recorded as interrupted")
+            _say(
+                "stopping now: running blocks are killed and recorded as interrupted; "
+                "Ctrl-C a third time to quit at once"
+            )
+        else:  # stuck publishing (a remote that hangs): quit; a claim left is taken over later
+            _say("quitting at once: what was not published is recovered by the next pass")
+            raise KeyboardInterrupt
 
 
 def _say(message: str) -> None:
