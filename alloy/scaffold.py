@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,59 @@ def check_owner(owner: str) -> None:
         )
 
 
+def parse_owners(text: str) -> list[str]:
+    """Comma-separated owners, each checked (`check_owner`)."""
+    owners = [o.strip() for o in text.split(",") if o.strip()]
+    for owner in owners:
+        check_owner(owner)
+    return owners
+
+
+#: The longest title (`metadata.title`) and text (goal, rationale, a statement) of an intent.
+MAX_TITLE = 200
+MAX_TEXT = 10_000
+
+
+def check_title(text: str) -> None:
+    """Refuse a title the Intent schema would refuse."""
+    if len(text) > MAX_TITLE or "\n" in text:
+        raise UserError(
+            f"title: {len(text)} characters; keep it to one line of at most {MAX_TITLE} "
+            "characters (the goal says the rest)"
+        )
+
+
+def text_check(what: str) -> Callable[[str], None]:
+    """A check of one text field (goal, rationale, an acceptance statement) for its limit."""
+
+    def check(text: str) -> None:
+        if len(text) > MAX_TEXT:
+            raise UserError(f"{what}: {len(text)} characters; keep it within {MAX_TEXT}")
+
+    return check
+
+
+def check_intent_fields(
+    *,
+    title: str | None,
+    goal: str | None,
+    rationale: str | None,
+    owners: Sequence[str],
+    acceptance: Sequence[str],
+) -> None:
+    """Refuse any given field of a new intent that its schema would refuse."""
+    for owner in owners:
+        check_owner(owner)
+    if title:
+        check_title(title.strip())
+    if goal:
+        text_check("goal")(goal.strip())
+    if rationale:
+        text_check("rationale")(rationale.strip())
+    for number, statement in enumerate(acceptance, 1):
+        text_check(f"acceptance criterion {number}")(statement)
+
+
 def check_new_intent(root: Path, name: str) -> str:
     """The path of a new intent `name`; refuse a bad name or one that is taken."""
     check_name(name, "intent name")
@@ -118,8 +172,9 @@ def new_intent(
 ) -> str:
     """Write `.alloy/intents/<name>.yaml` (state: proposed) and return its path."""
     rel = check_new_intent(root, name)
-    for owner in owners:
-        check_owner(owner)
+    check_intent_fields(
+        title=title, goal=goal, rationale=rationale, owners=owners, acceptance=acceptance
+    )
     metadata: dict[str, Any] = {"name": name}
     if title:
         metadata["title"] = title

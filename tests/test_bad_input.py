@@ -314,7 +314,7 @@ CASES = [
         "unknown-apiversion",
         {X: intent_yaml("x").replace("alloy.dev/v1", "alloy.dev/v2")},
         "alloy.dev/v2",
-        "unknown apiVersion 'alloy.dev/v2'; this Alloy reads alloy.dev/v1",
+        "unknown apiVersion 'alloy.dev/v2'; this Alloy reads only alloy.dev/v1",
     ),
     Case(
         "unknown-kind",

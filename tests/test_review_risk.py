@@ -419,7 +419,7 @@ def test_project_lane_widened_is_reported_once_on_the_project(repo: GitRepo) -> 
 
 def test_a_new_lane_narrows(repo: GitRepo) -> None:
     before = intent("    on: {apply: true}\n    blocks:\n" + BUILD)
-    after = intent("    on: {apply: true}\n    lane: {name: one}\n    blocks:\n" + BUILD)
+    after = intent("    on: {apply: true}\n    lane: {name: one, limit: 1}\n    blocks:\n" + BUILD)
     found, _ = change(repo, {INTENT: before}, {INTENT: after})
     assert found == []
 

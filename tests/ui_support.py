@@ -122,7 +122,7 @@ def docs_build(mark: Path) -> str:
         "    supersedes: [old-docs]\n"
         "  automation:\n"
         "    on: {apply: true, request: true}\n"
-        "    lane: {name: docs}\n"
+        "    lane: {name: docs, limit: 1}\n"
         "    blocks:\n"
         + _block(
             "build",

@@ -14,6 +14,8 @@ import click
 from alloy import explain as explain_mod
 from alloy import scaffold, workspace
 from alloy._version import API_VERSION, __version__
+from alloy.cli._ask import ask, follow_up_goal, follow_up_statement
+from alloy.cli._identity import who
 from alloy.cli._output import output, output_options
 from alloy.diagnostics import Diagnostic, render
 from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts, UserError
@@ -91,19 +93,6 @@ def new() -> None:
     """Create a new document."""
 
 
-def _ask(value: str | None, prompt: str, no_input: bool, required: bool) -> str | None:
-    if value is not None:
-        value = value.strip() or None
-    if value is not None or no_input:
-        if required and not value:
-            raise click.UsageError(
-                f"--{prompt.split(maxsplit=1)[0].lower()} is required with --no-input"
-            )
-        return value
-    answer: str = click.prompt(prompt, default="" if not required else None, show_default=False)
-    return answer.strip() or None
-
-
 @new.command("intent")
 @click.argument("name")
 @click.option("--title", help="One line: what should be true.")
@@ -129,25 +118,37 @@ def new_intent(
     root = ctx.root()
     scaffold.check_name(name, "intent name")
     scaffold.check_new_intent(root, name)  # before asking anything
-    title = _ask(title, "Title (one line: what should be true)", no_input, False)
+    scaffold.check_intent_fields(  # every value given is checked before anything is asked
+        title=title, goal=goal, rationale=rationale, owners=owners, acceptance=acceptance
+    )
+    title = ask(
+        title, "Title (one line: what should be true)", no_input, False, scaffold.check_title
+    )
     asked_goal = goal is None and not no_input
-    goal = _ask(goal, "Goal", no_input, True)
+    goal = ask(goal, "Goal", no_input, True, scaffold.text_check("goal"))
     if asked_goal and goal:
-        goal = _follow_up_goal(goal)
-    rationale = _ask(rationale, "Rationale (why)", no_input, False)
+        goal = follow_up_goal(goal)
+    rationale = ask(rationale, "Rationale (why)", no_input, False, scaffold.text_check("rationale"))
     owner_list = list(owners)
     if not owner_list and not no_input:
-        answer = _ask(None, "Owners (comma-separated users or team:slug)", no_input, False)
-        owner_list = [o.strip() for o in (answer or "").split(",") if o.strip()]
+        answer = ask(
+            None, "Owners (comma-separated users or team:slug)", False, False, scaffold.parse_owners
+        )
+        owner_list = scaffold.parse_owners(answer or "")
     criteria = list(acceptance)
     if not criteria and not no_input:
         while True:
-            answer = _ask(
-                None, f"Acceptance criterion {len(criteria) + 1} (empty to finish)", no_input, False
+            number = len(criteria) + 1
+            answer = ask(
+                None,
+                f"Acceptance criterion {number} (empty to finish)",
+                False,
+                False,
+                scaffold.text_check(f"acceptance criterion {number}"),
             )
             if not answer:
                 break
-            criteria.append(_follow_up_statement(answer, len(criteria) + 1))
+            criteria.append(follow_up_statement(answer, number))
     try:
         path = scaffold.new_intent(
             root,
@@ -161,38 +162,6 @@ def new_intent(
     except ValueError as exc:  # pydantic's ValidationError: an owner or text is malformed
         raise UserError(_first_error(exc)) from None
     click.echo(f"created {path}")
-
-
-def _follow_up_goal(goal: str) -> str:
-    """Ask once for the number behind a goal with nothing measurable (the question of
-    `alloy critique`'s goal-unmeasurable); the answer is added to the goal."""
-    from alloy.critique import goal_question
-
-    question = goal_question(goal)
-    if question is None:
-        return goal
-    answer = _ask(None, f"{question}\n  (Enter keeps the goal as it is)", False, False)
-    if not answer:
-        return goal
-    return f"{goal.rstrip().rstrip('.')}: {answer}"
-
-
-def _follow_up_statement(statement: str, number: int) -> str:
-    """Ask once more for an acceptance statement with vague words (`alloy critique`'s
-    vague-word); the answer replaces it."""
-    from alloy.critique import statement_question
-
-    question = statement_question(statement)
-    if question is None:
-        return statement
-    answer = _ask(
-        None,
-        f"{question}\n  Acceptance criterion {number} again, with the number "
-        "(Enter keeps it as it is)",
-        False,
-        False,
-    )
-    return answer or statement
 
 
 def _first_error(exc: ValueError) -> str:
@@ -317,7 +286,10 @@ def explain(ctx: Context, name: str) -> None:
 @click.argument("name")
 @click.option("--input", "inputs", multiple=True, metavar="K=V", help="An input value; repeatable.")
 @click.option("--reason", required=True, help="Why this run is needed (reviewers read it).")
-@click.option("--requested-by", help="Who asks (default: the current user).")
+@click.option(
+    "--requested-by",
+    help="Who asks (default: `git config user.name` of the repository, else the OS user).",
+)
 @click.option("--name", "request_name", help="Name of the request document (default: generated).")
 @pass_ctx
 def request(
@@ -329,12 +301,13 @@ def request(
     request_name: str | None,
 ) -> None:
     """Write a Request to run intent NAME's artifact, pinned to its current digest."""
+    root = ctx.root()
     path, digest = workspace.make_request(
-        ctx.root(),
+        root,
         name,
         inputs=list(inputs),
         reason=reason,
-        requested_by=requested_by,
+        requested_by=requested_by or who(root, "--requested-by"),
         request_name=request_name,
     )
     click.echo(f"created {path} (pinned to {name}@{digest})")
@@ -420,7 +393,7 @@ def approve(
         index = approve_mod.RESOLVE
     root = ctx.root()
     if approver is None:
-        approver = _git_user(root) or workspace.current_user("--approver")
+        approver = who(root, "--approver")
     try:
         _, models = workspace.intent_models(root)
         intents = {name: model for name, (_, model) in models.items()}
@@ -448,12 +421,6 @@ def approve(
         f"Approval documents merged to the default branch",
         err=True,
     )
-
-
-def _git_user(root: Path) -> str | None:
-    from controllers import git as gitctl
-
-    return gitctl.config_value(root, "user.name")
 
 
 def _fetch_traces(root: Path, branch: str) -> str | None:

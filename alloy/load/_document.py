@@ -10,9 +10,10 @@ from pydantic import BaseModel, ValidationError
 from alloy.compile import compile_intent, compiles
 from alloy.diagnostics import Diagnostic
 from alloy.load._errors import Loc, from_validation_error, loc_text, suggest
-from alloy.load._semantic import check_intent
+from alloy.load._salvage import Salvaged, salvage, valid
+from alloy.load._semantic import check_intent, inline_settings
 from alloy.load._yaml import Parsed, YamlProblem, locate, parse, value_mark
-from alloy.model import KINDS, Intent, Project, Request
+from alloy.model import API_VERSION, KINDS, Intent, Project, Request
 
 #: Which kind lives in which directory.
 KIND_OF_DIR = {"intents": "Intent", "requests": "Request", "approvals": "Approval"}
@@ -141,6 +142,7 @@ def _envelope(
         ]
     out: list[Diagnostic] = []
     api = data.get("apiVersion")
+    newer = False
     if api is None:
         out.append(
             Diagnostic(
@@ -149,9 +151,10 @@ def _envelope(
         )
     elif api != "alloy.dev/v1":
         line, col = value_mark(node, ("apiVersion",))
-        newer = isinstance(api, str) and api.startswith("alloy.dev/v") and api != "alloy.dev/v1"
+        newer = isinstance(api, str) and api.startswith("alloy.dev/v")
         fix = (
-            "this Alloy reads alloy.dev/v1; upgrade Alloy or run `alloy migrate`"
+            f"this Alloy reads only alloy.dev/v1; upgrade Alloy to read {api}, or write the "
+            "document in alloy.dev/v1 (docs/format.md)"
             if newer
             else "write `apiVersion: alloy.dev/v1`"
         )
@@ -191,7 +194,9 @@ def _envelope(
         )
     else:
         model = KINDS[kind]
-    return (model if not out else None), out
+    # A missing or misspelt apiVersion leaves the rest to check as alloy.dev/v1; a document
+    # of another version is not read as this one.
+    return (model if len(out) <= (0 if newer else 1) else None), out
 
 
 def _home_of(kind: str) -> str:
@@ -211,20 +216,29 @@ def load_document(
         result.diagnostics = problems
         return result
     model_cls, problems = _envelope(path, parsed, expected)
+    result.diagnostics = problems
     if model_cls is None:
-        result.diagnostics = problems
         return result
     result.kind = model_cls.__name__
+    data = parsed.data
+    if problems:  # only the apiVersion is wrong (reported): the rest is checked as v1
+        data = {**data, "apiVersion": API_VERSION}
+    doc: Salvaged | None
     try:
-        model = model_cls.model_validate(parsed.data)
+        doc = valid(model_cls.model_validate(data))
     except ValidationError as exc:
-        result.diagnostics = from_validation_error(path, parsed.node, model_cls, exc)
-        meta = parsed.data.get("metadata")
+        result.diagnostics += from_validation_error(path, parsed.node, model_cls, exc)
+        meta = data.get("metadata")
         if isinstance(meta, dict) and isinstance(meta.get("name"), str):
             result.name = meta["name"]
-        return result
-    result.model = model
-    result.name = model.metadata.name  # type: ignore[attr-defined]
+        # The checks that do not depend on what is wrong still run, on what can be salvaged.
+        doc = salvage(model_cls, data)
+        if doc is None:
+            return result
+    else:
+        if not problems:
+            result.model = doc.model
+        result.name = doc.model.metadata.name  # type: ignore[attr-defined]
     stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if expected is not None and result.name != stem:
         line, col = value_mark(parsed.node, ("metadata", "name"))
@@ -238,17 +252,26 @@ def load_document(
                 where="metadata.name",
             )
         )
+    _checks_and_facts(result, doc, project, parsed)
+    return result
+
+
+def _checks_and_facts(result: DocResult, doc: Salvaged, project: Project, parsed: Parsed) -> None:
+    """What one document says about others (`refs`, `facts`) and its own semantic findings;
+    for an invalid document, from what could be salvaged of it."""
+    model = doc.model
     if isinstance(model, Intent):
-        _intent_facts(result, model, project, parsed)
+        _intent_facts(result, model, project, parsed, doc)
     elif isinstance(model, Request):
         name, _, digest = model.spec.artifact.partition("@")
         line, col = value_mark(parsed.node, ("spec", "artifact"))
         result.refs.append(Ref("artifact", name, line, col, "spec.artifact"))
-        result.facts = {"digest": digest, "inputs": _jsonable(model.spec.inputs)}
-        result.facts["inputLines"] = {
-            k: list(value_mark(parsed.node, ("spec", "inputs", k))) for k in model.spec.inputs
-        }
-    return result
+        result.facts = {"digest": digest}
+        if not doc.touches([("spec", "inputs")]):  # an input taken out is not missing
+            result.facts["inputs"] = _jsonable(model.spec.inputs)
+            result.facts["inputLines"] = {
+                k: list(value_mark(parsed.node, ("spec", "inputs", k))) for k in model.spec.inputs
+            }
 
 
 def reload_intent(path: str, entry: Entry, project: Project) -> DocResult:
@@ -263,17 +286,22 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     return dict(value)
 
 
-def _intent_facts(result: DocResult, intent: Intent, project: Project, parsed: Parsed) -> None:
+def _intent_facts(
+    result: DocResult, intent: Intent, project: Project, parsed: Parsed, doc: Salvaged
+) -> None:
     node = parsed.node
     for finding in check_intent(intent, project):
+        loc = doc.original(finding.loc)
+        if doc.touches([loc]) or doc.touches(
+            [doc.original(r) for r in finding.related], finding.about
+        ):
+            continue  # it follows from a part that is wrong and was taken out
         if finding.on_value:
-            line, col = value_mark(node, finding.loc)
+            line, col = value_mark(node, loc)
         else:
-            line, col, _ = locate(node, finding.loc)
+            line, col, _ = locate(node, loc)
         result.diagnostics.append(
-            Diagnostic(
-                result.path, line, col, finding.message, finding.severity, loc_text(finding.loc)
-            )
+            Diagnostic(result.path, line, col, finding.message, finding.severity, loc_text(loc))
         )
     spec = intent.spec
     for fname, targets in (
@@ -281,7 +309,7 @@ def _intent_facts(result: DocResult, intent: Intent, project: Project, parsed: P
         ("supersedes", spec.relations.supersedes),
     ):
         for i, target in enumerate(targets):
-            loc = ("spec", "relations", fname, i)
+            loc = doc.original(("spec", "relations", fname, i))
             line, col = value_mark(node, loc)
             result.refs.append(Ref(fname, target, line, col, loc_text(loc)))
     auto = spec.automation
@@ -290,15 +318,8 @@ def _intent_facts(result: DocResult, intent: Intent, project: Project, parsed: P
         for b, block in enumerate(auto.blocks):
             for g, gate in enumerate(block.gates):
                 if gate.after is not None:
-                    gate_loc: Loc = (
-                        "spec",
-                        "automation",
-                        "blocks",
-                        b,
-                        "gates",
-                        g,
-                        "after",
-                        "intent",
+                    gate_loc: Loc = doc.original(
+                        ("spec", "automation", "blocks", b, "gates", g, "after", "intent")
                     )
                     line, col = value_mark(node, gate_loc)
                     result.refs.append(
@@ -309,7 +330,12 @@ def _intent_facts(result: DocResult, intent: Intent, project: Project, parsed: P
             k: {"type": v.type, "required": v.required, "default": v.default}
             for k, v in auto.inputs.items()
         }
-        if auto.lane is not None and auto.lane.name not in project.spec.lanes:
+        if (
+            auto.lane is not None
+            and auto.lane.name not in project.spec.lanes
+            and inline_settings(auto.lane)
+            and not doc.touches([("spec", "automation", "lane")])
+        ):
             line, col = value_mark(node, ("spec", "automation", "lane"))
             facts["lane"] = [
                 auto.lane.name,

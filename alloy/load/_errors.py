@@ -22,6 +22,10 @@ _PATTERN_HELP = {
         "at most 63 characters"
     ),
     r"^[a-z0-9][a-z0-9_-]{0,62}$": "must be an id: lowercase letters, digits, '-' and '_'",
+    r"^[A-Za-z][A-Za-z0-9-]{0,31}$": (
+        "must be an acceptance id like AC-1: a letter, then letters, digits and '-', "
+        "at most 32 characters"
+    ),
     r"^(team:[a-z0-9][a-z0-9-]{0,62}|[A-Za-z0-9][A-Za-z0-9-]{0,38})$": (
         "must be a user name (like alice) or a team (like team:platform)"
     ),

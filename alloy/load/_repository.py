@@ -102,6 +102,9 @@ def load_repository(
     ).hexdigest()
     max_bytes = project.spec.policy.max_file_bytes
     results = _documents(snapshot, cache, project, max_bytes)
+    # An invalid project file was replaced by the default one, which knows no lanes: saying
+    # that an intent's lane is unknown would be a guess.
+    lanes_known = project_result is None or project_result.ok
     for path in sorted(snapshot):
         entry = snapshot[path]
         if path == PROJECT_PATH:
@@ -115,7 +118,9 @@ def load_repository(
         if match:
             result = results[path]
             repo.docs[path] = result
-            repo.diagnostics.extend(result.diagnostics)
+            repo.diagnostics.extend(
+                d for d in result.diagnostics if lanes_known or not _unknown_lane(d)
+            )
         elif _ARTIFACT_RE.match(path):
             repo.artifact_files[path] = entry
         else:
@@ -174,13 +179,33 @@ def _layout_problem(path: str) -> str | None:
     return f"unexpected file in .alloy/; documents live in {dirs} and alloy.yaml"
 
 
+def _unknown_lane(d: Diagnostic) -> bool:
+    return d.where == "spec.automation.lane.name" and d.message.startswith("unknown lane ")
+
+
+def _invalid_intents(repo: Repository) -> set[str]:
+    """Names of intents that exist but are invalid: their names as written, and their file
+    names (all a document that could not be read at all still tells). A reference to one of
+    them is not to an unknown intent; the intent's own errors say what is wrong."""
+    out: set[str] = set()
+    for path, doc in repo.docs.items():
+        if path.startswith(".alloy/intents/") and not doc.ok:
+            out.add(path.rsplit("/", 1)[-1].removesuffix(".yaml"))
+            if doc.name is not None:
+                out.add(doc.name)
+    return out
+
+
 def _cross_checks(repo: Repository) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     intents = repo.intents()
+    invalid = _invalid_intents(repo)
     lanes: dict[str, tuple[dict[str, Any], str]] = {}
     for doc in sorted(intents.values(), key=lambda d: d.path):
         for ref in doc.refs:
             target = intents.get(ref.target)
+            if target is None and ref.target in invalid:
+                continue
             if target is None:
                 what = {
                     "dependsOn": "depends on",
@@ -240,15 +265,17 @@ def _cross_checks(repo: Repository) -> list[Diagnostic]:
             )
         )
     for doc in repo.of_kind("Request"):
-        out.extend(_check_request(doc, intents))
+        out.extend(_check_request(doc, intents, invalid))
     return out
 
 
-def _check_request(doc: DocResult, intents: dict[str, DocResult]) -> list[Diagnostic]:
+def _check_request(
+    doc: DocResult, intents: dict[str, DocResult], invalid: set[str]
+) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     ref = next((r for r in doc.refs if r.field == "artifact"), None)
-    if ref is None:
-        return out
+    if ref is None or ref.target in invalid:
+        return out  # the intent's own errors say why it has no artifact
     target = intents.get(ref.target)
     if target is None or not target.facts.get("compiles"):
         why = (
@@ -288,8 +315,10 @@ def _check_request(doc: DocResult, intents: dict[str, DocResult]) -> list[Diagno
                 where=ref.where,
             )
         )
+    if "inputs" not in doc.facts:
+        return out  # the request's inputs are wrong in themselves (reported with the request)
     declared: dict[str, Any] = target.facts.get("inputs", {})
-    given: dict[str, Any] = doc.facts.get("inputs", {})
+    given: dict[str, Any] = doc.facts["inputs"]
     lines: dict[str, list[int]] = doc.facts.get("inputLines", {})
     for name, value in sorted(given.items()):
         line, col = lines.get(name, [ref.line, ref.column])

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from alloy.diagnostics import Severity
 from alloy.load._errors import Loc, suggest
+from alloy.load._salvage import ANY
 from alloy.model import Intent, Project, duration_seconds
+from alloy.model.intent import Lane
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,15 @@ class Finding:
     message: str
     severity: Severity = "error"
     on_value: bool = True
+    #: Other places this finding follows from (`ANY` matches any index or key): when one of
+    #: them was wrong and taken out to check the rest, the finding is not reported.
+    related: tuple[Loc, ...] = ()
+    #: The name a finding about a name is about (see `Salvaged.touches`).
+    about: str | None = None
+
+
+#: Every block's id: a finding about block names follows from all of them.
+_IDS: tuple[Loc, ...] = (("spec", "automation", "blocks", ANY, "id"),)
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
@@ -69,6 +80,7 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                         ("spec", "acceptance", i, "evidence"),
                         "evidence names a block, but this intent has no automation; "
                         "add spec.automation or remove the evidence",
+                        related=(("spec", "automation"),),
                     )
                 )
         return out
@@ -97,7 +109,14 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                 )
             elif need not in blocks:
                 hint = suggest(need, blocks)
-                out.append(Finding((*base, "needs", j), f"needs unknown block {need!r}{hint}"))
+                out.append(
+                    Finding(
+                        (*base, "needs", j),
+                        f"needs unknown block {need!r}{hint}",
+                        related=_IDS,
+                        about=need,
+                    )
+                )
             elif need in seen:
                 out.append(Finding((*base, "needs", j), f"block {need!r} is listed twice in needs"))
             seen.add(need)
@@ -122,6 +141,8 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                 Finding(
                     ("spec", "acceptance", i, "evidence", "block"),
                     f"evidence names unknown block {ev.block!r}{suggest(ev.block, blocks)}",
+                    related=_IDS,
+                    about=ev.block,
                 )
             )
         elif ev.output not in blocks[ev.block][1].outputs:
@@ -131,6 +152,7 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                     ("spec", "acceptance", i, "evidence", "output"),
                     f"block {ev.block!r} does not declare output {ev.output!r}"
                     + (suggest(ev.output, declared) or "; add it to the block's outputs"),
+                    related=(("spec", "automation", "blocks", blocks[ev.block][0], "outputs"),),
                 )
             )
     lowered: dict[str, str] = {}
@@ -169,23 +191,27 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                         "executions with no one to supply it; give it a default, make it "
                         "required: false, or start this automation only by request: true",
                         on_value=False,
+                        related=(("spec", "automation", "on"),),
                     )
                 )
     lane = auto.lane
-    if lane is not None and lane.name in project.spec.lanes:
-        inline = [
-            f
-            for f in ("limit", "queue", "max_queued", "cancel_running", "rate")
-            if getattr(lane, f) is not None
-        ]
-        if inline:
-            out.append(
-                Finding(
-                    ("spec", "automation", "lane"),
-                    f"lane {lane.name!r} is defined in .alloy/alloy.yaml; refer to it by name only "
-                    "(remove limit/queue/maxQueued/cancelRunning/rate here)",
-                )
+    inline = [] if lane is None else inline_settings(lane)
+    if lane is not None and lane.name not in project.spec.lanes and not inline:
+        out.append(
+            Finding(
+                ("spec", "automation", "lane", "name"),
+                _unknown_lane(lane, project),
+                related=(("spec", "automation", "lane"),),
             )
+        )
+    if lane is not None and lane.name in project.spec.lanes and inline:
+        out.append(
+            Finding(
+                ("spec", "automation", "lane"),
+                f"lane {lane.name!r} is defined in .alloy/alloy.yaml; refer to it by name only "
+                "(remove limit/queue/maxQueued/cancelRunning/rate here)",
+            )
+        )
     if spec.state in ("accepted", "active") and not (
         trig.apply or trig.push or trig.schedule or trig.request
     ):
@@ -196,9 +222,30 @@ def check_intent(intent: Intent, project: Project) -> list[Finding]:
                 "schedule or request",
                 severity="warning",
                 on_value=False,
+                related=(("spec", "state"),),
             )
         )
     return out
+
+
+_LANE_SETTINGS = ("limit", "queue", "max_queued", "cancel_running", "rate")
+
+
+def inline_settings(lane: Lane) -> list[str]:
+    """The settings an intent gives its lane itself (none: it names a project lane)."""
+    return [f for f in _LANE_SETTINGS if getattr(lane, f) is not None]
+
+
+def _unknown_lane(lane: Lane, project: Project) -> str:
+    """A lane given by name only must be one of the project's: a typo is never a new lane."""
+    defined = sorted(project.spec.lanes)
+    hint = suggest(lane.name, defined)
+    return (
+        f"unknown lane {lane.name!r}{hint}{' A' if hint else '; a'} lane given by name only "
+        f"must be defined in .alloy/alloy.yaml under spec.lanes (defined: "
+        f"{', '.join(defined) or 'none'}); add it there, or give it its own settings here, "
+        f"like {{name: {lane.name}, limit: 1}}"
+    )
 
 
 def _check_block_fields(block: object, base: Loc) -> list[Finding]:
@@ -231,6 +278,7 @@ def _check_block_fields(block: object, base: Loc) -> list[Finding]:
                 (*base, "retry", "onExitCodes"),
                 "onExitCodes has no effect with retry.max 0; set retry.max",
                 severity="warning",
+                related=((*base, "retry"),),
             )
         )
     if block.retry.max > 0 and not block.retry.on_exit_codes:
@@ -240,6 +288,7 @@ def _check_block_fields(block: object, base: Loc) -> list[Finding]:
                 "retry.max is set but retry.onExitCodes is empty, so nothing is retried; "
                 "list the exit codes that mean 'try again'",
                 severity="warning",
+                related=((*base, "retry"),),
             )
         )
     for g, gate in enumerate(block.gates):
@@ -253,6 +302,7 @@ def _check_block_fields(block: object, base: Loc) -> list[Finding]:
                 Finding(
                     (*base, "gates", g, "approval", "quorum"),
                     f"quorum {approval.quorum} is more than the {len(approval.from_)} approver(s) listed",
+                    related=((*base, "gates", g, "approval"),),
                 )
             )
     return out
@@ -272,6 +322,7 @@ def _check_policy(block: object, base: Loc, project: Project) -> list[Finding]:
                 (*base, "effects"),
                 f"policy: blocks with effects {block.effects!r} need an approval gate "
                 "(add gates: [{approval: {from: [<owner>]}}])",
+                related=((*base, "gates"),),
             )
         )
     allowed = policy.allowed_executables

@@ -1,0 +1,163 @@
+"""The nearest valid model of a document that failed validation, so that the checks which do
+not depend on what was wrong still run ("every problem at once" across stages, not only within
+one).
+
+Each wrong part is taken out, as small as it can be: an optional field goes back to its default,
+a list item or a map entry is dropped, an unknown field is removed. A part that is required and
+has no default takes its enclosing object with it, up to one that can go. What was taken out is
+kept (`repaired`, in the document's own coordinates), and a finding that touches it is not
+reported: the salvaged model is good for what the wrong parts do not decide, and for nothing
+else. When nothing small enough can go (the envelope itself, say), there is no model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from alloy.load._errors import Loc, _aliases, _is_union_tag, model_at
+
+#: Rounds of taking out what one validation found wrong (taking out a part may leave its
+#: enclosing list too short, found by the next round); a document needing more is not salvaged.
+MAX_ROUNDS = 8
+#: Stands for any list index or map key in a `related` pattern.
+ANY = "*"
+
+
+@dataclass
+class Salvaged:
+    """A valid model made from a document by taking out its wrong parts."""
+
+    model: BaseModel
+    #: The document's data as written.
+    source: Any = None
+    #: Places taken out, in the document's own coordinates (list indexes as written).
+    repaired: list[Loc] = field(default_factory=list)
+    #: Items dropped from lists, in order: (list's place, index) as it was when dropped.
+    _removals: list[tuple[Loc, int]] = field(default_factory=list)
+
+    def original(self, loc: Loc) -> Loc:
+        """`loc` in the salvaged model -> the same place in the document as written."""
+        for path, index in reversed(self._removals):
+            n = len(path)
+            if len(loc) > n and loc[:n] == path:
+                at = loc[n]
+                if isinstance(at, int) and at >= index:
+                    loc = (*path, at + 1, *loc[n + 1 :])
+        return loc
+
+    def touches(self, locs: Iterable[Loc], about: str | None = None) -> bool:
+        """Whether any of `locs` (patterns in the document's coordinates, `ANY` matching one
+        index or key) is at, inside or around a place that was taken out. With `about`, a
+        pattern with `ANY` counts only where the document has `about` at the place it names
+        (a block taken out makes unknown only the name it had, not every name)."""
+        for pattern in locs:
+            for taken in self.repaired:
+                if not _related(taken, pattern):
+                    continue
+                if about is None or ANY not in pattern:
+                    return True
+                place = tuple(t if p == ANY else p for t, p in zip(taken, pattern, strict=False))
+                place += pattern[len(place) :]
+                if ANY in place or _value(self.source, place) in (about, _MISSING):
+                    return True
+        return False
+
+
+def valid(model: BaseModel) -> Salvaged:
+    """A model that validated as written: nothing taken out."""
+    return Salvaged(model)
+
+
+_MISSING = object()
+
+
+def _value(data: Any, loc: Loc) -> Any:
+    """The text of the value at `loc` in plain data, or `_MISSING`."""
+    try:
+        found = _get(data, loc)
+    except (KeyError, IndexError, TypeError):
+        return _MISSING
+    return found if isinstance(found, str) else str(found)
+
+
+def salvage(model_cls: type[BaseModel], data: Any) -> Salvaged | None:
+    """The nearest valid `model_cls` to `data`, or None when none can be made."""
+    work = _copy(data)
+    out = Salvaged(model=None, source=data)  # type: ignore[arg-type]
+    for _ in range(MAX_ROUNDS):
+        try:
+            out.model = model_cls.model_validate(work)
+        except ValidationError as exc:
+            points: set[Loc] = set()
+            for err in exc.errors(include_url=False):
+                loc = tuple(p for p in err["loc"] if p != "[key]" and not _is_union_tag(p))
+                point = _removable(model_cls, work, loc)
+                if point is None:
+                    return None
+                points.add(point)
+            # Outermost places only; from the last in the document to the first, so that taking
+            # out a list item never moves a place still to be taken out.
+            chosen = sorted(
+                (p for p in points if not any(q != p and p[: len(q)] == q for q in points)),
+                reverse=True,
+            )
+            out.repaired.extend(out.original(p) for p in chosen)
+            for point in chosen:
+                container = _get(work, point[:-1])
+                if isinstance(container, list):
+                    assert isinstance(point[-1], int)
+                    out._removals.append((point[:-1], point[-1]))
+                del container[point[-1]]
+        else:
+            return out
+    return None
+
+
+def _copy(data: Any) -> Any:
+    """A private copy of plain data (YAML aliases share objects; a removal must not)."""
+    if isinstance(data, dict):
+        return {k: _copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy(v) for v in data]
+    return data
+
+
+def _get(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
+
+
+def _removable(model_cls: type[BaseModel], data: Any, loc: Loc) -> Loc | None:
+    """The innermost place at or around `loc` that can be taken out, or None."""
+    for n in range(len(loc), 0, -1):
+        try:
+            container = _get(data, loc[: n - 1])
+        except (KeyError, IndexError, TypeError):
+            continue
+        last = loc[n - 1]
+        if isinstance(container, list):
+            if isinstance(last, int) and 0 <= last < len(container):
+                return loc[:n]
+            continue
+        if not isinstance(container, dict) or last not in container:
+            continue
+        parent = model_at(model_cls, loc[: n - 1])
+        if parent is None:  # a map of user-chosen keys (env, inputs, lanes): drop the entry
+            return loc[:n]
+        fields = _aliases(parent)
+        if last not in fields:  # an unknown field
+            return loc[:n]
+        name = next(k for k, f in parent.model_fields.items() if (f.alias or k) == last)
+        if not parent.model_fields[name].is_required():
+            return loc[:n]
+    return None
+
+
+def _related(repaired: Loc, pattern: Loc) -> bool:
+    n = min(len(repaired), len(pattern))
+    return all(p in (ANY, r) for r, p in zip(repaired[:n], pattern[:n], strict=True))
