@@ -115,7 +115,9 @@ def test_foundry_checks_list_and_show_read_the_local_forge(repo: GitRepo, tmp_pa
     assert [r["name"] for r in json.loads(only.out)] == ["tests"]
     text = run_cli("foundry", "checks", "list", *state, cwd=tmp_path)
     assert text.code == 0
-    assert sorted(line.split()[2] for line in text.out.splitlines()) == ["lint", "tests"]
+    header, *rows = text.out.splitlines()
+    assert header.split() == ["COMMIT", "CONCLUSION", "NAME", "EXECUTION"]
+    assert sorted(line.split()[2] for line in rows) == ["lint", "tests"]
 
     shown = run_cli("foundry", "checks", "show", "lint", *state, cwd=tmp_path)
     assert shown.code == 0, shown.err
