@@ -149,6 +149,16 @@ def test_a_lane_defined_nowhere_is_unknown_even_without_a_near_name(
     assert "spec.lanes" in error
 
 
+def test_an_invalid_project_makes_no_lane_unknown(repo: GitRepo, alloy: Any) -> None:
+    project = LANES_PROJECT + "  policy: {maxTimeout: forever}\n"
+    repo.write({".alloy/alloy.yaml": project, ".alloy/intents/site.yaml": _laned("{name: docs}")})
+    result = alloy("check")
+    assert result.code == 1, result
+    found = errors_of(result.out)
+    assert found
+    assert all(e.startswith(".alloy/alloy.yaml:") for e in found), found
+
+
 # --- 3. every stage reports every problem it can ---------------------------------------------
 
 
@@ -227,6 +237,21 @@ def test_an_invalid_intent_is_not_unknown_to_others(repo: GitRepo, alloy: Any, h
     assert found
     assert all(e.startswith(".alloy/intents/base.yaml:") for e in found), found
     assert "unknown intent" not in result.out
+
+
+def test_a_request_for_an_invalid_intent_says_nothing_wrong_of_itself(
+    repo: GitRepo, alloy: Any
+) -> None:
+    repo.write({".alloy/intents/ship.yaml": intent_yaml("ship")})
+    assert alloy("compile").code == 0
+    assert alloy("request", "ship", "--reason", "Release now.", "--name", "now").code == 0
+    broken = intent_yaml("ship", on="{request: true, schedule: {cron: '0 2 * * *', timezone: X}}")
+    repo.write({".alloy/intents/ship.yaml": broken})
+    result = alloy("check")
+    assert result.code == 1, result
+    found = errors_of(result.out)
+    assert found
+    assert all(e.startswith(".alloy/intents/ship.yaml:") for e in found), found
 
 
 def test_an_invalid_intent_still_has_its_references_checked(repo: GitRepo, alloy: Any) -> None:
