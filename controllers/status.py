@@ -191,7 +191,30 @@ def _from_trace(path: str, data: bytes, problems: list[str]) -> Row | None:
         problems.append(f"{path}: not a trace Foundry wrote ({exc})")
         return None
     row.next = _next(row, spec)
+    if row.state == "failed" and not row.why:
+        row.why = _failure(spec)
     return row
+
+
+def _failure(spec: dict[str, Any]) -> str:
+    """Why a failed execution failed, from its blocks: which failed, with its exit code and the
+    last line its process printed."""
+    said = []
+    for block in spec.get("blocks", []):
+        if block.get("status") != "failed":
+            continue
+        attempts = block.get("attempts") or [{}]
+        last = attempts[-1]
+        what = f"block {block.get('id')} failed"
+        if last.get("outcome") == "timeout":
+            what += " (timed out)"
+        elif last.get("exitCode") is not None:
+            what += f" (exit code {last['exitCode']})"
+        tail = [x for x in str(last.get("logTail") or "").splitlines() if x.strip()]
+        if tail:
+            what += f": {tail[-1].strip()[:200]}"
+        said.append(what)
+    return "; ".join(said)
 
 
 def _next(row: Row, spec: dict[str, Any]) -> str | None:
