@@ -1,0 +1,142 @@
+"""The `bwrap` adapter: every attempt in its own namespaces through Debian's `bubblewrap`.
+
+What the block sees: the system's directories read-only (`/usr`, `/etc`, `/bin`, `/sbin`,
+`/lib*`, `/opt`), its own worktree read-write (and, read-only, the git directory that worktree
+points to, so that `git` works in it), a private `/tmp`, a fresh `/proc` of its own PID
+namespace and a minimal `/dev`; no home directory, no `/var`, `/run`, `/srv`, `/mnt`, no other
+worktree, state directory, configuration or credential of the host. Paths in
+`Confinement.hidden` are covered even where they would be visible. It has its own PID namespace
+(killing the attempt's process group ends everything inside), its own IPC, UTS and cgroup
+namespaces, a user namespace without capabilities, a new session (no terminal to inject into),
+and no network unless the block asks for it (its own network namespace has only a loopback).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from foundry.sandbox._limits import Launch, limited
+from foundry.sandbox._types import Confinement, SandboxUnavailable
+
+#: The system, shown read-only where it exists (symbolic links, as merged /usr makes /bin, are
+#: made again as links).
+SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
+
+
+class Bubblewrap:
+    """Runs each attempt under `bwrap`."""
+
+    name = "bwrap"
+
+    def __init__(self, executable: str = "bwrap") -> None:
+        self.executable = executable
+
+    def problem(self) -> str | None:
+        return _probe(self.executable)
+
+    def launch(self, argv: list[str], confinement: Confinement, scratch: Path) -> Launch:
+        found = shutil.which(self.executable)
+        reason = self.problem()
+        if found is None or reason is not None:
+            raise SandboxUnavailable(reason or f"{self.executable}: not found")
+        tmp = scratch / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        args = [
+            found,
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--new-session",
+            "--die-with-parent",
+            "--cap-drop",
+            "ALL",
+            "--hostname",
+            "foundry-sandbox",
+        ]
+        if not confinement.network:
+            args.append("--unshare-net")
+        for path in SYSTEM:
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+        for shown in confinement.read_only:
+            args += ["--ro-bind-try", str(shown), str(shown)]
+        args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(tmp), "/tmp"]  # noqa: S108
+        worktree = confinement.worktree
+        args += ["--bind", str(worktree), str(worktree)]
+        args += _git_dirs(worktree)
+        for hidden in confinement.hidden:
+            if hidden.is_dir():
+                args += ["--tmpfs", str(hidden)]
+            elif hidden.exists():
+                args += ["--ro-bind", "/dev/null", str(hidden)]
+        args += ["--chdir", str(confinement.cwd), "--"]
+        return limited([*args, *argv], confinement.limits, scratch)
+
+
+def _git_dirs(worktree: Path) -> list[str]:
+    """A linked worktree's `.git` is a file naming its git directory (and that one its common
+    directory): both shown, the worktree's own read-write (its index), the common one
+    read-only, so that `git` works in the worktree and nothing else of the host shows."""
+    marker = worktree / ".git"
+    if not marker.is_file():
+        return []
+    try:
+        text = marker.read_text()
+    except OSError:
+        return []
+    if not text.startswith("gitdir:"):
+        return []
+    gitdir = (worktree / text[len("gitdir:") :].strip()).resolve()
+    out = []
+    common_file = gitdir / "commondir"
+    if common_file.is_file():
+        common = (gitdir / common_file.read_text().strip()).resolve()
+        out += ["--ro-bind", str(common), str(common)]
+    out += ["--bind", str(gitdir), str(gitdir)]
+    return out
+
+
+@functools.cache
+def _probe(executable: str) -> str | None:
+    """Why `bwrap` cannot make a sandbox here, found by making one (None: it can)."""
+    found = shutil.which(executable)
+    if found is None:
+        return (
+            f"bubblewrap ({executable}) is not installed: install it (Debian: apt-get install "
+            "bubblewrap) or choose sandbox: none"
+        )
+    try:
+        proc = subprocess.run(
+            [
+                found,
+                "--unshare-user",
+                "--unshare-pid",
+                "--unshare-net",
+                "--ro-bind",
+                "/",
+                "/",
+                "--",
+                "/bin/true",
+            ],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap ({found}) cannot start: {exc}"
+    if proc.returncode != 0:
+        said = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        return (
+            f"bubblewrap ({found}) cannot make a sandbox on this host: "
+            f"{said[-1] if said else f'exit {proc.returncode}'} (unprivileged user namespaces "
+            "may be off: sysctl kernel.unprivileged_userns_clone=1)"
+        )
+    return None

@@ -1,0 +1,252 @@
+"""Resource limits of one block attempt, the same under every sandbox.
+
+Memory and processes are limited by a cgroup of the attempt's own where the host lets the engine
+make one (cgroup v1 `memory` and `pids` controllers, or cgroup v2 with them delegated): the
+kernel then counts every process of the attempt, whatever it forks, and says afterwards whether
+a limit was hit. Where it does not, they fall back to resource limits of the process
+(`RLIMIT_AS`, `RLIMIT_NPROC`), which bound the same things less exactly. File size and CPU time
+are always resource limits (`RLIMIT_FSIZE`, `RLIMIT_CPU`): the kernel ends the process with
+SIGXFSZ or SIGXCPU, which says which one was hit.
+
+The attempt's command is started through `/bin/sh`, which puts itself into the cgroups and then
+`exec`s `prlimit` with the limits and the command: nothing the attempt starts can run before it
+is counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_counter = itertools.count()
+
+
+def parse_size(text: str | int) -> int:
+    """`512Mi`, `2G`, `1048576` -> bytes (binary units: K, M, G, T with or without `i`/`B`)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size: write it like 512Mi, 2Gi or 1048576")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    return int(match.group(1)) * _UNITS[unit]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one attempt; None: not limited."""
+
+    memory: int | None = None  # bytes
+    processes: int | None = None
+    file_size: int | None = None  # bytes
+    cpu: int | None = None  # seconds of CPU time
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.memory, self.processes, self.file_size, self.cpu))
+
+    def describe(self) -> str:
+        parts = []
+        if self.memory is not None:
+            parts.append(f"memory {_human(self.memory)}")
+        if self.processes is not None:
+            parts.append(f"{self.processes} processes")
+        if self.file_size is not None:
+            parts.append(f"files up to {_human(self.file_size)}")
+        if self.cpu is not None:
+            parts.append(f"{self.cpu} s of CPU")
+        return ", ".join(parts) or "none"
+
+
+def _human(size: int) -> str:
+    for unit, factor in (("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}B"
+    return f"{size} bytes"
+
+
+@dataclass
+class Launch:
+    """A confined command line, and what its end means."""
+
+    argv: list[str]
+    limits: Limits = field(default_factory=Limits)
+    #: the attempt's cgroups by controller (`memory`, `pids`), when the host gave them
+    cgroups: dict[str, Path] = field(default_factory=dict)
+    #: the cgroup version the directories belong to (1 or 2)
+    cgroup_version: int = 0
+
+    def verdict(self, returncode: int) -> str | None:
+        """Which limit ended the attempt, in words (None: none did, as far as can be told)."""
+        died = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+        if self.limits.file_size is not None and died == signal.SIGXFSZ:
+            return f"file size limit reached (files up to {_human(self.limits.file_size)})"
+        if self.limits.cpu is not None and died == signal.SIGXCPU:
+            return f"CPU time limit reached ({self.limits.cpu} s)"
+        if self.limits.memory is not None and self._memory_hit():
+            return f"memory limit reached ({_human(self.limits.memory)}): killed by the kernel"
+        if self.limits.processes is not None and self._pids_hit():
+            return f"process limit reached ({self.limits.processes}): a fork was refused"
+        return None
+
+    def _read(self, controller: str, name: str) -> str:
+        where = self.cgroups.get(controller)
+        if where is None:
+            return ""
+        try:
+            return (where / name).read_text()
+        except OSError:
+            return ""
+
+    @staticmethod
+    def _field(text: str, key: str) -> int:
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def _memory_hit(self) -> bool:
+        if self.cgroup_version == 2:
+            events = self._read("memory", "memory.events")
+            return self._field(events, "oom_kill") > 0 or self._field(events, "max") > 0
+        oom = self._read("memory", "memory.oom_control")
+        failcnt = self._read("memory", "memory.failcnt").strip()
+        return self._field(oom, "oom_kill") > 0 or (failcnt.isdigit() and int(failcnt) > 0)
+
+    def _pids_hit(self) -> bool:
+        return self._field(self._read("pids", "pids.events"), "max") > 0
+
+    def close(self) -> None:
+        """End whatever is left in the attempt's cgroups and remove them."""
+        for where in self.cgroups.values():
+            for _ in range(50):
+                try:
+                    pids = [int(p) for p in (where / "cgroup.procs").read_text().split()]
+                except (OSError, ValueError):
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.sched_yield()
+            with contextlib.suppress(OSError):
+                where.rmdir()
+        self.cgroups = {}
+
+
+def limited(argv: list[str], limits: Limits, scratch: Path) -> Launch:
+    """`argv` under `limits`: started through `/bin/sh`, which joins the attempt's cgroups and
+    `exec`s `prlimit` with the resource limits and then `argv`."""
+    if not limits:
+        return Launch(list(argv))
+    from foundry.sandbox._types import SandboxUnavailable
+
+    launch = Launch(list(argv), limits)
+    asked = {"memory": limits.memory, "pids": limits.processes}
+    wanted = {k: v for k, v in asked.items() if v is not None}
+    if wanted:
+        launch.cgroups, launch.cgroup_version = _cgroups(wanted)
+    rlimits = []
+    if limits.file_size is not None:
+        rlimits.append(f"--fsize={limits.file_size}")
+    if limits.cpu is not None:
+        rlimits.append(f"--cpu={limits.cpu}:{limits.cpu + 1}")
+    if limits.memory is not None and "memory" not in launch.cgroups:
+        rlimits.append(f"--as={limits.memory}")
+    if limits.processes is not None and "pids" not in launch.cgroups:
+        rlimits.append(f"--nproc={limits.processes}")
+    command = list(argv)
+    if rlimits:
+        prlimit = shutil.which("prlimit", path=os.defpath + ":/usr/bin:/bin")
+        if prlimit is None:
+            launch.close()
+            raise SandboxUnavailable(
+                f"resource limits ({limits.describe()}) need prlimit (util-linux), "
+                "which this host lacks"
+            )
+        command = [prlimit, *rlimits, "--", *command]
+    if launch.cgroups:
+        joins = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(launch.cgroups)))
+        procs = [str(where / "cgroup.procs") for where in launch.cgroups.values()]
+        script = f'{joins} && shift {len(procs)} && exec "$@"'
+        command = ["/bin/sh", "-c", script, "foundry-limits", *procs, *command]
+    launch.argv = command
+    return launch
+
+
+def _own_cgroup(controller: str | None) -> str | None:
+    """This process's cgroup path for `controller` (None: cgroup v2's unified line)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        names = parts[1].split(",") if parts[1] else []
+        if (controller is None and not names) or (controller in names):
+            return parts[2]
+    return None
+
+
+def _cgroups(wanted: dict[str, int]) -> tuple[dict[str, Path], int]:
+    """A new cgroup per controller in `wanted` with its limit written, below this process's
+    own; ({}, 0) where the host does not let us make them."""
+    name = f"foundry-{os.getpid()}-{next(_counter)}"
+    if (CGROUP_ROOT / "cgroup.controllers").exists():  # cgroup v2 only
+        own = _own_cgroup(None)
+        if own is None:
+            return {}, 0
+        where = CGROUP_ROOT / own.lstrip("/") / name
+        try:
+            enabled = (where.parent / "cgroup.subtree_control").read_text().split()
+            if not all(c in enabled for c in wanted):
+                return {}, 0
+            where.mkdir()
+        except OSError:
+            return {}, 0
+        try:
+            if "memory" in wanted:
+                (where / "memory.max").write_text(str(wanted["memory"]))
+                with contextlib.suppress(OSError):
+                    (where / "memory.swap.max").write_text("0")
+            if "pids" in wanted:
+                (where / "pids.max").write_text(str(wanted["pids"]))
+        except OSError:
+            with contextlib.suppress(OSError):
+                where.rmdir()
+            return {}, 0
+        return dict.fromkeys(wanted, where), 2
+    made: dict[str, Path] = {}
+    for controller, value in wanted.items():
+        own = _own_cgroup(controller)
+        base = CGROUP_ROOT / controller
+        if own is None or not base.is_dir():
+            continue
+        where = base / own.lstrip("/") / name
+        try:
+            where.mkdir()
+            if controller == "memory":
+                (where / "memory.limit_in_bytes").write_text(str(value))
+                with contextlib.suppress(OSError):
+                    (where / "memory.memsw.limit_in_bytes").write_text(str(value))
+            else:
+                (where / "pids.max").write_text(str(value))
+        except OSError:
+            with contextlib.suppress(OSError):
+                where.rmdir()
+            continue
+        made[controller] = where
+    return made, 1 if made else 0

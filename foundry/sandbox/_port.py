@@ -1,0 +1,51 @@
+"""The port: what a block may see and use, and the adapters that give it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from foundry.sandbox._limits import Launch, limited
+from foundry.sandbox._types import Confinement, SandboxUnavailable
+
+
+class Sandbox(Protocol):
+    """Turns a block's command line into one that runs it confined."""
+
+    name: str
+
+    def problem(self) -> str | None:
+        """Why this sandbox cannot run here (None: it can)."""
+
+    def launch(self, argv: list[str], confinement: Confinement, scratch: Path) -> Launch:
+        """The confined command line of `argv`; `scratch` is an empty directory of the engine's
+        for this attempt (the sandbox's private `/tmp` lives there)."""
+
+
+class NoSandbox:
+    """Today's behaviour: the block sees what the engine's user sees; limits still apply."""
+
+    name = "none"
+
+    def problem(self) -> str | None:
+        return None
+
+    def launch(self, argv: list[str], confinement: Confinement, scratch: Path) -> Launch:
+        return limited(argv, confinement.limits, scratch)
+
+
+def sandbox_named(name: str, *, bwrap: str | None = None) -> Sandbox:
+    """The sandbox called `name`: `none`, `bwrap`, or `auto` (bwrap where it runs, else
+    none). `bwrap` overrides the bubblewrap executable (default: `FOUNDRY_BWRAP` or `bwrap`
+    on PATH)."""
+    from foundry.sandbox._bwrap import Bubblewrap
+
+    if name == "none":
+        return NoSandbox()
+    if name in ("bwrap", "auto"):
+        box = Bubblewrap(bwrap or os.environ.get("FOUNDRY_BWRAP") or "bwrap")
+        if name == "auto" and box.problem() is not None:
+            return NoSandbox()
+        return box
+    raise SandboxUnavailable(f"sandbox {name!r}: one of none, bwrap, auto")
