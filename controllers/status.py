@@ -130,7 +130,9 @@ def _read(mirror: Mirror, url: str, branch: str | None) -> Snapshot:
         traces_branch = _traces_branch(mirror.blob(alloy_yaml))
     traces_ref = f"refs/heads/{traces_branch}"
     claims = {r: s for r, s in heads.items() if r.startswith(CLAIMS)}
-    mirror.fetch([r for r in [traces_ref, *sorted(claims)] if r in heads])
+    # The claims by one glob (there may be thousands: one refspec each would not fit a
+    # command line).
+    mirror.fetch([r for r in [traces_ref] if r in heads] + ([f"{CLAIMS}*"] if claims else []))
     snap = Snapshot(url, branch, traces_branch, heads, read_at=now)
     snap.intents = sorted(
         p.removeprefix(".alloy/artifacts/").removesuffix(".json")

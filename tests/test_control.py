@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import Result, git, run_cli
@@ -20,6 +21,14 @@ from tests.reconcile_support import World, lines, run_host, wait_for
 from tests.test_action_events import Job, push_payload
 
 APPROVAL = "        gates:\n          - approval: {from: [alice], quorum: 1}\n"
+SCHEMAS = {
+    name: json.loads(
+        (
+            Path(__file__).resolve().parent.parent / f"docs/schemas/foundry-{name}.schema.json"
+        ).read_text()
+    )
+    for name in ("pause", "resume", "cancel")
+}
 
 
 @pytest.fixture(params=["file", "daemon"])
@@ -116,6 +125,9 @@ def test_a_pause_holds_an_intent_on_every_host_until_it_is_resumed(remote: World
     paused = foundry(world, "pause", "hello", "--reason", "incident 42: database failover")
     assert paused.code == 0, paused.err
     assert "intent hello paused by Test Author <author@example.com>" in paused.out
+    recorded = json.loads(git(world.bare, "show", "refs/alloy/control:pauses/hello.json"))
+    jsonschema.validate({"schemaVersion": 1, "action": "pause", "remote": world.url,
+                         "record": recorded}, SCHEMAS["pause"])  # fmt: skip
     assert control_files(world) == ["pauses/hello.json"]
 
     # Host A: `other` runs, `hello` is held — with why, who, until when and how to lift it.
@@ -140,6 +152,21 @@ def test_a_pause_holds_an_intent_on_every_host_until_it_is_resumed(remote: World
     assert report["started"] == []
     assert lines(mark) == []
 
+    # The text a person reads says the same.
+    said = subprocess.run(
+        [a for a in world.command(host="c") if a != "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **world.env},
+        timeout=120,
+        check=False,
+    )
+    assert said.returncode == 5, said.stderr
+    assert (
+        "held (intent hello paused by Test Author <author@example.com> until resumed: "
+        in said.stdout
+    )
+    assert "(`foundry resume hello` lifts it)" in said.stdout
     # `foundry status` says it is held, why, and the command that lifts the pause.
     shown = row(world, held)
     assert shown["state"] == "held"
@@ -147,8 +174,9 @@ def test_a_pause_holds_an_intent_on_every_host_until_it_is_resumed(remote: World
     assert shown["next"] == "foundry resume hello"
     assert status(world)["pauses"][0]["intent"] == "hello"
 
-    resumed = foundry(world, "resume", "hello")
+    resumed = foundry(world, "resume", "hello", "--format", "json")
     assert resumed.code == 0, resumed.err
+    jsonschema.validate(json.loads(resumed.out), SCHEMAS["resume"])
     assert control_files(world) == []
     code, report = run_host(world, "b")
     assert code == 0, report
@@ -283,7 +311,9 @@ def test_a_cancel_ends_a_waiting_execution_on_a_host_that_never_ran_it(world: Wo
     assert code == 5, report
     execution = report["started"][0]
     assert row(world, execution)["next"].startswith(f"alloy approve {execution} --gate work/0")
-    assert foundry(world, "cancel", execution, "--reason", "not this week").code == 0
+    cancelled = foundry(world, "cancel", execution, "--reason", "not this week", "--format", "json")
+    assert cancelled.code == 0, cancelled.err
+    jsonschema.validate(json.loads(cancelled.out), SCHEMAS["cancel"])
     assert "not this week" in row(world, execution)["why"]  # recorded, not yet carried out
     code, report = run_host(world, "b")
     assert code == 0, report
