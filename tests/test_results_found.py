@@ -71,7 +71,8 @@ def test_traces_list_and_show_in_a_clone_find_what_reconcile_ran(world: World) -
     assert json.loads(exported.out)["spec"]["status"] == "succeeded"
     missing = foundry(world, "traces", "show", "exe-0000000000000000")
     assert missing.code == 1
-    assert "no execution exe-0000000000000000" in missing.err
+    assert "no execution 'exe-0000000000000000'" in missing.err
+    assert "nor is it on the traces branch of the remote" in missing.err
 
 
 def test_alloy_status_says_how_old_its_traces_are_and_fetch_reads_the_newest(world: World) -> None:

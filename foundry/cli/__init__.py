@@ -310,10 +310,14 @@ def _trace(
         return bundle.trace, bundle.markdown
     found = remote_trace(repo, execution)
     if found is None:
-        raise UserError(
-            f"no execution {execution} in this checkout's state directory or on the traces "
-            "branch of its remote; `foundry traces list` lists them"
-        )
+        try:
+            _bundle(path, state_dir, execution)  # says which state directory, and what it has
+        except UserError as exc:
+            raise UserError(
+                f"{exc}; nor is it on the traces branch of the remote (`foundry traces list` "
+                "lists both)"
+            ) from None
+        raise UserError(f"no execution {execution!r} here or on the traces branch")
     return found
 
 
