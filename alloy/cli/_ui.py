@@ -137,16 +137,7 @@ def ui(
     github_api: str | None,
     open_browser: bool,
 ) -> None:
-    """Serve the web dashboard of intent, executions and evidence.
-
-    \b
-    Examples:
-      alloy ui                                  this clone's origin, on 127.0.0.1:8780
-      alloy ui --repo ../team-a --repo https://git.example.com/b.git --open
-      alloy ui --listen 0.0.0.0:8780 --token-file /etc/alloy/ui-tokens
-
-    Exit codes: 0 stopped, 1 bad options or a repository that cannot be read, 2 usage.
-    """
+    """Serve the web dashboard of intent, executions and evidence (docs/ui.md)."""
     import uvicorn
 
     from alloy.web import (

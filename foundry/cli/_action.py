@@ -29,8 +29,7 @@ def action(mode: str, state_dir: Path | None) -> None:
 
     Reads GITHUB_EVENT_NAME, GITHUB_EVENT_PATH and the job's other variables; the token comes
     from GITHUB_TOKEN (or a GitHub App: ALLOY_GITHUB_APP_ID, ALLOY_GITHUB_APP_KEY). Writes
-    $GITHUB_STEP_SUMMARY, $GITHUB_OUTPUT and annotations. Exit codes: 0 fine, 1 a blocking
-    review, a failed execution or an error.
+    $GITHUB_STEP_SUMMARY, $GITHUB_OUTPUT and annotations.
     """
     import os
 
