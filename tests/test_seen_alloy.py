@@ -149,9 +149,19 @@ def test_a_lane_defined_nowhere_is_unknown_even_without_a_near_name(
     assert "spec.lanes" in error
 
 
-def test_an_invalid_project_makes_no_lane_unknown(repo: GitRepo, alloy: Any) -> None:
-    project = LANES_PROJECT + "  policy: {maxTimeout: forever}\n"
-    repo.write({".alloy/alloy.yaml": project, ".alloy/intents/site.yaml": _laned("{name: docs}")})
+@pytest.mark.parametrize("wrong", ["policy: {maxTimeout: forever, ", "lanes: {docs: {limit: 0}}"])
+def test_an_invalid_project_still_holds_its_valid_settings(
+    repo: GitRepo, alloy: Any, wrong: str
+) -> None:
+    # The project's policy allows irreversible blocks without an approval gate, and defines the
+    # lane the intent uses; a wrong value elsewhere in it must not make either an error.
+    policy = "  policy: {approvalRequiredFor: []}\n"
+    if wrong.startswith("policy"):
+        project = LANES_PROJECT + policy.replace("policy: {", wrong)
+    else:
+        project = PROJECT + "  " + wrong + "\n" + policy
+    intent = _laned("{name: docs}").replace("effects: none", "effects: irreversible")
+    repo.write({".alloy/alloy.yaml": project, ".alloy/intents/site.yaml": intent})
     result = alloy("check")
     assert result.code == 1, result
     found = errors_of(result.out)

@@ -43,7 +43,7 @@ class Ref:
 
 @dataclass
 class DocResult:
-    """What loading one document found. All but `model` and `artifact` is cached."""
+    """What loading one document found. All but `model`, `nearest` and `artifact` is cached."""
 
     path: str
     kind: str | None = None
@@ -52,6 +52,9 @@ class DocResult:
     refs: list[Ref] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     model: Any = None
+    #: An invalid document's nearest valid model (`load/_salvage.py`), if one could be made;
+    #: `facts["repaired"]` then lists the places taken out to make it.
+    nearest: Any = None
     artifact: dict[str, Any] | None = None
 
     @property
@@ -235,6 +238,7 @@ def load_document(
         doc = salvage(model_cls, data)
         if doc is None:
             return result
+        result.nearest = doc.model
     else:
         if not problems:
             result.model = doc.model
@@ -253,6 +257,8 @@ def load_document(
             )
         )
     _checks_and_facts(result, doc, project, parsed)
+    if doc.repaired:
+        result.facts["repaired"] = [list(loc) for loc in doc.repaired]
     return result
 
 

@@ -12,6 +12,7 @@ from alloy.diagnostics import Diagnostic
 from alloy.load._document import KIND_OF_DIR, DocResult, Entry, load_document
 from alloy.load._errors import suggest
 from alloy.load._parallel import load_documents
+from alloy.load._salvage import related
 from alloy.load._semantic import find_cycle
 from alloy.model import DEFAULT_PROJECT, Project
 from alloy.model.project import Policy
@@ -71,7 +72,21 @@ def load_project(snapshot: Mapping[str, Entry]) -> tuple[Project, DocResult | No
         )
     if result.ok and isinstance(result.model, Project):
         return result.model, result
+    if isinstance(result.nearest, Project):  # its valid settings still hold
+        return result.nearest, result
     return DEFAULT_PROJECT, result
+
+
+def _lanes_known(project_result: DocResult | None) -> bool:
+    """Whether the project's lanes are the ones its file defines (an invalid project file is
+    read without its wrong parts, or not at all)."""
+    if project_result is None or project_result.ok:
+        return True
+    if not isinstance(project_result.nearest, Project):
+        return False
+    return not any(
+        related(tuple(loc), ("spec", "lanes")) for loc in project_result.facts.get("repaired", [])
+    )
 
 
 def load_repository(
@@ -102,9 +117,9 @@ def load_repository(
     ).hexdigest()
     max_bytes = project.spec.policy.max_file_bytes
     results = _documents(snapshot, cache, project, max_bytes)
-    # An invalid project file was replaced by the default one, which knows no lanes: saying
-    # that an intent's lane is unknown would be a guess.
-    lanes_known = project_result is None or project_result.ok
+    # When the project file's lanes are wrong or unread, saying that an intent's lane is
+    # unknown would be a guess.
+    lanes_known = _lanes_known(project_result)
     for path in sorted(snapshot):
         entry = snapshot[path]
         if path == PROJECT_PATH:

@@ -56,7 +56,7 @@ class Salvaged:
         (a block taken out makes unknown only the name it had, not every name)."""
         for pattern in locs:
             for taken in self.repaired:
-                if not _related(taken, pattern):
+                if not related(taken, pattern):
                     continue
                 if about is None or ANY not in pattern:
                     return True
@@ -158,6 +158,7 @@ def _removable(model_cls: type[BaseModel], data: Any, loc: Loc) -> Loc | None:
     return None
 
 
-def _related(repaired: Loc, pattern: Loc) -> bool:
+def related(repaired: Loc, pattern: Loc) -> bool:
+    """Whether a place taken out is at, inside or around `pattern` (`ANY` matches anything)."""
     n = min(len(repaired), len(pattern))
     return all(p in (ANY, r) for r, p in zip(repaired[:n], pattern[:n], strict=True))
