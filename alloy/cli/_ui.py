@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import threading
 import webbrowser
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from alloy.cli._commands import Context, cli, pass_ctx
+from alloy.cli._identity import who
 from alloy.errors import NotFound, UserError
 
 
@@ -43,17 +43,7 @@ def _github_names(given: tuple[str, ...]) -> dict[str, str]:
 
 
 def _identity(given: str | None, where: Path) -> str:
-    if given:
-        return given
-    from controllers import git as gitctl
-
-    name = gitctl.config_value(where, "user.name") if gitctl.toplevel(where) else None
-    if name:
-        return name
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "alloy-ui"
+    return given or who(where, "--as", unknown="alloy-ui")
 
 
 def _stream_room() -> int:
