@@ -320,3 +320,15 @@ def test_pre_commit_hooks_run_as_pre_commit_calls_them(repo: GitRepo) -> None:
     git(repo.path, "add", ".alloy/intents/a.yaml")
     review = _hook_run(hooks["alloy-review"], repo.path)
     assert review.returncode == 0, review.stdout
+
+
+def test_the_review_hook_runs_on_a_repository_without_commits(tmp_path: Path) -> None:
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    git(tmp_path, "init", "-q", "-b", "main")
+    assert run_cli("alloy", "init", "--owner", "alice", cwd=tmp_path).code == 0
+    (tmp_path / ".alloy/intents/a.yaml").write_text(intent_yaml("a", state="proposed"))
+    git(tmp_path, "add", "-A")
+    review = _hook_run(hooks["alloy-review"], tmp_path)
+    assert "no such revision" not in review.stderr, review.stderr
+    assert "Review of staged against HEAD" in review.stdout
+    assert "added Intent a" in review.stdout  # everything staged is new

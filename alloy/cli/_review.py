@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import posixpath
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -141,6 +142,10 @@ def _commits(root: Path, base: str, head: str | None) -> tuple[str, str | None]:
 
     revs = [base] if head is None else [base, head]
     found = gitctl.resolve_commits(root, revs)
+    if head is None and base == "HEAD" and found[0] is None:
+        # The first commit of a repository (a pre-commit hook's --base HEAD --staged): HEAD is
+        # not born yet, so everything staged is new, as against the empty tree.
+        found[0] = _empty_tree(root)
     for option, rev, sha in zip(("--base", "--head"), revs, found, strict=False):
         if sha is None:
             raise UserError(
@@ -148,6 +153,18 @@ def _commits(root: Path, base: str, head: str | None) -> tuple[str, str | None]:
                 "branch, tag or commit"
             )
     return found[0] or "", found[1] if head is not None else None
+
+
+def _empty_tree(root: Path) -> str | None:
+    """The id of the empty tree in this repository's hash (None outside a repository)."""
+    done = subprocess.run(
+        ["git", "hash-object", "-t", "tree", "--stdin"],
+        cwd=root,
+        input=b"",
+        capture_output=True,
+        check=False,
+    )
+    return done.stdout.decode("ascii").strip() or None if done.returncode == 0 else None
 
 
 @contextlib.contextmanager
