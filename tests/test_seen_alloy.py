@@ -216,6 +216,40 @@ def test_a_value_put_back_to_its_default_invents_no_finding(repo: GitRepo, alloy
     assert "retry.max" in found[0]
 
 
+def test_findings_after_a_dropped_item_keep_their_own_lines(repo: GitRepo, alloy: Any) -> None:
+    # acceptance[0] and blocks[1] are wrong and dropped to check the rest: a duplicate id after
+    # them is still placed on its own line, a need of the dropped block is not called unknown,
+    # and a need of a block that never existed still is
+    doc = intent_yaml(
+        "ship",
+        extra_spec=(
+            "  acceptance:\n"
+            "    - {id: 1st, statement: First.}\n"
+            "    - {id: AC-1, statement: Second.}\n"
+            "    - {id: AC-1, statement: Third.}\n"
+        ),
+        blocks=(
+            "      - {id: build, run: [python, -V], effects: none}\n"
+            "      - {id: check, run: [python, -V]}\n"
+            "      - {id: ship, needs: [build, check, nope], run: [python, -V], effects: none}\n"
+        ),
+    )
+    repo.write({".alloy/intents/ship.yaml": doc})
+    result = alloy("check")
+    assert result.code == 1, result
+    found = errors_of(result.out)
+    lines = doc.splitlines()
+    third = next(i for i, t in enumerate(lines, 1) if "Third." in t)
+    assert any(
+        e.startswith(f".alloy/intents/ship.yaml:{third}:")
+        and "spec.acceptance[2].id: duplicate acceptance id 'AC-1'" in e
+        for e in found
+    ), found
+    assert any("needs unknown block 'nope'" in e for e in found), found
+    assert not any("unknown block 'check'" in e for e in found), found
+    assert any("blocks[1].effects: required field 'effects' is missing" in e for e in found), found
+
+
 BROKEN = {
     "yaml syntax": "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata: {name: base\n",
     "newer version": intent_yaml("base").replace("alloy.dev/v1", "alloy.dev/v2"),
