@@ -90,6 +90,12 @@ def short_key(key: str) -> str:
     return key
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: a reason with line breaks (an error's, a policy command's) never
+    starts a line of its own in a log (where `::` could start a CI workflow command)."""
+    return " ".join(text.split())
+
+
 def duration(seconds: float) -> str:
     """`0.41s`, `12.3s`, `4m05s`, `2h03m`."""
     if seconds < 10:
@@ -105,7 +111,8 @@ def describe(event: Progress) -> str:
     """The event as one plain line, e.g.
     `exe-84c6… (report, apply sha256:1a2b…) make: succeeded in 0.41s`."""
     where = event.label + (f" {event.block}" if event.block is not None else "")
-    tail = f" ({event.reason})" if event.reason else ""
+    reason = one_line(event.reason)
+    tail = f" ({reason})" if reason else ""
     took = f" in {duration(event.seconds)}" if event.seconds is not None else ""
     if event.kind == "execution-started":
         return f"{where}: {event.status or 'started'}"
@@ -114,8 +121,8 @@ def describe(event: Progress) -> str:
         return f"{where}: started{again}"
     if event.kind == "waiting":
         if event.gate is None:
-            return f"{where}: indeterminate; {event.reason}"
-        return f"{where}: waiting on gate {event.gate_index} ({event.gate.kind}): {event.reason}"
+            return f"{where}: indeterminate; {reason}"
+        return f"{where}: waiting on gate {event.gate_index} ({event.gate.kind}): {reason}"
     return f"{where}: {event.status}{took}{tail}"
 
 
@@ -129,9 +136,12 @@ class NextStep:
     then: str = ""
 
     def text(self) -> str:
+        """On one line (see `one_line`)."""
         if self.command is None:
-            return f"waits on {self.who}" + (f"; {self.then}" if self.then else "")
-        return f"{self.who}: {self.command}" + (f"; then {self.then}" if self.then else "")
+            return one_line(f"waits on {self.who}" + (f"; {self.then}" if self.then else ""))
+        return one_line(
+            f"{self.who}: {self.command}" + (f"; then {self.then}" if self.then else "")
+        )
 
 
 def next_step(

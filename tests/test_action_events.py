@@ -286,7 +286,11 @@ def test_push_to_the_default_branch_reconciles_once(world: World, github: GitHub
         ("foundry: hello", "success", execution)
     ]
     assert runs[0].head_sha == sha
-    assert "| `" + execution in job.summary.read_text(encoding="utf-8")
+    key = world.digest("hello")[:19]  # an apply of the pushed artifact: `sha256:` + 12 digits
+    assert f"| `{execution}` | hello | apply `{key}` | succeeded |" in job.summary.read_text()
+    # The job's log tells each execution and block as it starts and ends, named.
+    assert f"{execution} (hello, apply {key}) work: started" in out
+    assert f"{execution} (hello, apply {key}) work: succeeded in " in out
 
     # The same push delivered again: nothing new runs, nothing is committed or published.
     refs = world.snapshot()

@@ -239,9 +239,16 @@ def test_ctrl_c_says_what_it_does_and_a_second_one_stops_now(tmp_path: Path) -> 
     assert [r["outcome"] for r in slow] == ["interrupted"]
     assert all(r["type"] != "execution-finished" for r in records)
     exported = run_cli(
-        "foundry", "traces", "export", execution, "--path", str(root),
-        "--state", str(tmp_path / "state"), cwd=tmp_path,
-    )  # fmt: skip
+        "foundry",
+        "traces",
+        "export",
+        execution,
+        "--path",
+        str(root),
+        "--state",
+        str(tmp_path / "state"),
+        cwd=tmp_path,
+    )
     assert exported.code == 0, exported.err
     attempts = {
         b["id"]: [a["outcome"] for a in b["attempts"]]
@@ -366,9 +373,23 @@ def test_a_waiting_gate_says_on_whom_and_the_command_that_unblocks_it(world: Wor
 # -- the daemon ------------------------------------------------------------------------------
 
 PROGRESS_FIELDS = {
-    "time", "repo", "event", "execution", "intent", "eventType", "eventKey", "block", "attempt",
-    "status", "seconds", "reason", "gate", "waitingOn", "command", "next",
-}  # fmt: skip
+    "time",
+    "repo",
+    "event",
+    "execution",
+    "intent",
+    "eventType",
+    "eventKey",
+    "block",
+    "attempt",
+    "status",
+    "seconds",
+    "reason",
+    "gate",
+    "waitingOn",
+    "command",
+    "next",
+}
 
 
 def test_the_daemon_logs_progress_as_json_lines(world: World, tmp_path: Path) -> None:
@@ -479,3 +500,27 @@ def test_every_line_of_a_pass_names_the_execution_with_its_intent_and_event(worl
     assert said, held.out + held.err
     assert EXECUTION.match(said[0]), said
     assert re.match(r"exe-[0-9a-f]{16} \(ship, apply sha256:[0-9a-f]{12}\): held", said[0]), said
+
+
+def test_a_reason_with_line_breaks_stays_on_its_line() -> None:
+    """One event, one line: a reason's line breaks never start a line of their own in a log
+    (where `::error::` at the start of a line is a CI workflow command)."""
+    from foundry.progress import Progress, describe
+
+    event = Progress(
+        "block-ended",
+        "exe-0123456789abcdef",
+        "hold",
+        "apply",
+        "sha256:" + "a" * 64,
+        0.0,
+        block="work",
+        status="failed",
+        seconds=1.5,
+        reason="boom\n::error::injected\r\nmore",
+    )
+    line = describe(event)
+    assert line == (
+        "exe-0123456789abcdef (hold, apply sha256:aaaaaaaaaaaa) work: failed in 1.50s "
+        "(boom ::error::injected more)"
+    )

@@ -24,13 +24,17 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from controllers import _remote_outbox as remote_outbox
 from controllers.action._env import Job, add_summary, mask, set_outputs
 from controllers.action._review import review_pull_request
 from controllers.forge import CheckRun, Forge, ForgeError, Identity
 from foundry.errors import UserError
+
+if TYPE_CHECKING:
+    from controllers.reconcile import PassReport
+    from foundry.progress import Progress
 
 REVIEWED_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review", "edited")
 MODES = ("auto", "review", "reconcile")
@@ -133,7 +137,17 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
     settings = Settings(
         repo=remote, branch=job.default_branch, state_dir=state / "reconcile", dispatch=dispatch
     )
-    reconciler = Reconciler(settings, forge=_LazyForge(_forge_factory(job, token)))
+
+    def progress(event: Progress) -> None:
+        """Each execution and block in the job's log as it starts and ends, and what waits."""
+        from controllers._progress_log import progress_text
+
+        out.write(progress_text(event, branch=job.default_branch) + "\n")
+        out.flush()
+
+    reconciler = Reconciler(
+        settings, forge=_LazyForge(_forge_factory(job, token)), progress=progress
+    )
     try:
         # The job keeps nothing: what an earlier job (or any host) could not publish waits on
         # the remote, and every pass takes it in and shares what it could not deliver itself.
@@ -155,8 +169,10 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
     started = report.started + report.resumed
     lines = [f"### Foundry: {job.event_name} on {job.default_branch}", ""]
     if report.finished:
-        lines += ["| execution | status |", "| --- | --- |"]
-        lines += [f"| `{e}` | {s} |" for e, s in sorted(report.finished.items())]
+        lines += ["| execution | intent | event | status |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| `{e}` | {_named(report, e)} | {s} |" for e, s in sorted(report.finished.items())
+        ]
     else:
         lines.append("Nothing to run.")
     # What an operator's pause holds, and what a cancel or a newer artifact ended, with why.
@@ -174,6 +190,16 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
             "trace-paths": "\n".join(report.traces),
         },
     )
+
+
+def _named(report: PassReport, execution: str) -> str:
+    """The intent and event cells of an execution's row in the job summary."""
+    from foundry.progress import short_key
+
+    name = report.names.get(execution)
+    if name is None:
+        return "? | ?"
+    return f"{name['intent']} | {name['eventType']} `{short_key(name['eventKey'])}`"
 
 
 class _LazyForge:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from controllers.gitops import remote_url
-from foundry.progress import short_key
+from foundry.progress import one_line, short_key
 
 #: Statuses after which an execution never runs again (the planner's `FINISHED`; a test keeps
 #: the two equal).
@@ -114,7 +114,7 @@ class PassReport:
         for wait in self.waiting.get(execution, []):
             step = f"; {wait['next']}" if wait.get("next") else ""
             where = self.label(execution) + (f" {wait['block']}" if wait["block"] else "")
-            out.append((f"{where}: {wait['reason']}{step}", False))
+            out.append((f"{where}: {one_line(wait['reason'])}{step}", False))
         return out
 
     def lines(self) -> list[tuple[str, bool]]:
