@@ -116,6 +116,7 @@ def test_traces_show_is_rendered_on_a_terminal(ran: tuple[Path, list[str]]) -> N
     assert "<details>" not in text
     assert "&amp;" not in text
     assert "<b>ready</b> & done" in text  # the block's output, as it printed it (a code block)
+    assert "announce attempt 1: succeeded" in text  # what a <summary> said, as a line
 
 
 def test_traces_show_piped_is_plain_text(ran: tuple[Path, list[str]]) -> None:

@@ -90,7 +90,7 @@ class Output:
         if self.rich:
             from rich.markdown import Markdown
 
-            _console().print(Markdown(text))
+            _console().print(Markdown(_without_html(text)))
         else:
             click.echo(plain_markdown(text).rstrip("\n"))
 
@@ -153,6 +153,20 @@ def plain_markdown(text: str) -> str:
             continue
         out.append(line if fenced else _plain_line(line))
     return "".join(line + "\n" for line in out)
+
+
+def _without_html(text: str) -> str:
+    """Markdown for the terminal's renderer, which shows no HTML: a `<summary>` becomes a bold
+    line, the other tags go (code blocks are left as they are)."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        kept = line
+        if not fenced and "<" in line:
+            kept = re.sub(_TAG, "", re.sub(r"<summary>(.*?)</summary>", r"\n**\1**\n", line))
+        out.append(kept)
+    return "\n".join(out)
 
 
 def _plain_line(line: str) -> str:
