@@ -119,6 +119,17 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         1: "the config file is wrong (the message names the line and the fix)",
     },
     "action": {1: "a blocking review, a failed execution or an error"},
+    "status": {
+        0: "shown",
+        1: "the remote could not be read",
+        130: "--watch ended by Ctrl-C (or interrupted)",
+    },
+    "cancel": {
+        1: "not an execution id, no such execution, or it has ended; or the remote could not "
+        "be written"
+    },
+    "pause": {1: "an empty --reason, a --until in the past, or the remote could not be written"},
+    "resume": {1: "nothing of that name is paused, or the remote could not be written"},
 }
 
 
