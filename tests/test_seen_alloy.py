@@ -19,7 +19,7 @@ import click
 import pytest
 import yaml
 
-from tests.conftest import PROJECT, GitRepo, git, intent_yaml
+from tests.conftest import PROJECT, GitRepo, git, intent_yaml, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = "exe-0123456789abcdef"
@@ -93,6 +93,15 @@ def test_every_suggested_command_exists() -> None:
         if not _resolves(groups[prog], words)
     )
     assert missing == []
+
+
+def test_alloy_migrate_exists_exactly_when_a_second_version_does(tmp_path: Path) -> None:
+    versions = sorted(p.name for p in (ROOT / "schemas" / "alloy.dev").iterdir() if p.is_dir())
+    assert versions  # the schemas of every version the tools read are kept there
+    listed = run_cli("alloy", "--help", cwd=tmp_path)
+    assert listed.code == 0, listed
+    has_migrate = re.search(r"^  migrate\b", listed.out, re.MULTILINE) is not None
+    assert has_migrate == (len(versions) > 1), (versions, listed.out)
 
 
 # --- 2. an unknown lane name is an error with a suggestion -----------------------------------
