@@ -23,4 +23,6 @@ FOUNDRY_FEATURES: dict[str, tuple[int, int, int]] = {
     "gate:after": (0, 1, 0),
     "gate:command": (0, 1, 0),
     "lane.rate": (0, 1, 0),
+    "block.network": (0, 2, 0),
+    "block.limits": (0, 2, 0),
 }

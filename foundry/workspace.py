@@ -33,6 +33,7 @@ from foundry.gates import Context, GateEvaluator, PolicySource
 from foundry.ids import Event, execution_id
 from foundry.planner import Item, Plan, plan
 from foundry.ports import Clock
+from foundry.sandbox import Sandbox
 from foundry.state import LedgerIndex
 from foundry.throttle import Lanes
 
@@ -290,6 +291,7 @@ def run_in_checkout(
     policy: PolicySource | None = None,
     on_event: Callable[[Progress], None] | None = None,
     halt: threading.Event | None = None,
+    sandbox: Sandbox | None = None,
 ) -> ExecutionResult:
     """Run artifact `name` of the checkout at `root` (event `apply`, or a new manual request
     event with `rerun`), in `root` itself. Policy commands run in `policy` (a checkout of the
@@ -308,6 +310,7 @@ def run_in_checkout(
         dry_run=dry_run,
         on_event=on_event,
         halt=halt,
+        sandbox=sandbox,
     )
     if workers:
         options.workers = workers

@@ -20,6 +20,12 @@ from tests.github_prism import GitHubRig, PrismProxy, cleaned_spec
 #: interface shows).
 pytest_plugins = ["tests.reconcile_support", "tests.browser_support", "tests.ui_support"]
 
+#: Blocks of the suite's repositories run tools of the test machine (this Python, files of the
+#: test's temporary directory), which a sandbox rightly hides: they run unsandboxed, as before the
+#: sandbox existed. The sandbox is tested on purpose (tests/test_sandbox*.py pass --sandbox or
+#: their own options, which this default does not change).
+os.environ.setdefault("FOUNDRY_SANDBOX", "none")
+
 PROJECT = """\
 apiVersion: alloy.dev/v1
 kind: Project

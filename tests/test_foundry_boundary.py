@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from foundry._version import __version__ as foundry_version
 from foundry.boundary import digest_of, read_artifact, read_boundary, read_request
 from foundry.errors import BoundaryError
 
@@ -50,7 +52,7 @@ def _mutated(change: Any) -> dict[str, Any]:
         (
             lambda d: d["spec"]["blocks"][0].update(sandbox=True),
             True,
-            "spec.blocks[0].sandbox: unknown field; Foundry 0.1.0 does not know it",
+            f"spec.blocks[0].sandbox: unknown field; Foundry {foundry_version} does not know it",
         ),
         (
             lambda d: d["spec"]["blocks"][1]["gates"][0].__setitem__("kind", "vote"),
@@ -97,7 +99,8 @@ def test_unknown_field_names_the_foundry_version_the_artifact_needs() -> None:
 
 def test_an_artifact_for_a_newer_foundry_is_refused_even_with_known_fields() -> None:
     document = _mutated(lambda d: d["spec"]["provenance"].update(requires="foundry>=9.0.0"))
-    with pytest.raises(BoundaryError, match=r"it needs foundry>=9\.0\.0; this is Foundry 0\.1\.0"):
+    this = re.escape(foundry_version)
+    with pytest.raises(BoundaryError, match=rf"it needs foundry>=9\.0\.0; this is Foundry {this}"):
         read_artifact(PATH, encode(document))
 
 

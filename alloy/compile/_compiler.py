@@ -7,7 +7,7 @@ from typing import Any
 from alloy._version import API_VERSION, COMPILER, FOUNDRY_FEATURES
 from alloy.compile._canonical import canonical_bytes, document_digest, sha256_digest
 from alloy.model import COMPILED_STATES, Gate, Intent, Project, duration_seconds
-from alloy.model.intent import Block
+from alloy.model.intent import Block, Limits
 
 
 def compiles(intent: Intent) -> bool:
@@ -120,7 +120,19 @@ def _block(block: Block) -> dict[str, Any]:
     }
     if block.workdir is not None:
         out["workdir"] = block.workdir
+    # Written only when not the default: an intent that does not use them keeps its digest.
+    if not block.network:
+        out["network"] = False
+    if block.limits is not None and block.limits.resolved():
+        out["limits"] = block.limits.resolved()
     return out
+
+
+def _with_policy(block: dict[str, Any], policy: Limits | None) -> dict[str, Any]:
+    """A normalized block with the project's limits where it sets none of its own."""
+    if policy is None or not policy.resolved():
+        return block
+    return {**block, "limits": {**policy.resolved(), **block.get("limits", {})}}
 
 
 def _acceptance(intent: Intent) -> list[dict[str, Any]]:
@@ -200,6 +212,7 @@ def _requires(blocks: list[dict[str, Any]], lane: dict[str, Any] | None) -> str:
     used = {"base"}
     for block in blocks:
         used.update(f"gate:{gate['kind']}" for gate in block["gates"])
+        used.update(f"block.{key}" for key in ("network", "limits") if key in block)
     if lane is not None and lane.get("rate"):
         used.add("lane.rate")
     version = max(FOUNDRY_FEATURES[feature] for feature in used)
@@ -219,16 +232,17 @@ def compile_intent(intent: Intent, project: Project, source: str) -> dict[str, A
     if intent.metadata.title is not None:
         intent_part["title"] = intent.metadata.title
     lane = _lane(intent, project)
+    blocks = [_with_policy(b, project.spec.policy.limits) for b in automation["blocks"]]
     artifact_spec: dict[str, Any] = {
         "intent": intent_part,
         "triggers": automation["triggers"],
         "inputs": automation["inputs"],
-        "blocks": automation["blocks"],
+        "blocks": blocks,
         "provenance": {
             "source": source,
             "sourceDigest": sha256_digest(canonical_bytes(normalized)),
             "compiler": COMPILER,
-            "requires": _requires(automation["blocks"], lane),
+            "requires": _requires(blocks, lane),
         },
     }
     if lane is not None:

@@ -8,7 +8,7 @@ from alloy.diagnostics import Severity
 from alloy.load._errors import Loc, suggest
 from alloy.load._salvage import ANY
 from alloy.model import Intent, Project, duration_seconds
-from alloy.model.intent import Lane
+from alloy.model.intent import Lane, limits_over
 
 
 @dataclass(frozen=True)
@@ -341,4 +341,14 @@ def _check_policy(block: object, base: Loc, project: Project) -> list[Finding]:
                 f"policy: timeout {block.timeout} is longer than the allowed {policy.max_timeout}",
             )
         )
+    if not policy.network and block.network:
+        out.append(
+            Finding(
+                (*base, "id"),
+                "policy: every block runs without a network here; add `network: false` to this "
+                "block",
+            )
+        )
+    for field, message in limits_over(block.limits, policy.limits):
+        out.append(Finding((*base, "limits", field), message))
     return out

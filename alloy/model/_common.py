@@ -66,6 +66,16 @@ Duration = Annotated[
     AfterValidator(_check_duration),
 ]
 
+_SIZE_UNIT = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+#: A size in bytes, with a binary unit or none: `512Mi`, `2Gi`, `1048576`.
+Size = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,11}(Ki|Mi|Gi|Ti)?$")]
+
+
+def size_bytes(value: str) -> int:
+    """`512Mi` -> 536870912."""
+    number = value.rstrip("KMGTi")
+    return int(number) * _SIZE_UNIT[value[len(number) :]]
+
 
 def _check_cron(value: str) -> str:
     problem = cron_problem(value)

@@ -154,6 +154,15 @@ ArtifactGate = Annotated[
 ]
 
 
+class ArtifactLimits(Model):
+    """A block's resource limits as numbers (`Limits` of the intent, the project's applied)."""
+
+    memory_bytes: Annotated[int, Field(ge=1)] | None = None
+    processes: Annotated[int, Field(ge=1)] | None = None
+    file_size_bytes: Annotated[int, Field(ge=1)] | None = None
+    cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+
+
 class ArtifactBlock(Model):
     """A task block, normalized."""
 
@@ -168,6 +177,8 @@ class ArtifactBlock(Model):
     env: dict[EnvName, str]
     secrets: list[EnvName]
     workdir: str | None = None
+    network: bool = True
+    limits: ArtifactLimits | None = None
 
 
 class Provenance(Model):

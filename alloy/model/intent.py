@@ -17,9 +17,12 @@ from alloy.model._common import (
     Owner,
     RelPath,
     ShortText,
+    Size,
     Slug,
     Text,
     TimeZone,
+    duration_seconds,
+    size_bytes,
 )
 
 State = Literal["proposed", "accepted", "active", "deprecated", "retired", "rejected"]
@@ -191,6 +194,53 @@ class Gate(Model):
         return next(k for k in GATE_KINDS if getattr(self, k) is not None)
 
 
+class Limits(Model):
+    """Resource limits of a block's process and of everything it starts (docs/security.md)."""
+
+    memory: Size | None = None
+    processes: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    file_size: Size | None = None
+    cpu: Duration | None = None
+
+    def resolved(self) -> dict[str, int]:
+        """The limits as the artifact carries them: numbers, only those set."""
+        out = {}
+        if self.memory is not None:
+            out["memoryBytes"] = size_bytes(self.memory)
+        if self.processes is not None:
+            out["processes"] = self.processes
+        if self.file_size is not None:
+            out["fileSizeBytes"] = size_bytes(self.file_size)
+        if self.cpu is not None:
+            out["cpuSeconds"] = duration_seconds(self.cpu)
+        return out
+
+
+#: The limits' names in an intent, by their name in an artifact.
+LIMIT_FIELDS = {
+    "memoryBytes": "memory",
+    "processes": "processes",
+    "fileSizeBytes": "fileSize",
+    "cpuSeconds": "cpu",
+}
+
+
+def limits_over(block: Limits | None, policy: Limits | None) -> list[tuple[str, str]]:
+    """(field, message) for each limit of `block` above the policy's."""
+    if block is None or policy is None:
+        return []
+    mine, most = block.resolved(), policy.resolved()
+    said, allowed = block.model_dump(by_alias=True), policy.model_dump(by_alias=True)
+    out = []
+    for key, field in LIMIT_FIELDS.items():
+        if key in mine and key in most and mine[key] > most[key]:
+            message = (
+                f"policy: limits.{field} {said[field]} is above the project's {allowed[field]}"
+            )
+            out.append((field, message))
+    return out
+
+
 class Block(Model):
     """A task block: one process, its effects, gates and outputs."""
 
@@ -209,6 +259,9 @@ class Block(Model):
     )
     secrets: list[EnvName] = Field(default_factory=list)
     workdir: RelPath | None = None
+    #: False: the block has no network (its own network namespace, loopback only)
+    network: bool = True
+    limits: Limits | None = None
 
 
 class Automation(Model):

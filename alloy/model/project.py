@@ -7,7 +7,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import Field, StringConstraints
 
 from alloy.model._common import Duration, Metadata, Model, Owner, Slug
-from alloy.model.intent import Effects
+from alloy.model.intent import Effects, Limits
 
 
 class TraceSettings(Model):
@@ -63,6 +63,10 @@ class Policy(Model):
     max_file_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     #: Automation risks that `alloy review` reports as blocking (exit 1) rather than informing.
     blocking_risks: list[RiskKind] = Field(default_factory=list)
+    #: False: every block must say `network: false` (it then runs without a network).
+    network: bool = True
+    #: The most each block may use, and what a block that sets no limit of its own gets.
+    limits: Limits | None = None
 
 
 class AssistantSettings(Model):

@@ -17,7 +17,7 @@ from typing import Any, get_args
 from alloy.load import Entry
 from alloy.model import Project
 from alloy.model._common import duration_seconds
-from alloy.model.intent import Effects
+from alloy.model.intent import LIMIT_FIELDS, Effects, Limits
 from alloy.model.project import Policy
 from alloy.review._lines import Loc, line_of
 from alloy.review._model import Finding, FindingKind
@@ -50,8 +50,24 @@ def effective_policy(base: Policy, head: Policy) -> Policy:
             "maxTimeout": min(base.max_timeout, head.max_timeout, key=duration_seconds),
             "maxFileBytes": min(base.max_file_bytes, head.max_file_bytes),
             "blockingRisks": sorted(set(base.blocking_risks) | set(head.blocking_risks)),
+            "network": base.network and head.network,
+            "limits": _stricter_limits(base.limits, head.limits),
         }
     )
+
+
+def _stricter_limits(base: Limits | None, head: Limits | None) -> dict[str, Any] | None:
+    """Each limit the lower of the two (one that only one side sets, as that side sets it)."""
+    sides = [side for side in (base, head) if side is not None]
+    if not sides:
+        return None
+    out: dict[str, Any] = {}
+    for key, field in LIMIT_FIELDS.items():
+        setting = [side for side in sides if key in side.resolved()]
+        if setting:
+            lowest = min(setting, key=lambda side: side.resolved()[key])
+            out[field] = lowest.model_dump(by_alias=True)[field]
+    return out
 
 
 def project_findings(
@@ -191,6 +207,18 @@ def _loosened(base: Policy, head: Policy) -> list[tuple[str, str, dict[str, Any]
     if duration_seconds(head.max_timeout) > duration_seconds(base.max_timeout):
         was, now = base.max_timeout, head.max_timeout
         add("maxTimeout", f"maxTimeout raised from {was} to {now}", **{"from": was, "to": now})
+    if base.network is False and head.network:
+        add("network", "blocks could have a network again (network: false removed)")
+    was_l, now_l = (
+        (base.limits.resolved() if base.limits else {}),
+        (head.limits.resolved() if head.limits else {}),
+    )
+    for key, field in LIMIT_FIELDS.items():
+        if key in was_l and (key not in now_l or now_l[key] > was_l[key]):
+            before = base.limits.model_dump(by_alias=True)[field] if base.limits else None
+            after = head.limits.model_dump(by_alias=True)[field] if head.limits else None
+            said = f"raised from {before} to {after}" if after is not None else "removed"
+            add(f"limits.{field}", f"limits.{field} {said}", **{"from": before, "to": after})
     if head.max_file_bytes > base.max_file_bytes:
         was_b, now_b = base.max_file_bytes, head.max_file_bytes
         add(

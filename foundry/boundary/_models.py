@@ -138,6 +138,15 @@ Gate = Annotated[
 GATE_KINDS = ("approval", "check", "window", "after", "command")
 
 
+class Limits(Closed):
+    """Resource limits of a block's process tree (Foundry 0.2.0)."""
+
+    memory_bytes: Annotated[int, Field(ge=1)] | None = None
+    processes: Annotated[int, Field(ge=1)] | None = None
+    file_size_bytes: Annotated[int, Field(ge=1)] | None = None
+    cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+
+
 class Block(Closed):
     id: BlockId
     needs: list[BlockId]
@@ -150,6 +159,9 @@ class Block(Closed):
     env: dict[EnvName, str]
     secrets: list[EnvName]
     workdir: str | None = None
+    #: False: the block runs without a network (Foundry 0.2.0)
+    network: bool = True
+    limits: Limits | None = None
 
 
 class Provenance(Closed):

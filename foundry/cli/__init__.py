@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,6 +24,7 @@ from foundry.errors import FoundryError
 from foundry.ports import SystemClock
 
 if TYPE_CHECKING:
+    from foundry.sandbox import Sandbox
     from foundry.traces import InputFile, TraceBundle
 
 EXIT_FAILED, EXIT_WAITING, EXIT_INDETERMINATE, EXIT_NOT_RUN = 4, 5, 6, 7
@@ -54,6 +55,26 @@ def cli(directory: str | None) -> None:
     """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces."""
     if directory is not None:
         os.chdir(directory)
+
+
+def sandbox_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--sandbox auto|bwrap|none` (default: `FOUNDRY_SANDBOX`, else auto)."""
+    return click.option(
+        "--sandbox",
+        type=click.Choice(["auto", "bwrap", "none"]),
+        default=lambda: os.environ.get("FOUNDRY_SANDBOX", "auto"),
+        show_default="FOUNDRY_SANDBOX, else auto",
+        help="Where each block runs: bwrap (its own namespaces: the system read-only, its "
+        "worktree, a private /tmp, no host secrets; no network when the block says so), none "
+        "(as this user), auto (bwrap where it works here, else none). With bwrap chosen and "
+        "unavailable the execution fails and nothing runs. See docs/security.md.",
+    )(command)
+
+
+def chosen_sandbox(name: str) -> Sandbox:
+    from foundry.sandbox import sandbox_named
+
+    return sandbox_named(name)
 
 
 def _pairs(values: Sequence[str]) -> dict[str, str]:
@@ -97,6 +118,7 @@ def _pairs(values: Sequence[str]) -> dict[str, str]:
     help="A checkout of the default branch for policy commands (`command` gates); default: "
     "the clone's origin/HEAD, exported to a temporary directory.",
 )
+@sandbox_option
 @output_options(
     help_format="text: each execution and block as it starts and ends; json: the result as one "
     "document at the end (the progress then goes to stderr).",
@@ -111,6 +133,7 @@ def run(
     workers: int | None,
     grace: float,
     policy: Path | None,
+    sandbox: str,
 ) -> None:
     """Run artifact NAME of the checkout at PATH (no git needed).
 
@@ -148,6 +171,7 @@ def run(
             policy=source.checkout if source.known() else None,
             on_event=None if out.quiet else console.event,
             halt=interrupts.halt,
+            sandbox=chosen_sandbox(sandbox),
         )
     finally:
         source.close()

@@ -9,6 +9,7 @@ import heapq
 import os
 import select
 import selectors
+import shutil
 import signal
 import threading
 import time
@@ -41,6 +42,7 @@ from foundry.ids import Event, execution_id
 from foundry.ledger import Ledger
 from foundry.ports import Clock
 from foundry.progress import Kind, Progress, waits_on
+from foundry.sandbox import Confinement, Launch, Limits, NoSandbox, SandboxUnavailable
 from foundry.throttle import LaneSpec
 
 
@@ -59,6 +61,9 @@ class _Attempt:
     halted: bool = False
     exit_code: int | None = None
     out_open: bool = True
+    launch: Launch | None = None
+    #: which resource limit ended it, when one did (`Launch.verdict`)
+    limit: str | None = None
 
 
 class Executor:
@@ -219,6 +224,12 @@ class Executor:
             if not self.opts.unattended:
                 raise
             return self._refuse(state, f"{self.artifact.metadata.name} cannot start: {exc}")
+        box = self.opts.sandbox
+        unavailable = box.problem() if box is not None else None
+        if unavailable is not None and box is not None:
+            return self._refuse(
+                state, f"sandbox {box.name} unavailable, nothing ran: {unavailable}"
+            )
         self._began = time.monotonic()
         self._tell("execution-started", status="resumed" if state.planned else "started")
         if not state.planned:
@@ -474,10 +485,15 @@ class Executor:
         for block, number, cwd in zip(blocks, numbers, cwds, strict=True):
             capture = Capture(Redactor(self.secret_values), self._logs / f"{block.id}.{number}.log")
             now = time.monotonic()
+            launch = None
             try:
-                proc = spawn(list(block.run), cwd=cwd, env=self._env(block, inputs, number))
-            except OSError as exc:
-                capture.feed(f"cannot start {block.run[0]!r}: {exc.strerror}\n".encode())
+                launch = self._launch(block, number, cwd)
+                proc = spawn(launch.argv, cwd=cwd, env=self._env(block, inputs, number))
+            except (OSError, SandboxUnavailable) as exc:
+                if launch is not None:
+                    launch.close()
+                said = exc.strerror if isinstance(exc, OSError) else str(exc)
+                capture.feed(f"cannot start {block.run[0]!r}: {said}\n".encode())
                 capture.close()
                 self._record(
                     {
@@ -496,12 +512,37 @@ class Executor:
                 continue
             LIVE_GROUPS.add(proc.pid)
             att = _Attempt(block, number, proc, capture, now, now + block.timeout_seconds)
+            att.launch = launch
             running[block.id] = att
             selector.register(proc.out_fd, selectors.EVENT_READ, ("out", att))
             if proc.pidfd >= 0:
                 selector.register(proc.pidfd, selectors.EVENT_READ, ("exit", att))
             self._tell("block-started", block=block.id, attempt=number)
         self._progress()
+
+    def _launch(self, block: Block, number: int, cwd: Path) -> Launch:
+        """The command line of an attempt as its sandbox and limits run it."""
+        box = self.opts.sandbox or NoSandbox()
+        limits = block.limits
+        confinement = Confinement(
+            self._worktree(),
+            cwd,
+            network=block.network,
+            limits=Limits(
+                memory=limits.memory_bytes,
+                processes=limits.processes,
+                file_size=limits.file_size_bytes,
+                cpu=limits.cpu_seconds,
+            )
+            if limits is not None
+            else Limits(),
+            hidden=self.opts.hidden,
+            read_only=self.opts.read_only,
+        )
+        scratch = self.dir / "sandbox" / f"{block.id}.{number}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True, mode=0o700)
+        return box.launch(list(block.run), confinement, scratch)
 
     def _progress(self) -> None:
         """Tell the controller that the ledger moved (an attempt started or ended). News, not
@@ -553,6 +594,13 @@ class Executor:
     def _finish_attempt(self, state: Replay, att: _Attempt, not_before: dict[str, float]) -> None:
         crash_point("process-exited", att.block.id)
         LIVE_GROUPS.discard(att.proc.pid)
+        if att.launch is not None:
+            code = att.exit_code
+            att.limit = att.launch.verdict(code) if code else None
+            if att.limit is not None:
+                att.capture.feed(f"\nfoundry: {att.limit}\n".encode())
+            att.launch.close()
+            shutil.rmtree(self.dir / "sandbox" / f"{att.block.id}.{att.number}", ignore_errors=True)
         att.capture.close()
         block = att.block
         self._end_attempt(state, att, not_before)
@@ -592,6 +640,8 @@ class Executor:
                 reason = f"declared output(s) missing or outside the worktree: {', '.join(missing)}"
         if outcome == "timeout":
             reason = f"timed out after {block.timeout_seconds}s; its process group was killed"
+        if outcome == "failed" and att.limit is not None:
+            reason = att.limit
         self._record(
             {
                 "type": "attempt-finished",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from foundry.boundary import Artifact, Block
+from foundry.sandbox import Sandbox
 from foundry.throttle import LanePort
 
 if TYPE_CHECKING:
@@ -104,6 +105,14 @@ class RunOptions:
     #: claim's live trace). It must return at once (reconcile only wakes a thread); whatever
     #: it raises is ignored, the run goes on.
     on_progress: Callable[[], None] | None = None
+    #: Where each block's process runs (foundry.sandbox): None runs it as the engine's user
+    #: with the engine's view of the machine (block limits still apply). When the sandbox
+    #: cannot run on this host the execution fails with the reason and nothing runs.
+    sandbox: Sandbox | None = None
+    #: Paths no block may see although the sandbox shows the system (the daemon's config), and
+    #: paths of the host shown read-only besides the system (tools the blocks need).
+    hidden: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()
     #: Called with each `Progress` event (an execution or an attempt started or ended, a gate
     #: waits), in the engine's thread, as it happens: a shell prints it, a daemon logs it. It
     #: must not take long (it holds the run up); whatever it raises is ignored.
