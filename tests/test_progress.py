@@ -524,3 +524,21 @@ def test_a_reason_with_line_breaks_stays_on_its_line() -> None:
         "exe-0123456789abcdef (hold, apply sha256:aaaaaaaaaaaa) work: failed in 1.50s "
         "(boom ::error::injected more)"
     )
+
+
+def test_ctrl_c_during_a_retry_backoff_stops_without_waiting_it_out(tmp_path: Path) -> None:
+    root = tmp_path / "checkout"
+    retry = {"max": 3, "backoffSeconds": 600, "onExitCodes": [3]}
+    flaky = block("flaky", ["sh", "-c", "echo x >> tries; exit 3"], retry=retry)
+    write_artifact(root, artifact_document("hold", [flaky]))
+    proc = start(run_args(root, tmp_path), cwd=tmp_path)
+    out, err = Stream(proc.stdout), Stream(proc.stderr)
+    again = out.wait_for(lambda line: "it runs again after 600s" in line, "the retry's backoff")
+    assert " flaky: failed in " in again
+    # The engine waits out the backoff (its main thread asleep on a futex): then the signal.
+    wait_until(lambda: "futex" in _read(Path(f"/proc/{proc.pid}/wchan")), "the backoff's wait")
+    proc.send_signal(signal.SIGINT)
+    err.wait_for(lambda line: "stopping: no block is running" in line, "the stopping message")
+    assert ended(proc, out, err) == 130, err.text()
+    assert (root / "tries").read_text() == "x\n"
+    assert ": stopped" in err.lines[-1], err.text()

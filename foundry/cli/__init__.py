@@ -161,7 +161,7 @@ def run(
             path.resolve(),
             name,
             inputs=_pairs(inputs),
-            clock=SystemClock(),
+            clock=interrupts.clock,
             dry_run=dry_run,
             rerun=rerun,
             state_dir=state_dir,

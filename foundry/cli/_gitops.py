@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import click
 
 from foundry.cli._output import output, output_options
-from foundry.ports import SystemClock
 
 if TYPE_CHECKING:
     from controllers.forge import CheckRun, LocalForge
@@ -161,7 +160,7 @@ def reconcile(
         recheck=recheck,
     )
     reconciler = Reconciler(
-        settings, clock=SystemClock(), stop=stop, progress=console.event, halt=interrupts.halt
+        settings, clock=interrupts.clock, stop=stop, progress=console.event, halt=interrupts.halt
     )
     try:
         while True:

@@ -15,12 +15,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
-from foundry.executor import ExecutionResult, Progress, describe, next_step
-from foundry.progress import Where
+from foundry.ports import SystemClock
+from foundry.progress import Progress, Where, describe, next_step
+
+if TYPE_CHECKING:  # the engine is imported only when something runs
+    from foundry.executor import ExecutionResult
 
 _COLOURS = {
     "succeeded": "green",
@@ -136,6 +139,9 @@ class Interrupts:
         self.console = console
         self.stop = threading.Event()
         self.halt = threading.Event()
+        #: The clock to run with: the first signal also ends its waits (a retry's backoff),
+        #: which would otherwise hold the stop up for as long as they last.
+        self.clock = SystemClock()
 
     def install(self) -> Interrupts:
         signal.signal(signal.SIGINT, self._on_signal)
@@ -149,6 +155,7 @@ class Interrupts:
     def _on_signal(self, _signum: int, _frame: object) -> None:
         if not self.stop.is_set():
             self.stop.set()
+            self.clock.stop()
             blocks = self.console.running()
             if blocks:
                 waits = f"waiting up to {self.grace:g}s for running blocks ({', '.join(blocks)}); "
