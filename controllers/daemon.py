@@ -70,9 +70,11 @@ from watchdog.observers.api import BaseObserver
 from controllers.daemon_ui import UiChild, UiConfig
 from controllers.forge import Forge
 from controllers.reconcile import PassReport, Reconciler, Settings, state_dir_for
+from controllers.secrets import SecretSource, read_secret_file
 from foundry.errors import FoundryError, UserError
 from foundry.progress import Progress
 from foundry.redaction import redaction
+from foundry.sandbox import sandbox_named
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 #: A file event makes its repository due this long after it (more events in between join it).
@@ -105,6 +107,9 @@ _REPO_KEYS = (
     "watch",
     "github",
     "githubApi",
+    "sandbox",
+    "readOnly",
+    "secrets",
 )
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
@@ -132,6 +137,13 @@ class RepoConfig:
     #: daemon's environment (GITHUB_TOKEN, or a GitHub App: see docs/github.md).
     github: str | None = None
     github_api: str | None = None
+    #: Where its blocks run: auto, bwrap or none (docs/security.md); None: FOUNDRY_SANDBOX of
+    #: the daemon's environment, else auto
+    sandbox: str | None = None
+    #: Paths of this host shown read-only to its blocks (tools they need), besides the system
+    read_only: tuple[Path, ...] = ()
+    #: Its own secrets (controllers.secrets); None: the daemon's environment
+    secrets: SecretSource | None = None
 
 
 @dataclass(frozen=True)
@@ -492,7 +504,24 @@ class _ConfigReader:
             )
         if api is not None and github is None:
             raise self.fail((*where, "githubApi"), f"{name}.githubApi needs `github: OWNER/NAME`")
+        sandbox = item.get("sandbox")
+        if sandbox is not None and sandbox not in ("auto", "bwrap", "none"):
+            raise self.fail(
+                (*where, "sandbox"), f"{name}.sandbox must be auto, bwrap or none, not {sandbox!r}"
+            )
+        shown = item.get("readOnly", [])
+        if not isinstance(shown, list) or not all(
+            isinstance(p, str) and p.startswith("/") for p in shown
+        ):
+            raise self.fail(
+                (*where, "readOnly"),
+                f"{name}.readOnly must be a list of absolute paths (tools its blocks need), "
+                f"not {shown!r}",
+            )
         return RepoConfig(
+            secrets=_secret_source(self, item, where, name),
+            sandbox=sandbox,
+            read_only=tuple(Path(p) for p in shown),
             repo=repo,
             github=github,
             github_api=api,
@@ -503,6 +532,36 @@ class _ConfigReader:
             workers=self._integer(item, where, "workers", None, low=1, high=256),
             watch=watch,
         )
+
+
+def _secret_source(
+    reader: _ConfigReader, item: Mapping[str, Any], where: tuple[str | int, ...], name: str
+) -> SecretSource | None:
+    """`secrets: {env: PREFIX_}` or `secrets: {file: PATH}` of one repository, checked."""
+    given = item.get("secrets")
+    if given is None:
+        return None
+    fix = f"{name}.secrets must be {{env: PREFIX_}} or {{file: PATH}} (one of them)"
+    if not isinstance(given, dict) or len(given) != 1:
+        raise reader.fail((*where, "secrets"), fix)
+    [(kind, value)] = given.items()
+    if kind == "env":
+        if not isinstance(value, str) or re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", value) is None:
+            raise reader.fail(
+                (*where, "secrets", "env"),
+                f"{name}.secrets.env must be a prefix of environment variable names in "
+                f"capitals (like TEAM_A_), not {value!r}",
+            )
+        return SecretSource("env", value)
+    if kind == "file" and isinstance(value, str) and value:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else reader.base / path
+        try:
+            read_secret_file(path)
+        except UserError as exc:
+            raise reader.fail((*where, "secrets", "file"), f"{name}.secrets.file: {exc}") from None
+        return SecretSource("file", str(path))
+    raise reader.fail((*where, "secrets"), fix)
 
 
 def _is_url(repo: str) -> bool:
@@ -662,6 +721,15 @@ class Daemon:
     ) -> None:
         self.config = config
         self._write_log = log or _stderr
+        # What no block may read, even where the sandbox shows the system (a config or a
+        # secrets file under /etc): the config and every repository's secrets file.
+        source = Path(config.source).resolve()
+        files = [
+            Path(r.secrets.value)
+            for r in config.repositories
+            if r.secrets and r.secrets.kind == "file"
+        ]
+        self._hidden = tuple(p for p in (source, *files) if p.is_file())
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.metrics = Metrics()
         self._cond = threading.Condition()
@@ -881,6 +949,12 @@ class Daemon:
             grace=self.config.grace,
             workers=rc.workers,
             recheck=rc.recheck,
+            sandbox=sandbox_named(rc.sandbox or os.environ.get("FOUNDRY_SANDBOX") or "auto"),
+            # The daemon's config (and what sits beside it) is never a block's to read, even
+            # where the sandbox shows the system (a config under /etc).
+            hidden=self._hidden,
+            read_only=rc.read_only,
+            secrets=rc.secrets.read if rc.secrets is not None else None,
         )
 
     def _record(self, repo: _Repo, trigger: str, report: PassReport, crash: str | None) -> None:

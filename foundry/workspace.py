@@ -362,10 +362,12 @@ def unjudged_gates(artifact: Artifact, *, policy: bool) -> list[str]:
     return out
 
 
-def declared_secrets(artifact: Artifact) -> dict[str, str]:
-    """The values of the secrets the artifact's blocks declare, from the engine's environment
-    (a secret that is not set is left out: the block sees it unset)."""
-    return {s: os.environ[s] for b in artifact.spec.blocks for s in b.secrets if s in os.environ}
+def declared_secrets(artifact: Artifact, source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The values of the secrets the artifact's blocks declare, from `source` (a repository's
+    own secrets) or else the engine's environment; a secret that is not set is left out (the
+    block sees it unset)."""
+    values = os.environ if source is None else source
+    return {s: values[s] for b in artifact.spec.blocks for s in b.secrets if s in values}
 
 
 def keep_artifact(state: Path, execution: str, data: bytes) -> None:

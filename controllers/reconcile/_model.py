@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controllers.gitops import remote_url
 from foundry.progress import one_line, short_key
+from foundry.sandbox import Sandbox
 
 #: Statuses after which an execution never runs again (the planner's `FINISHED`; a test keeps
 #: the two equal).
@@ -41,6 +42,14 @@ class Settings:
     #: A run asked for outside the default branch (a `workflow_dispatch`): planned with the
     #: branch's own requests, as if it were a Request document pinned to the current digest.
     dispatch: Dispatch | None = None
+    #: Where each block runs (foundry.sandbox); None: as this user, unconfined. Paths no block
+    #: may see (the daemon's config) and paths of the host shown read-only to every block.
+    sandbox: Sandbox | None = None
+    hidden: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()
+    #: The repository's own secrets (name -> value), read by whoever configures it: its blocks
+    #: get what they declare from here only. None: from this process's environment.
+    secrets: Callable[[], Mapping[str, str]] | None = None
 
 
 @dataclass(frozen=True)

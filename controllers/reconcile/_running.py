@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -105,6 +105,11 @@ class Running:
     halt: threading.Event | None
     _control: controls.Control
 
+    def _secret_source(self) -> Mapping[str, str] | None:
+        """Where this repository's secrets come from (None: this process's environment)."""
+        read = self.settings.secrets
+        return read() if read is not None else None
+
     def _execute(
         self, work: Work, *, approvals: StaticApprovals, report: PassReport
     ) -> Done | None:
@@ -148,7 +153,7 @@ class Running:
             from foundry.redaction import redact_text
             from foundry.workspace import declared_secrets
 
-            secrets = list(declared_secrets(work.artifact).values())
+            secrets = list(declared_secrets(work.artifact, self._secret_source()).values())
             reason = redact_text(f"{type(exc).__name__}: {exc}", secrets)
             report.parked[execution] = reason
             report.errors.append(f"{execution}: could not run: {reason}")
@@ -160,7 +165,7 @@ class Running:
         from foundry.workspace import declared_secrets
 
         ledger = _read(self._ledger_path(claim.execution))
-        secrets = list(declared_secrets(work.artifact).values())
+        secrets = list(declared_secrets(work.artifact, self._secret_source()).values())
         try:
             self.claims.release(
                 claim, "parked", ledger, trace=live_trace(ledger, work.artifact, secrets)
@@ -254,7 +259,7 @@ class Running:
         elif self.mirror.worktree_head(worktree) != work.commit:
             self.mirror.add_worktree(worktree, work.commit)
         keep_artifact(self.state, execution, work.artifact_bytes)
-        secrets = declared_secrets(work.artifact)
+        secrets = declared_secrets(work.artifact, self._secret_source())
         masked = list(secrets.values())
         lost = threading.Event()
         stop = threading.Event()
@@ -304,6 +309,9 @@ class Running:
             halt=self.halt,
             generation=claim.generation,
             unattended=True,
+            sandbox=self.settings.sandbox,
+            hidden=self.settings.hidden,
+            read_only=self.settings.read_only,
         )
         if self.settings.workers:
             options.workers = self.settings.workers

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -20,11 +20,11 @@ from foundry._version import BOUNDARY_VERSION, __version__
 from foundry.cli import _help
 from foundry.cli._gitops import project_path
 from foundry.cli._output import output, output_options
+from foundry.cli._sandbox import chosen_sandbox, sandbox_option
 from foundry.errors import FoundryError
 from foundry.ports import SystemClock
 
 if TYPE_CHECKING:
-    from foundry.sandbox import Sandbox
     from foundry.traces import InputFile, TraceBundle
 
 EXIT_FAILED, EXIT_WAITING, EXIT_INDETERMINATE, EXIT_NOT_RUN = 4, 5, 6, 7
@@ -55,26 +55,6 @@ def cli(directory: str | None) -> None:
     """Foundry: runs Alloy artifacts through events, task blocks, gates, throttle and traces."""
     if directory is not None:
         os.chdir(directory)
-
-
-def sandbox_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`--sandbox auto|bwrap|none` (default: `FOUNDRY_SANDBOX`, else auto)."""
-    return click.option(
-        "--sandbox",
-        type=click.Choice(["auto", "bwrap", "none"]),
-        default=lambda: os.environ.get("FOUNDRY_SANDBOX", "auto"),
-        show_default="FOUNDRY_SANDBOX, else auto",
-        help="Where each block runs: bwrap (its own namespaces: the system read-only, its "
-        "worktree, a private /tmp, no host secrets; no network when the block says so), none "
-        "(as this user), auto (bwrap where it works here, else none). With bwrap chosen and "
-        "unavailable the execution fails and nothing runs. See docs/security.md.",
-    )(command)
-
-
-def chosen_sandbox(name: str) -> Sandbox:
-    from foundry.sandbox import sandbox_named
-
-    return sandbox_named(name)
 
 
 def _pairs(values: Sequence[str]) -> dict[str, str]:

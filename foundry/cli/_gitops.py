@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from foundry.cli._output import output, output_options
+from foundry.cli._sandbox import chosen_sandbox, sandbox_option
 
 if TYPE_CHECKING:
     from controllers.forge import CheckRun, LocalForge
@@ -112,6 +113,7 @@ def here_remote(repo: str | None) -> str:
     help="Seconds between looks at parked executions (waiting gates) when nothing moved.",
 )
 @click.option("--workers", type=click.IntRange(1, 256), help="Blocks in parallel (default: cores).")
+@sandbox_option
 @output_options(
     help_format="text: what each pass did, for people; json: one document per pass, each on one "
     "line (docs/schemas/foundry-reconcile.schema.json).",
@@ -127,6 +129,7 @@ def reconcile(
     grace: float,
     recheck: float,
     workers: int | None,
+    sandbox: str,
 ) -> None:
     """Reconcile the remote REPO: run what its default branch asks for, commit the traces.
 
@@ -158,6 +161,7 @@ def reconcile(
         grace=grace,
         workers=workers,
         recheck=recheck,
+        sandbox=chosen_sandbox(sandbox),
     )
     reconciler = Reconciler(
         settings, clock=interrupts.clock, stop=stop, progress=console.event, halt=interrupts.halt

@@ -1,0 +1,69 @@
+"""Each repository's own secrets on a runner host (docs/security.md).
+
+A daemon that reconciles repositories of several teams gives each one its own source, named in
+its config: environment variables with a prefix of its own (`secrets: {env: TEAM_A_}` gives
+`TEAM_A_DEPLOY_TOKEN` to its blocks as `DEPLOY_TOKEN`), or a file of `NAME=VALUE` lines that only
+the daemon's user may read (`secrets: {file: /etc/foundry/team-a.env}`). A block gets only the
+secrets its block declares, and only from its own repository's source: two repositories may each
+have a `DEPLOY_TOKEN` and neither sees the other's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from foundry.errors import UserError
+
+_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """`env` with a prefix, or `file` with a path."""
+
+    kind: str
+    value: str
+
+    def read(self) -> dict[str, str]:
+        if self.kind == "env":
+            return {
+                name[len(self.value) :]: v
+                for name, v in os.environ.items()
+                if name.startswith(self.value) and _NAME.match(name[len(self.value) :])
+            }
+        return read_secret_file(Path(self.value))
+
+    def describe(self) -> str:
+        return f"environment variables {self.value}*" if self.kind == "env" else self.value
+
+
+def read_secret_file(path: Path) -> dict[str, str]:
+    """`NAME=VALUE` lines (blank lines and `#` comments skipped) of a file only its owner may
+    read; UserError naming the file, the line and the fix otherwise."""
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"{path}: cannot read the secrets file: {reason}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UserError(
+            f"{path}: the secrets file may be read by others (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`"
+        )
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not _NAME.match(name.strip()):
+            raise UserError(
+                f"{path}:{number}: write each secret as NAME=VALUE (NAME in capitals, digits "
+                "and _); the value is not shown"
+            )
+        out[name.strip()] = value
+    return out
