@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -343,6 +344,8 @@ def test_a_waiting_gate_says_on_whom_and_the_command_that_unblocks_it(world: Wor
     (execution,) = waiting.report["started"]
     assert waiting.report["executions"][execution]["intent"] == "ship"
     (wait,) = waiting.report["waiting"][execution]
+    schema = Path(__file__).parent.parent / "docs/schemas/foundry-reconcile.schema.json"
+    jsonschema.validate(waiting.report, json.loads(schema.read_text()))  # documented fields
     assert (wait["block"], wait["gate"], wait["kind"]) == ("work", 0, "approval")
     assert "bob" in wait["waitingOn"]
     command = wait["command"]
