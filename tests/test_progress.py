@@ -545,3 +545,47 @@ def test_ctrl_c_during_a_retry_backoff_stops_without_waiting_it_out(tmp_path: Pa
     assert ended(proc, out, err) == 130, err.text()
     assert (root / "tries").read_text() == "x\n"
     assert ": stopped" in err.lines[-1], err.text()
+
+
+def _at_a_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Everything a command writes to a pseudo-terminal (its stdout and stderr), to its end."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        args, cwd=cwd, stdin=follower, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    data = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed, the command ended
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(leader)
+    assert proc.wait(timeout=60) == 0, data.decode(errors="replace")
+    return data.decode()
+
+
+def test_progress_is_coloured_at_a_terminal_and_plain_otherwise(tmp_path: Path) -> None:
+    root = tmp_path / "checkout"
+    hold_checkout(root, [PY, "-c", "pass"])
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm-256color"}
+    shown = _at_a_terminal(run_args(root, tmp_path), tmp_path, env)
+    assert "\x1b[" in shown, shown
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", shown)
+    assert re.search(r"exe-[0-9a-f]{16} \(hold, apply sha256:[0-9a-f]{12}\) slow: succeeded", plain)
+    # NO_COLOR at a terminal, and a pipe: the same lines without an escape code.
+    again = _at_a_terminal(run_args(root, tmp_path, "--rerun"), tmp_path, env | {"NO_COLOR": "1"})
+    assert "\x1b" not in again
+    assert " slow: succeeded in " in again
+    piped = subprocess.run(
+        run_args(root, tmp_path, "--rerun"), capture_output=True, text=True, env=env, check=True
+    )
+    assert "\x1b" not in piped.stdout + piped.stderr
+    assert " slow: succeeded in " in piped.stdout
