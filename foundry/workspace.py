@@ -73,7 +73,8 @@ def state_directory(state: Path, *, write: bool) -> Path:
                 ) from None
         return state
     try:
-        state.mkdir(parents=True, exist_ok=True)
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private(state)
     except OSError as exc:
         raise UserError(
             f"state directory {state} cannot be created ({exc.strerror}); {fix}"
@@ -87,6 +88,15 @@ def state_directory(state: Path, *, write: bool) -> Path:
             f"state directory {state} cannot be written ({exc.strerror}); {fix}"
         ) from None
     return state
+
+
+def private(directory: Path) -> None:
+    """Only its owner may enter `directory` (a state directory holds ledgers, worktrees and
+    logs of one repository: another repository's blocks, run as another user, never read
+    them). A directory of someone else's is left as it is."""
+    info = directory.stat()
+    if info.st_uid == os.getuid() and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        directory.chmod(stat.S_IMODE(info.st_mode) & ~(stat.S_IRWXG | stat.S_IRWXO))
 
 
 def _nearest(path: Path) -> tuple[Path, os.stat_result]:

@@ -245,3 +245,84 @@ def test_a_pull_request_loosening_the_sandbox_policy_is_blocking(repo: GitRepo) 
     assert "blocks could have a network again" in text
     assert "limits.memory raised from 256Mi to 1Gi" in text
     assert "limits.processes removed" in text
+
+
+def _left_in(worktree: Path) -> list[int]:
+    """Processes whose working directory is in `worktree`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")).is_relative_to(worktree):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_timeout_ends_the_whole_tree_under_bwrap(repo: GitRepo) -> None:
+    compiled(
+        repo,
+        "hangs",
+        "      - id: hang\n"
+        "        run: [sh, -c, 'setsid sleep 300 & sleep 300 & wait']\n"
+        "        effects: none\n"
+        "        timeout: 2s\n",
+    )
+    done = run(repo, "hangs", "--format", "json")
+    assert done.returncode == 4, done.stderr
+    trace = trace_of(repo, json.loads(done.stdout)["execution"])
+    assert trace["spec"]["blocks"][0]["attempts"][0]["outcome"] == "timeout"
+    assert "timed out after 2s" in done.stderr
+    assert _left_in(repo.path) == []
+
+
+def test_evidence_is_what_the_block_wrote_in_its_worktree(repo: GitRepo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the block's\n")
+    compiled(
+        repo,
+        "linked",
+        "      - id: link\n"
+        f"        run: [ln, {outside}, report.txt]\n"
+        "        effects: none\n"
+        "        outputs: [report.txt]\n",
+    )
+    done = cli(
+        "foundry",
+        "run",
+        ".",
+        "--artifact",
+        "linked",
+        "--state",
+        str(tmp_path / "state"),
+        "--sandbox",
+        "none",
+        "--format",
+        "json",
+        cwd=repo.path,
+    )
+    assert done.returncode == 4, done.stderr
+    result = json.loads(done.stdout)
+    trace = trace_of_state(repo, result["execution"], tmp_path / "state")
+    assert "missing, outside the worktree or hard links: report.txt" in done.stderr
+    assert trace["spec"]["blocks"][0]["outputs"] == []
+    # the state directory is its owner's only
+    assert (tmp_path / "state").stat().st_mode & 0o077 == 0
+
+
+def trace_of_state(repo: GitRepo, execution: str, state: Path) -> dict[str, Any]:
+    out = cli(
+        "foundry",
+        "traces",
+        "export",
+        execution,
+        "--format",
+        "json",
+        "--state",
+        str(state),
+        cwd=repo.path,
+    )
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data

@@ -56,6 +56,7 @@ from controllers.reconcile._reading import Reading
 from controllers.reconcile._running import Done, Running, Work, held_check
 from controllers.reconcile._scan import Scanning
 from foundry.ports import Clock, SystemClock
+from foundry.workspace import private
 
 #: How many times a pass judges again the executions waiting on what the pass itself published.
 OWN_NEWS_ROUNDS = 3
@@ -112,7 +113,8 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         self.halt = halt
         # Absolute: git runs in the mirror, and a relative worktree path would land inside it.
         self.state = (settings.state_dir or state_dir_for(settings.repo)).absolute()
-        self.state.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private(self.state)  # its ledgers, worktrees and logs are this repository's only
         self.mirror = Mirror(self.url, self.state / "mirror.git")
         self.claims = Claims(self.mirror, holder or holder_id(), self.clock, settings.lease)
         self.forge: Forge = forge if forge is not None else LocalForge(self.mirror)

@@ -11,6 +11,7 @@ import select
 import selectors
 import shutil
 import signal
+import stat
 import threading
 import time
 from collections.abc import Mapping
@@ -582,12 +583,24 @@ class Executor:
             if not path.is_relative_to(self._worktree()) or not path.is_file():
                 missing.append(rel)
                 continue
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
+            # Evidence is what the block wrote in its worktree: a hard link (which may be to a
+            # file anywhere on the file system) is not, and neither is a file that is swapped
+            # for one between the check and the read (it is read through one descriptor).
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                missing.append(rel)
+                continue
+            with os.fdopen(fd, "rb") as fh:
+                info = os.fstat(fh.fileno())
+                if info.st_nlink != 1 or not stat.S_ISREG(info.st_mode):
+                    missing.append(rel)
+                    continue
+                digest = hashlib.sha256()
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(chunk)
             found.append(
-                {"path": rel, "digest": "sha256:" + digest.hexdigest(), "size": path.stat().st_size}
+                {"path": rel, "digest": "sha256:" + digest.hexdigest(), "size": info.st_size}
             )
         return found, missing
 
@@ -637,7 +650,10 @@ class Executor:
             outputs, missing = self._outputs(block)
             if missing:
                 outcome = "failed"
-                reason = f"declared output(s) missing or outside the worktree: {', '.join(missing)}"
+                reason = (
+                    "declared output(s) missing, outside the worktree or hard links: "
+                    + ", ".join(missing)
+                )
         if outcome == "timeout":
             reason = f"timed out after {block.timeout_seconds}s; its process group was killed"
         if outcome == "failed" and att.limit is not None:
