@@ -169,20 +169,12 @@ def next_step(
             f"to continue ({event.waits_on}; add --reject to fail it instead)", command, merge
         )
     if gate.kind == "approval":
-        if where == "run":
-            return NextStep(
-                event.waits_on,
-                then="approvals are judged by `foundry reconcile`, the daemon "
-                "and the Action; `foundry run` reads none",
-            )
+        if where == "run":  # its reason says who judges it: `foundry run` cannot
+            return NextStep(event.waits_on)
         command = approve_command(event.execution, event.block, event.gate_index or 0)
         return NextStep(f"to approve ({event.waits_on})", command, merge)
     if gate.kind in ("check", "after") and where == "run":
-        return NextStep(
-            event.waits_on,
-            then=f"{gate.kind} gates are judged by `foundry reconcile`, the "
-            "daemon and the Action; `foundry run` cannot",
-        )
+        return NextStep(event.waits_on)  # as for approvals
     return NextStep(event.waits_on, then=later)
 
 
