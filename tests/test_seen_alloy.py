@@ -71,7 +71,7 @@ def _resolves(group: click.Group, words: tuple[str, ...]) -> bool:
     for word in words:
         if not isinstance(command, click.Group):
             return True  # the rest are the command's arguments
-        sub = command.commands.get(word)
+        sub = command.get_command(click.Context(command), word)  # a lazy group loads it
         if sub is None:
             return False
         command = sub
@@ -204,6 +204,24 @@ def test_bad_time_zone_does_not_hide_an_evidence_error(repo: GitRepo, alloy: Any
         f":{evidence}:" in e and "evidence names unknown block 'buidl'; did you mean 'build'?" in e
         for e in found
     ), found
+
+
+def test_a_missing_goal_does_not_hide_the_rest(repo: GitRepo, alloy: Any) -> None:
+    doc = intent_yaml(
+        "ship",
+        extra_spec=(
+            "  acceptance:\n"
+            "    - id: AC-1\n"
+            "      statement: The results are kept.\n"
+            "      evidence: {block: buidl, output: out.txt}\n"
+        ),
+    ).replace("  goal: Something stays true.\n", "")
+    repo.write({".alloy/intents/ship.yaml": doc})
+    result = alloy("check")
+    assert result.code == 1, result
+    found = "\n".join(errors_of(result.out))
+    assert "required field 'goal' is missing" in found
+    assert "evidence names unknown block 'buidl'" in found
 
 
 def test_a_value_put_back_to_its_default_invents_no_finding(repo: GitRepo, alloy: Any) -> None:

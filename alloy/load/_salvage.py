@@ -3,8 +3,9 @@ not depend on what was wrong still run ("every problem at once" across stages, n
 one).
 
 Each wrong part is taken out, as small as it can be: an optional field goes back to its default,
-a list item or a map entry is dropped, an unknown field is removed. A part that is required and
-has no default takes its enclosing object with it, up to one that can go. What was taken out is
+a list item or a map entry is dropped, an unknown field is removed, and a required free text (a
+goal, a reason) is stood in for by a placeholder no check reads. Any other required part takes
+its enclosing object with it, up to one that can go. What was taken out is
 kept (`repaired`, in the document's own coordinates), and a finding that touches it is not
 reported: the salvaged model is good for what the wrong parts do not decide, and for nothing
 else. When nothing small enough can go (the envelope itself, say), there is no model.
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 
 from alloy.load._errors import Loc, _aliases, _is_union_tag, model_at
 
@@ -95,6 +96,12 @@ def salvage(model_cls: type[BaseModel], data: Any) -> Salvaged | None:
             points: set[Loc] = set()
             for err in exc.errors(include_url=False):
                 loc = tuple(p for p in err["loc"] if p != "[key]" and not _is_union_tag(p))
+                text = _free_text(model_cls, loc)
+                holder = _get(work, loc[:-1]) if text is not None else None
+                if isinstance(holder, dict):  # stood in for at once: nothing else moves
+                    holder[loc[-1]] = text
+                    out.repaired.append(out.original(loc))
+                    continue
                 point = _removable(model_cls, work, loc)
                 if point is None:
                     return None
@@ -130,6 +137,26 @@ def _get(data: Any, loc: Loc) -> Any:
     for part in loc:
         data = data[part]
     return data
+
+
+def _free_text(model_cls: type[BaseModel], loc: Loc) -> str | None:
+    """A placeholder for the required free-text field at `loc` (only length-bound text, which
+    no check reads), or None when the field is anything else."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    parent = model_at(model_cls, loc[:-1])
+    if parent is None:
+        return None
+    name = next((k for k, f in parent.model_fields.items() if (f.alias or k) == loc[-1]), None)
+    if name is None:
+        return None
+    info = parent.model_fields[name]
+    if not info.is_required() or info.annotation is not str:
+        return None
+    bounds = [m for m in info.metadata if isinstance(m, StringConstraints)]
+    if len(bounds) != len(info.metadata) or any(b.pattern is not None for b in bounds):
+        return None
+    return "x" * max([b.min_length or 1 for b in bounds] + [1])
 
 
 def _removable(model_cls: type[BaseModel], data: Any, loc: Loc) -> Loc | None:
