@@ -40,7 +40,7 @@ DOCUMENT_FORMATS = {"foundry traces export"}
 
 def _commands() -> Iterator[tuple[str, str, click.Command]]:
     for prog, group in GROUPS.items():
-        for path, command in HELPS[prog].walk(group):
+        for path, command in HELPS[prog].walk(group, load=True):
             yield prog, path, command
 
 
@@ -130,6 +130,34 @@ def test_rich_is_not_imported_to_start_or_when_piped(argv: list[str], tmp_path: 
     modules = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()]
     assert "click" in modules  # not vacuous: importtime reported the imports
     assert not [m for m in modules if m.split(".")[0] in ("rich", "markdown_it", "pygments")]
+
+
+def test_version_loads_no_command_module(tmp_path: Path) -> None:
+    """`alloy --version` answers from the group alone: no command module, and so neither the
+    Alloy core's models nor pydantic, is imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "alloy", "--version"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    modules = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "alloy.cli._root" in modules  # not vacuous
+    loaded = {m for m in modules if m.startswith(("pydantic", "alloy.model", "alloy.cli._c"))}
+    assert not loaded, sorted(loaded)
+
+
+def test_every_alloy_command_is_where_the_lazy_group_looks() -> None:
+    from alloy.cli._root import COMMAND_MODULES
+
+    registered = {
+        name: command.callback.__module__.rsplit(".", 1)[-1]
+        for name, command in alloy_cli.commands.items()
+        if command.callback is not None
+    }
+    assert registered == COMMAND_MODULES  # walk(load=True) above loaded every module
 
 
 def test_docs_cli_md_is_what_the_commands_say() -> None:

@@ -13,12 +13,13 @@ import click
 
 from alloy import explain as explain_mod
 from alloy import scaffold, workspace
-from alloy._version import API_VERSION, __version__
+from alloy._version import API_VERSION
 from alloy.cli._ask import ask, follow_up_goal, follow_up_statement
 from alloy.cli._identity import who
 from alloy.cli._output import output, output_options
+from alloy.cli._root import Context, cli, pass_ctx
 from alloy.diagnostics import Diagnostic, render
-from alloy.errors import InvalidDocuments, NotFound, StaleArtifacts, UserError
+from alloy.errors import InvalidDocuments, StaleArtifacts, UserError
 from alloy.load._errors import suggest
 from alloy.model import KINDS
 from alloy.schema import schema_of, write_schemas
@@ -30,42 +31,6 @@ GITHUB_HELP = (
     "text: for people (rich on a terminal, plain when piped); json: one document with "
     "schemaVersion (docs/schemas/); github: workflow commands that annotate a pull request."
 )
-
-
-class Context:
-    """Options shared by every command."""
-
-    def __init__(self, repo: Path | None) -> None:
-        self._repo = repo
-
-    def root(self) -> Path:
-        if self._repo is not None and not self._repo.is_dir():
-            # Else find_root would climb from the missing path into an enclosing repository.
-            raise NotFound(f"-C {self._repo}: no such directory")
-        return workspace.find_root(self._repo)
-
-    def cwd(self) -> Path:
-        return (self._repo or Path.cwd()).resolve()
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-C",
-    "--repo",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Repository to work on (default: the nearest directory at or above the current one "
-    "that holds .alloy/).",
-)
-@click.version_option(
-    __version__, prog_name="alloy", message=f"%(prog)s %(version)s (writes {API_VERSION})"
-)
-@click.pass_context
-def cli(ctx: click.Context, repo: Path | None) -> None:
-    """Alloy: engineering intent kept as files under .alloy/, checked and compiled."""
-    ctx.obj = Context(repo)
 
 
 def _slug(text: str) -> str:

@@ -28,8 +28,9 @@ import click
 
 from alloy import critique as critique_mod
 from alloy import workspace
-from alloy.cli._commands import Context, cli, pass_ctx, read_traces
+from alloy.cli._commands import read_traces
 from alloy.cli._output import output, output_options
+from alloy.cli._root import Context, cli, pass_ctx
 from alloy.errors import InvalidDocuments, NotFound
 from alloy.load import PROJECT_PATH, Entry, load_project
 from alloy.load._errors import suggest

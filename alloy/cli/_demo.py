@@ -9,7 +9,7 @@ import click
 
 from alloy import explain as explain_mod
 from alloy import workspace
-from alloy.cli._commands import cli
+from alloy.cli._root import cli
 from alloy.errors import UserError
 
 _PROJECT = """\

@@ -106,14 +106,20 @@ EXIT_CODES: dict[str, dict[int, str]] = {
 }
 
 
-def walk(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
-    """Every command below `group` (groups too) with its path (`new intent`), `group` first."""
+def walk(
+    group: click.Group, prefix: str = "", *, load: bool = False
+) -> Iterator[tuple[str, click.Command]]:
+    """Every command below `group` (groups too) with its path (`new intent`), `group` first: those
+    registered so far, or with `load` every command there is (their modules are imported)."""
     yield prefix, group
-    for name in sorted(group.commands):
-        command = group.commands[name]
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx) if load else sorted(group.commands):
+        command = group.get_command(ctx, name) if load else group.commands[name]
+        if command is None:
+            continue
         path = f"{prefix} {name}".strip()
         if isinstance(command, click.Group):
-            yield from walk(command, path)
+            yield from walk(command, path, load=load)
         else:
             yield path, command
 

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import click
 
 from alloy import workspace
-from alloy.cli._commands import Context, cli, pass_ctx
 from alloy.cli._output import format_given_or_piped, output, output_options
+from alloy.cli._root import Context, cli, pass_ctx
 from alloy.errors import NotFound, UserError
 from alloy.load import PROJECT_PATH, DocResult, Entry, anchor, git_sources, load_project
 from alloy.load import _files as file_rules

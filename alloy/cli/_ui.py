@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from alloy.cli._commands import Context, cli, pass_ctx
 from alloy.cli._identity import who
+from alloy.cli._root import Context, cli, pass_ctx
 from alloy.errors import NotFound, UserError
 
 
