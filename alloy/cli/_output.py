@@ -114,7 +114,7 @@ class Output:
 #: The words coloured on a terminal (statuses, severities, evidence).
 _WORDS = {
     "green": "succeeded|produced|ok|current|success|PASS",
-    "red": "failed|error|MISSING|missing|blocking|invalid|failure|FAIL",
+    "red": "failed|error|MISSING|missing|blocking|invalid|failure|FAIL|refused",
     "yellow": "waiting|queued|indeterminate|stale|STALE|warning|paused|high|WARN",
     "dim": "skipped|cancelled|superseded",
 }

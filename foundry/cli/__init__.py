@@ -210,17 +210,17 @@ def plan(path: Path, state_dir: Path | None) -> None:
         if refused:
             raise click.exceptions.Exit(1)
         return
-    for problem in refused:
-        click.echo(f"refused  {problem}")
+    lines = [f"refused  {problem}" for problem in refused]
     rows = [("start", i) for i in result.start] + [("resume", i) for i in result.resume]
     rows += [("skip", i) for i in result.skip]
     for artifact in sorted({i.artifact for _, i in rows}):
-        click.echo(artifact)
+        lines.append(artifact)
         for kind, it in rows:
             if it.artifact == artifact:
-                click.echo(f"  {kind:<7} {it.execution or '-':<20} {it.reason}")
+                lines.append(f"  {kind:<7} {it.execution or '-':<20} {it.reason}")
     if not rows and not refused:
-        click.echo("no artifacts")
+        lines.append("no artifacts")
+    out.text("".join(line + "\n" for line in lines))
     if refused:
         raise click.exceptions.Exit(1)
 
