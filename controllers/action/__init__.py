@@ -134,8 +134,15 @@ def _reconcile(job: Job, token: str | None, state: Path, out: TextIO) -> ActionR
         )
     remote = _origin(job.workspace)
     git_credentials(job, remote, token, out)
+    from foundry.sandbox import sandbox_named
+
     settings = Settings(
-        repo=remote, branch=job.default_branch, state_dir=state / "reconcile", dispatch=dispatch
+        repo=remote,
+        branch=job.default_branch,
+        state_dir=state / "reconcile",
+        dispatch=dispatch,
+        # As on any host: bwrap where the runner has it (FOUNDRY_SANDBOX chooses otherwise).
+        sandbox=sandbox_named(os.environ.get("FOUNDRY_SANDBOX") or "auto"),
     )
 
     def progress(event: Progress) -> None:

@@ -9,7 +9,6 @@ import heapq
 import os
 import select
 import selectors
-import shutil
 import signal
 import stat
 import threading
@@ -540,10 +539,11 @@ class Executor:
             hidden=self.opts.hidden,
             read_only=self.opts.read_only,
         )
-        scratch = self.dir / "sandbox" / f"{block.id}.{number}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True, mode=0o700)
-        return box.launch(list(block.run), confinement, scratch)
+        # A sandbox that needs room of its own for the attempt (bwrap's private /tmp) makes it
+        # here; it is removed when the attempt ends.
+        return box.launch(
+            list(block.run), confinement, self.dir / "sandbox" / f"{block.id}.{number}"
+        )
 
     def _progress(self) -> None:
         """Tell the controller that the ledger moved (an attempt started or ended). News, not
@@ -613,7 +613,6 @@ class Executor:
             if att.limit is not None:
                 att.capture.feed(f"\nfoundry: {att.limit}\n".encode())
             att.launch.close()
-            shutil.rmtree(self.dir / "sandbox" / f"{att.block.id}.{att.number}", ignore_errors=True)
         att.capture.close()
         block = att.block
         self._end_attempt(state, att, not_before)

@@ -43,8 +43,11 @@ class Bubblewrap:
         reason = self.problem()
         if found is None or reason is not None:
             raise SandboxUnavailable(reason or f"{self.executable}: not found")
+        shutil.rmtree(scratch, ignore_errors=True)  # left by an attempt a crash ended
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        scratch.mkdir(mode=0o700)
         tmp = scratch / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(mode=0o700)
         args = [
             found,
             "--unshare-user",
@@ -78,7 +81,13 @@ class Bubblewrap:
             elif hidden.exists():
                 args += ["--ro-bind", "/dev/null", str(hidden)]
         args += ["--chdir", str(confinement.cwd), "--"]
-        return limited([*args, *argv], confinement.limits, scratch)
+        try:
+            launch = limited([*args, *argv], confinement.limits)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        launch.scratch = scratch
+        return launch
 
 
 def _git_dirs(worktree: Path) -> list[str]:

@@ -83,6 +83,8 @@ class Launch:
     cgroups: dict[str, Path] = field(default_factory=dict)
     #: the cgroup version the directories belong to (1 or 2)
     cgroup_version: int = 0
+    #: a directory made for the attempt (removed by `close`)
+    scratch: Path | None = None
 
     def verdict(self, returncode: int) -> str | None:
         """Which limit ended the attempt, in words (None: none did, as far as can be told)."""
@@ -143,9 +145,12 @@ class Launch:
             with contextlib.suppress(OSError):
                 where.rmdir()
         self.cgroups = {}
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
 
-def limited(argv: list[str], limits: Limits, scratch: Path) -> Launch:
+def limited(argv: list[str], limits: Limits) -> Launch:
     """`argv` under `limits`: started through `/bin/sh`, which joins the attempt's cgroups and
     `exec`s `prlimit` with the resource limits and then `argv`."""
     if not limits:

@@ -32,7 +32,7 @@ class NoSandbox:
         return None
 
     def launch(self, argv: list[str], confinement: Confinement, scratch: Path) -> Launch:
-        return limited(argv, confinement.limits, scratch)
+        return limited(argv, confinement.limits)
 
 
 def sandbox_named(name: str, *, bwrap: str | None = None) -> Sandbox:
