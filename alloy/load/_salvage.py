@@ -87,7 +87,7 @@ def _value(data: Any, loc: Loc) -> Any:
 
 def salvage(model_cls: type[BaseModel], data: Any) -> Salvaged | None:
     """The nearest valid `model_cls` to `data`, or None when none can be made."""
-    work = _copy(data)
+    work = data  # never changed in place: each edit copies only the containers on its path
     out = Salvaged(model=None, source=data)  # type: ignore[arg-type]
     for _ in range(MAX_ROUNDS):
         try:
@@ -97,9 +97,8 @@ def salvage(model_cls: type[BaseModel], data: Any) -> Salvaged | None:
             for err in exc.errors(include_url=False):
                 loc = tuple(p for p in err["loc"] if p != "[key]" and not _is_union_tag(p))
                 text = _free_text(model_cls, loc)
-                holder = _get(work, loc[:-1]) if text is not None else None
-                if isinstance(holder, dict):  # stood in for at once: nothing else moves
-                    holder[loc[-1]] = text
+                if text is not None and isinstance(_value_at(work, loc[:-1]), dict):
+                    work = _edit(work, loc, text)  # stood in for at once: nothing else moves
                     out.repaired.append(out.original(loc))
                     continue
                 point = _removable(model_cls, work, loc)
@@ -114,23 +113,38 @@ def salvage(model_cls: type[BaseModel], data: Any) -> Salvaged | None:
             )
             out.repaired.extend(out.original(p) for p in chosen)
             for point in chosen:
-                container = _get(work, point[:-1])
-                if isinstance(container, list):
+                if isinstance(_get(work, point[:-1]), list):
                     assert isinstance(point[-1], int)
                     out._removals.append((point[:-1], point[-1]))
-                del container[point[-1]]
+                work = _edit(work, point, _DELETE)
         else:
             return out
     return None
 
 
-def _copy(data: Any) -> Any:
-    """A private copy of plain data (YAML aliases share objects; a removal must not)."""
-    if isinstance(data, dict):
-        return {k: _copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_copy(v) for v in data]
-    return data
+_DELETE = object()
+
+
+def _edit(data: Any, loc: Loc, value: Any) -> Any:
+    """`data` with the value at `loc` replaced by `value` (or deleted, for `_DELETE`); only
+    the containers on the way are copied (the document's data, whose parts YAML aliases may
+    share, is never changed)."""
+    head, rest = loc[0], loc[1:]
+    copy: Any = list(data) if isinstance(data, list) else dict(data)
+    if rest:
+        copy[head] = _edit(data[head], rest, value)
+    elif value is _DELETE:
+        del copy[head]
+    else:
+        copy[head] = value
+    return copy
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    try:
+        return _get(data, loc)
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def _get(data: Any, loc: Loc) -> Any:
