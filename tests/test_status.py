@@ -86,7 +86,7 @@ def foundry_run(repo: GitRepo, state: Path, *extra: str) -> str:
     )
     assert result.code in (0, 4), result.err  # succeeded or failed
     line = next(x for x in result.err.splitlines() if x.startswith("exe-"))
-    return line.split(":", 1)[0]
+    return line.split()[0]  # `exe-… (intent, event key): status`
 
 
 def export(repo: GitRepo, state: Path, execution: str) -> bytes:
