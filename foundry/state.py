@@ -7,6 +7,8 @@ Layout: `<state>/executions/<execution>/ledger.jsonl` (+ `logs/`); dry runs unde
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,3 +127,12 @@ class LedgerIndex:
             and s.planned["event"]["type"] == event_type
             and s.status not in ("succeeded", "failed", "cancelled", "skipped")
         ]
+
+
+def private(directory: Path) -> None:
+    """Only its owner may enter `directory` (a state directory holds ledgers, worktrees and
+    logs of one repository: another repository's blocks, run as another user, never read
+    them). A directory of someone else's is left as it is."""
+    info = directory.stat()
+    if info.st_uid == os.getuid() and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        directory.chmod(stat.S_IMODE(info.st_mode) & ~(stat.S_IRWXG | stat.S_IRWXO))

@@ -34,7 +34,7 @@ from foundry.ids import Event, execution_id
 from foundry.planner import Item, Plan, plan
 from foundry.ports import Clock
 from foundry.sandbox import Sandbox
-from foundry.state import LedgerIndex
+from foundry.state import LedgerIndex, private
 from foundry.throttle import Lanes
 
 
@@ -88,15 +88,6 @@ def state_directory(state: Path, *, write: bool) -> Path:
             f"state directory {state} cannot be written ({exc.strerror}); {fix}"
         ) from None
     return state
-
-
-def private(directory: Path) -> None:
-    """Only its owner may enter `directory` (a state directory holds ledgers, worktrees and
-    logs of one repository: another repository's blocks, run as another user, never read
-    them). A directory of someone else's is left as it is."""
-    info = directory.stat()
-    if info.st_uid == os.getuid() and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        directory.chmod(stat.S_IMODE(info.st_mode) & ~(stat.S_IRWXG | stat.S_IRWXO))
 
 
 def _nearest(path: Path) -> tuple[Path, os.stat_result]:

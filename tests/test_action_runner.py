@@ -187,6 +187,8 @@ class Runner:
             "--env", f"GITHUB_REPOSITORY={self.github.repo}",
             "--env", f"GITHUB_API_URL={self.github.api_url}",
             "--env", f"ALLOY_TEST_PYTHON={sys.executable}",
+            # the blocks here mark files of the test (tests/conftest.py: unsandboxed)
+            "--env", f"FOUNDRY_SANDBOX={os.environ.get('FOUNDRY_SANDBOX', 'none')}",
             "-s", f"GITHUB_TOKEN={self.github.token}",
             *extra,
         ]  # fmt: skip

@@ -56,7 +56,7 @@ from controllers.reconcile._reading import Reading
 from controllers.reconcile._running import Done, Running, Work, held_check
 from controllers.reconcile._scan import Scanning
 from foundry.ports import Clock, SystemClock
-from foundry.workspace import private
+from foundry.state import private
 
 #: How many times a pass judges again the executions waiting on what the pass itself published.
 OWN_NEWS_ROUNDS = 3
