@@ -653,7 +653,8 @@ def test_a_refresh_holds_summaries_and_reads_a_whole_model_for_its_page(
     assert models() == before
     assert state.intents.inputs["held-07"].summary.title == "Intent held-07"
     model = state.intent_model("held-07")
-    assert model is not None and model.metadata.title == "Intent held-07"
+    assert model is not None
+    assert model.metadata.title == "Intent held-07"
     assert state.intent_model("held-07") is model  # kept for the next page
     assert models() == before + 1
 
@@ -666,4 +667,5 @@ def test_a_refresh_holds_summaries_and_reads_a_whole_model_for_its_page(
     assert after["held-03"].title == "Renamed"
     assert [n for n in names if after[n] is not summaries[n]] == ["held-03"]
     reread = state.intent_model("held-03")
-    assert reread is not None and reread.metadata.title == "Renamed"
+    assert reread is not None
+    assert reread.metadata.title == "Renamed"

@@ -13,7 +13,7 @@ from tests.ui_support import PROPOSAL, UiWorld
 
 
 def _status(ui: UiWorld) -> dict[str, dict[str, Any]]:
-    result = run_cli("alloy", "status", "--json", "--all", cwd=ui.work.path)
+    result = run_cli("alloy", "status", "--json", "--all", "--fetch", cwd=ui.work.path)
     assert result.code == 0, result.err
     doc = json.loads(result.out)
     assert doc["traces"]["found"] is True, doc["traces"]
