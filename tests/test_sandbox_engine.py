@@ -155,6 +155,20 @@ def test_limits_end_a_block_and_the_trace_says_which(repo: GitRepo) -> None:
     assert block["status"] == "failed"
     said = json.dumps(block)
     assert "process limit reached (4): a fork was refused" in said
+    # memory: the kernel ends it, and the trace says it was the limit
+    compiled(
+        repo,
+        "greedy",
+        "      - id: hog\n"
+        f"        run: [{SYSTEM_PY}, -c, 'x = bytearray(600 * 1024 * 1024)']\n"
+        "        effects: none\n"
+        "        limits: {memory: 128Mi}\n",
+    )
+    done = run(repo, "greedy", "--format", "json")
+    assert done.returncode == 4, done.stderr
+    [block] = trace_of(repo, json.loads(done.stdout)["execution"])["spec"]["blocks"]
+    assert block["status"] == "failed"
+    assert "memory limit reached (128 MiB)" in json.dumps(block)
 
 
 def test_a_sandbox_that_cannot_run_here_fails_the_execution_and_runs_nothing(
