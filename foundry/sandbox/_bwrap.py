@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -69,13 +70,17 @@ class Bubblewrap:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        for shown in confinement.read_only:
-            args += ["--ro-bind-try", str(shown), str(shown)]
         args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(tmp), "/tmp"]  # noqa: S108
+        for shown in confinement.read_only:  # after /tmp: a path under the host's /tmp shows
+            args += ["--ro-bind-try", str(shown), str(shown)]
         worktree = confinement.worktree
         args += ["--bind", str(worktree), str(worktree)]
-        args += _git_dirs(worktree)
-        for hidden in confinement.hidden:
+        args += _git_dirs(worktree, scratch)
+        # A hidden path that is a symbolic link is covered where it points too (a secrets
+        # file linked from a directory the block cannot see to one under /etc).
+        for hidden in dict.fromkeys(
+            p for h in confinement.hidden for p in (h, Path(os.path.realpath(h)))
+        ):
             if hidden.is_dir():
                 args += ["--tmpfs", str(hidden)]
             elif hidden.exists():
@@ -90,27 +95,55 @@ class Bubblewrap:
         return launch
 
 
-def _git_dirs(worktree: Path) -> list[str]:
-    """A linked worktree's `.git` is a file naming its git directory (and that one its common
-    directory): both shown, the worktree's own read-write (its index), the common one
-    read-only, so that `git` works in the worktree and nothing else of the host shows."""
+def _git_dirs(worktree: Path, scratch: Path) -> list[str]:
+    """A linked worktree's `.git` is a file naming its git directory
+    (`COMMON/worktrees/NAME`): both shown, the worktree's own read-write (its index), the
+    common one read-only, so that `git` works in the worktree and nothing else of the host
+    shows.
+
+    The block may rewrite `.git` (it is in its worktree) and its git directory's files (they
+    are shown read-write), so what they say is checked before anything is shown: the git
+    directory must say it belongs to this worktree (its `gitdir` file names this `.git`), the
+    common directory is its `worktrees` directory's parent (whatever its `commondir` file says
+    now), and neither lies in, or above, what the block may write (its worktree, the engine's
+    rooms for attempts). Anything else shows no git directory: `git` fails in the block, and
+    nothing of the host is mounted."""
     marker = worktree / ".git"
-    if not marker.is_file():
+    text = _small_file(marker)
+    if text is None or not text.startswith("gitdir:"):
         return []
+    gitdir = Path(os.path.realpath(worktree / text[len("gitdir:") :].strip()))
+    if gitdir.parent.name != "worktrees":
+        return []
+    common = gitdir.parent.parent
+    back = _small_file(gitdir / "gitdir")
+    if back is None or Path(os.path.realpath(back.strip())) != Path(os.path.realpath(marker)):
+        return []
+    writable = (Path(os.path.realpath(worktree)), Path(os.path.realpath(scratch.parent)))
+    for place in (gitdir, common):
+        for room in writable:
+            if place.is_relative_to(room) or room.is_relative_to(place):
+                return []
+    if not (common / "objects").is_dir() or not gitdir.is_dir():
+        return []
+    return ["--ro-bind", str(common), str(common), "--bind", str(gitdir), str(gitdir)]
+
+
+def _small_file(path: Path) -> str | None:
+    """The text of a small regular file at `path` (not a link, a FIFO or a device: opening
+    one of those does not wait), or None."""
     try:
-        text = marker.read_text()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return []
-    if not text.startswith("gitdir:"):
-        return []
-    gitdir = (worktree / text[len("gitdir:") :].strip()).resolve()
-    out = []
-    common_file = gitdir / "commondir"
-    if common_file.is_file():
-        common = (gitdir / common_file.read_text().strip()).resolve()
-        out += ["--ro-bind", str(common), str(common)]
-    out += ["--bind", str(gitdir), str(gitdir)]
-    return out
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 @functools.cache

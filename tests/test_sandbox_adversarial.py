@@ -1,0 +1,521 @@
+"""The `bwrap` sandbox attacked as the hostile merged intent of another team on a shared runner
+host would: real processes under bubblewrap try to leave the mount view, reach the network,
+outlive their attempt, defeat their limits, make evidence lie, and break the engine or the
+daemon with hostile values. Each test asserts the safe outcome (docs/security.md says what the
+sandbox claims); a gap that is known and not closed yet is an `xfail(strict=True)` naming it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from controllers.daemon import ConfigError, parse_config
+from foundry.boundary import digest_of
+from foundry.sandbox import Bubblewrap, Confinement, Launch, Limits
+from tests.conftest import GitRepo, git, intent_yaml
+from tests.test_sandbox_engine import cli, compiled, run
+
+PY = "/usr/bin/python3"
+BOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="needs bubblewrap (scripts/test installs it)"
+)
+
+
+class Host:
+    """A runner host's layout: repository A (the attacker) with a mirror and a linked
+    worktree as the daemon makes them, and repository B's worktree, state (a ledger) and
+    secrets file beside it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mirror = root / "a" / "mirror.git"
+        self.worktree = root / "a" / "worktrees" / "run-1"
+        self.rooms = root / "a" / "executions" / "e1" / "sandbox"
+        self.other = root / "b" / "worktrees" / "run-1"
+        self.state = root / "b" / "state"
+        self.secret = root / "b" / "secrets.env"
+        seed = root / "seed"
+        seed.mkdir(parents=True)
+        git(seed, "init", "-q", "-b", "main")
+        (seed / "code.txt").write_text("team a's code\n")
+        git(seed, "add", "-A")
+        git(seed, "commit", "-q", "-m", "init")
+        git(root, "clone", "-q", "--bare", str(seed), str(self.mirror))
+        self.worktree.parent.mkdir(parents=True)
+        git(self.mirror, "worktree", "add", "-q", "--detach", str(self.worktree), "main")
+        self.rooms.mkdir(parents=True)
+        self.other.mkdir(parents=True)
+        (self.other / "code.txt").write_text("team b's code\n")
+        self.state.mkdir(parents=True)
+        (self.state / "ledger.jsonl").write_text('{"type": "team-b-ledger"}\n')
+        self.secret.write_text("DEPLOY_TOKEN=team-b-secret\n")
+        self.secret.chmod(0o600)
+        self._n = 0
+
+    def launch(
+        self,
+        script: str,
+        *,
+        network: bool = True,
+        limits: Limits | None = None,
+        hidden: tuple[Path, ...] = (),
+        read_only: tuple[Path, ...] = (),
+    ) -> Launch:
+        self._n += 1
+        confinement = Confinement(
+            self.worktree,
+            self.worktree,
+            network=network,
+            limits=limits or Limits(),
+            hidden=hidden,
+            read_only=read_only,
+        )
+        return Bubblewrap().launch(
+            ["/bin/sh", "-c", script], confinement, self.rooms / f"block.{self._n}"
+        )
+
+    def run(self, script: str, **how: object) -> tuple[int, str, str | None]:
+        launch = self.launch(script, **how)  # type: ignore[arg-type]
+        try:
+            proc = subprocess.run(
+                launch.argv,
+                cwd=self.worktree,
+                env=BOX_ENV,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            return proc.returncode, proc.stdout + proc.stderr, launch.verdict(proc.returncode)
+        finally:
+            launch.close()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Host:
+    return Host(tmp_path)
+
+
+# -- the mount view ---------------------------------------------------------------------------
+
+
+def test_git_works_in_a_linked_worktree_and_its_common_directory_is_read_only(host: Host) -> None:
+    code, out, _ = host.run(
+        "git rev-parse HEAD && git status --porcelain && cat code.txt; "
+        "for p in objects/x refs/heads/evil config hooks/post-checkout; do "
+        f'  (echo x > "{host.mirror}/$p") 2>/dev/null && echo "WROTE $p"; done; echo done'
+    )
+    assert code == 0, out
+    assert "team a's code" in out
+    assert "WROTE" not in out
+    assert "done" in out
+    assert not (host.mirror / "hooks" / "post-checkout").exists()
+    assert not (host.mirror / "refs" / "heads" / "evil").exists()
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    ["{state}", "/", "{other}/..", "{mirror}/.."],
+    ids=["another-state", "root", "another-worktree", "above-the-mirror"],
+)
+def test_a_rewritten_dot_git_shows_nothing_of_the_host_to_the_next_attempt(
+    host: Host, pointer: str
+) -> None:
+    target = pointer.format(state=host.state, other=host.other, mirror=host.mirror)
+    code, out, _ = host.run(f"echo 'gitdir: {target}' > .git")
+    assert code == 0, out
+    code, out, _ = host.run(
+        f"cat {host.state}/ledger.jsonl {host.other}/code.txt; "
+        f"echo planted > {host.state}/planted; ls /root /home 2>&1; echo done"
+    )
+    assert "team-b-ledger" not in out
+    assert "team b's code" not in out
+    assert "done" in out
+    assert not (host.state / "planted").exists()
+
+
+def test_a_rewritten_commondir_or_a_forged_back_pointer_shows_nothing_else(host: Host) -> None:
+    gitdir = host.mirror / "worktrees" / "run-1"
+    code, out, _ = host.run(
+        f"echo {host.state} > {gitdir}/commondir; "
+        # a forged git directory of its own, in the worktree, pointing back at the worktree
+        f"mkdir -p forged/worktrees/x/objects && echo '{host.worktree}/.git' "
+        "> forged/worktrees/x/gitdir && touch forged/worktrees/x/HEAD; echo done"
+    )
+    assert code == 0, out
+    code, out, _ = host.run(f"cat {host.state}/ledger.jsonl; echo done")
+    assert "team-b-ledger" not in out
+    # a forged git directory under the block's own writable rooms is not mounted either
+    (host.worktree / ".git").write_text(f"gitdir: {host.worktree}/forged/worktrees/x\n")
+    code, out, _ = host.run(f"ls {host.mirror} 2>&1; echo done")
+    assert "No such file or directory" in out
+
+
+def test_a_fifo_or_a_link_in_the_git_pointers_does_not_hang_the_engine(host: Host) -> None:
+    gitdir = host.mirror / "worktrees" / "run-1"
+    _code, out, _ = host.run(f"rm {gitdir}/gitdir && mkfifo {gitdir}/gitdir && echo made")
+    assert "made" in out, out
+    launched: list[Launch] = []
+    worker = threading.Thread(target=lambda: launched.append(host.launch("true")), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert launched, "launching the next attempt hung on a FIFO the block left"
+    launched[0].close()
+    (host.worktree / ".git").unlink()
+    (host.worktree / ".git").symlink_to(host.state / "ledger.jsonl")
+    _code, out, _ = host.run(f"cat {host.state}/ledger.jsonl; echo done")
+    assert "team-b-ledger" not in out
+
+
+def test_links_and_dot_dot_in_the_worktree_lead_nowhere(host: Host) -> None:
+    (host.worktree / "theirs").symlink_to(host.other)
+    _code, out, _ = host.run(
+        f"cat theirs/code.txt; cd ../../..; ls; cat {host.secret}; "
+        "cat /proc/1/root/etc/hostname 2>&1; ls /proc/1/root/ 2>&1; echo done"
+    )
+    assert "team b's code" not in out
+    assert "team-b-secret" not in out
+    assert "done" in out
+
+
+def test_a_hidden_file_reached_through_a_link_stays_hidden(host: Host, tmp_path: Path) -> None:
+    """The daemon's config names a secrets file by a link (as secret managers lay them out)
+    whose target lies where blocks see the system read-only: both are covered."""
+    system = tmp_path / "system-etc"
+    system.mkdir()
+    real = system / "team-b.env"
+    real.write_text("DEPLOY_TOKEN=team-b-secret\n")
+    real.chmod(0o600)
+    link = tmp_path / "run" / "secrets" / "team-b.env"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    _code, out, _ = host.run(f"cat {real} {link}; echo done", hidden=(link,), read_only=(system,))
+    assert "team-b-secret" not in out
+    assert "done" in out
+    _code, out, _ = host.run(f"cat {real}", read_only=(system,))  # the test can fail
+    assert "team-b-secret" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the gap is a root daemon's")
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: a block runs as the daemon's user (in a user namespace); under a root daemon "
+    "it reads root's own private files of the read-only system, such as /etc/shadow",
+)
+def test_private_files_of_the_system_are_not_readable(host: Host) -> None:
+    shadow = Path("/etc/shadow")
+    if not shadow.exists() or shadow.stat().st_mode & stat.S_IROTH:
+        pytest.skip("no private /etc/shadow here")
+    _code, out, _ = host.run("head -c 1 /etc/shadow >/dev/null && echo READ")
+    assert "READ" not in out
+
+
+# -- the network ------------------------------------------------------------------------------
+
+
+def test_network_false_reaches_no_loopback_no_abstract_socket_and_no_dns(host: Host) -> None:
+    six = socket.socket(socket.AF_INET6)
+    six.bind(("::1", 0))
+    six.listen()
+    abstract = socket.socket(socket.AF_UNIX)
+    name = f"foundry-test-{os.getpid()}-{time.monotonic_ns()}"
+    abstract.bind("\0" + name)
+    abstract.listen()
+    probe = (
+        "import socket\n"
+        "def tried(what, fn):\n"
+        "    try:\n"
+        "        fn(); print('REACHED', what)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', what, exc)\n"
+        f"tried('v6', lambda: socket.create_connection(('::1', {six.getsockname()[1]}), 5))\n"
+        "u = socket.socket(socket.AF_UNIX)\n"
+        f"tried('abstract', lambda: u.connect('\\0{name}'))\n"
+        "tried('dns', lambda: socket.getaddrinfo('example.com', 80))\n"
+    )
+    (host.worktree / "probe.py").write_text(probe)
+    try:
+        _code, out, _ = host.run(f"{PY} probe.py", network=False)
+        assert "REACHED" not in out, out
+        assert [line.split()[1] for line in out.splitlines()] == ["v6", "abstract", "dns"], out
+        _code, out, _ = host.run(f"{PY} probe.py", network=True)  # the test can fail
+        assert "REACHED v6" in out, out
+        assert "REACHED abstract" in out, out
+    finally:
+        six.close()
+        abstract.close()
+
+
+# -- outliving the attempt ---------------------------------------------------------------------
+
+
+def _processes_in(worktree: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")).is_relative_to(worktree):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_double_forks_sessions_and_nested_pid_namespaces_end_with_the_attempt(
+    host: Host,
+) -> None:
+    launch = host.launch(
+        "(setsid sh -c 'sleep 600 & sleep 600' &) ; "
+        "(unshare -Urpf --mount-proc sleep 600 &) ; "
+        "nohup sleep 600 >/dev/null 2>&1 & touch started; wait",
+        limits=Limits(processes=64),
+    )
+    groups = dict(launch.cgroups)
+    scratch = launch.scratch
+    proc = subprocess.Popen(launch.argv, cwd=host.worktree, env=BOX_ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (host.worktree / "started").exists() or len(_processes_in(host.worktree)) < 5:
+            assert time.monotonic() < deadline, _processes_in(host.worktree)
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # a timeout or a cancel
+        proc.wait(30)
+        deadline = time.monotonic() + 30
+        while _processes_in(host.worktree):
+            assert time.monotonic() < deadline, f"left running: {_processes_in(host.worktree)}"
+            time.sleep(0.05)
+    finally:
+        launch.close()
+    # nothing of the attempt is left behind: its cgroups and its private /tmp are gone
+    assert scratch is not None
+    assert not scratch.exists()
+    assert all(not where.exists() for where in groups.values())
+
+
+# -- limits ------------------------------------------------------------------------------------
+
+
+def test_threads_count_as_processes(host: Host) -> None:
+    code, out, verdict = host.run(
+        f"{PY} -c 'import threading, time\n"
+        "for i in range(40): threading.Thread(target=time.sleep, args=(5,)).start()\n"
+        'print("started all")\'',
+        limits=Limits(processes=8),
+    )
+    assert code != 0, out
+    assert "started all" not in out
+    if verdict is not None:  # with cgroups: the reason; with RLIMIT_NPROC: root is exempt
+        assert verdict == "process limit reached (8): a fork was refused"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: the CPU limit is RLIMIT_CPU, per process: a block's children each get the "
+    "whole limit again, so a block forking N busy children uses N times its CPU limit",
+)
+def test_cpu_time_of_children_counts_against_the_limit(host: Host) -> None:
+    burn = f"{PY} -c 'while True: pass'"
+    _code, out, verdict = host.run(
+        f"{burn} & {burn} & {burn} & wait; echo finished", limits=Limits(cpu=1)
+    )
+    assert "finished" not in out, out
+    assert verdict == "CPU time limit reached (1 s)"
+
+
+def test_a_secret_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "team.env"
+    os.mkfifo(fifo, 0o600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "from controllers.daemon import parse_config; import sys\n"
+                f"parse_config('repositories:\\n  - repo: {tmp_path}\\n    secrets: "
+                f"{{file: {fifo}}}\\n')"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode != 0
+    assert "not a regular file" in done.stderr, done.stderr
+
+
+def test_secret_files_by_link_relative_path_and_mode(tmp_path: Path) -> None:
+    real = tmp_path / "vault" / "team.env"
+    real.parent.mkdir()
+    real.write_text("DEPLOY_TOKEN=x\n")
+    real.chmod(0o600)
+    link = tmp_path / "team-link.env"
+    link.symlink_to(real)
+    repo = str(tmp_path)
+    config = parse_config(f"repositories:\n  - repo: {repo}\n    secrets: {{file: {link}}}\n")
+    [rc] = config.repositories
+    assert rc.secrets is not None
+    assert rc.secrets.read() == {"DEPLOY_TOKEN": "x"}
+    real.chmod(0o640)  # the link's target is what is checked
+    with pytest.raises(ConfigError, match=r"may be read by others \(mode 0640\)"):
+        parse_config(f"repositories:\n  - repo: {repo}\n    secrets: {{file: {link}}}\n")
+    with pytest.raises(ConfigError, match=r"cannot read the secrets file"):
+        parse_config(f"repositories:\n  - repo: {repo}\n    secrets: {{file: missing.env}}\n")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: the daemon accepts environment prefixes of which one begins another "
+    "(TEAM_ and TEAM_A_): a block of the first declaring A_DEPLOY_TOKEN gets the second's secret",
+)
+def test_overlapping_environment_prefixes_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    with pytest.raises(ConfigError, match="TEAM_"):
+        parse_config(
+            f"repositories:\n  - repo: {tmp_path / 'one'}\n    secrets: {{env: TEAM_}}\n"
+            f"  - repo: {tmp_path / 'two'}\n    secrets: {{env: TEAM_A_}}\n"
+        )
+
+
+# -- hostile values in an artifact -------------------------------------------------------------
+
+
+@pytest.fixture
+def artifact_repo(repo: GitRepo) -> tuple[GitRepo, dict[str, object]]:
+    data = compiled(
+        repo,
+        "limited",
+        "      - id: work\n        run: [/bin/true]\n        effects: none\n"
+        "        limits: {memory: 64Mi}\n",
+    )
+    return repo, data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("memoryBytes", 0),
+        ("processes", -1),
+        ("cpuSeconds", True),
+        ("fileSizeBytes", "1Mi"),
+        ("memoryBytes", 10**30),
+        ("processes", 10**20),
+        ("cpuSeconds", 2**63),
+        ("fileSizeBytes", 10**25),
+    ],
+)
+def test_hostile_limits_in_an_artifact_are_refused_clearly(
+    artifact_repo: tuple[GitRepo, dict[str, object]], field: str, value: object
+) -> None:
+    repo, data = artifact_repo
+    [block] = data["spec"]["blocks"]  # type: ignore[index]
+    block["limits"] = {field: value}
+    with contextlib.suppress(ValueError):  # a number canonical JSON cannot carry is refused
+        data["digest"] = digest_of(data)
+    (repo.path / ".alloy/artifacts/limited.json").write_text(json.dumps(data))
+    done = run(repo, "limited")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "limited.json" in done.stderr, done.stderr
+    assert field in done.stderr, done.stderr
+    assert not (repo.path.parent / "state" / "executions").exists() or not any(
+        (repo.path.parent / "state" / "executions").iterdir()
+    )
+
+
+# -- evidence ----------------------------------------------------------------------------------
+
+
+def test_outputs_that_are_links_fifos_or_devices_are_not_evidence(repo: GitRepo) -> None:
+    compiled(
+        repo,
+        "lying",
+        "      - id: lie\n"
+        "        run: [/bin/sh, -c, 'ln -s /etc/passwd a && mkfifo b && ln -s /dev/zero c']\n"
+        "        effects: none\n"
+        "        outputs: [a, b, c]\n",
+    )
+    done = cli(
+        "foundry",
+        "run",
+        ".",
+        "--artifact",
+        "lying",
+        "--state",
+        str(repo.path.parent / "state"),
+        "--sandbox",
+        "bwrap",
+        cwd=repo.path,
+    )
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "missing, outside the worktree or hard links: a, b, c" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("limits", "said"),
+    [
+        ("{memory: 2000Ti}", "more than the most a limit may be (1024Ti)"),
+        ("{fileSize: 999999999999Ti}", "more than the most a limit may be (1024Ti)"),
+        ("{cpu: 0s}", "0s is not between 1s and 1000000000s"),
+        ("{cpu: 999999999d}", "is not between 1s and 1000000000s"),
+    ],
+)
+def test_limits_an_artifact_could_not_carry_are_refused_when_compiling(
+    repo: GitRepo, limits: str, said: str
+) -> None:
+    repo.write(
+        {
+            ".alloy/intents/huge.yaml": intent_yaml(
+                "huge",
+                blocks="      - id: work\n        run: [/bin/true]\n        effects: none\n"
+                f"        limits: {limits}\n",
+            )
+        }
+    )
+    done = cli("alloy", "compile", cwd=repo.path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "huge.yaml" in done.stdout + done.stderr
+    assert said in done.stdout + done.stderr
+    assert not (repo.path / ".alloy/artifacts/huge.json").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: network: false takes the network namespace, not the file system: a unix "
+    "socket in a path the block sees (a readOnly: path of the config) is still reachable",
+)
+def test_network_false_reaches_no_unix_socket_of_a_read_only_path(
+    host: Host, tmp_path: Path
+) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tools / "agent.sock"))
+    server.listen()
+    try:
+        _code, out, _ = host.run(
+            f'{PY} -c "import socket; u = socket.socket(socket.AF_UNIX); '
+            f"u.connect('{tools}/agent.sock'); print('REACHED')\"",
+            network=False,
+            read_only=(tools,),
+        )
+    finally:
+        server.close()
+    assert "REACHED" not in out
