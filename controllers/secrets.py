@@ -19,6 +19,8 @@ from pathlib import Path
 from foundry.errors import UserError
 
 _NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+#: The most a secrets file may hold (a file that is not one fails clearly, not slowly)
+_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,22 @@ class SecretSource:
 def read_secret_file(path: Path) -> dict[str, str]:
     """`NAME=VALUE` lines (blank lines and `#` comments skipped) of a file only its owner may
     read; UserError naming the file, the line and the fix otherwise."""
+    # One descriptor for the checks and the read (a file swapped in between is not read),
+    # opened without waiting (a FIFO would wait for a writer forever: it is refused instead).
+    # A symbolic link is followed: the file it leads to is the one checked and read.
     try:
-        info = path.stat()
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UserError(
+                    f"{path}: the secrets file is not a regular file; name a file of "
+                    "NAME=VALUE lines"
+                )
+            data = fh.read(_MAX_BYTES + 1)
+        if len(data) > _MAX_BYTES:
+            raise UserError(f"{path}: the secrets file is larger than {_MAX_BYTES} bytes")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UserError(f"{path}: cannot read the secrets file: {reason}") from None
