@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from alloy.model._common import (
     BlockId,
@@ -194,6 +194,12 @@ class Gate(Model):
         return next(k for k in GATE_KINDS if getattr(self, k) is not None)
 
 
+#: The most a size or CPU limit may be: what every kernel interface that enforces it carries
+#: (the same bounds as Foundry's artifact reader).
+MAX_LIMIT_BYTES = 1024**5
+MAX_LIMIT_SECONDS = 10**9
+
+
 class Limits(Model):
     """Resource limits of a block's process and of everything it starts (docs/security.md)."""
 
@@ -201,6 +207,20 @@ class Limits(Model):
     processes: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     file_size: Size | None = None
     cpu: Duration | None = None
+
+    @field_validator("memory", "file_size")
+    @classmethod
+    def _bytes_in_range(cls, value: str | None) -> str | None:
+        if value is not None and size_bytes(value) > MAX_LIMIT_BYTES:
+            raise ValueError(f"{value} is more than the most a limit may be (1024Ti)")
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _seconds_in_range(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= duration_seconds(value) <= MAX_LIMIT_SECONDS:
+            raise ValueError(f"{value} is not between 1s and {MAX_LIMIT_SECONDS}s")
+        return value
 
     def resolved(self) -> dict[str, int]:
         """The limits as the artifact carries them: numbers, only those set."""

@@ -141,10 +141,12 @@ GATE_KINDS = ("approval", "check", "window", "after", "command")
 class Limits(Closed):
     """Resource limits of a block's process tree (Foundry 0.2.0)."""
 
-    memory_bytes: Annotated[int, Field(ge=1)] | None = None
-    processes: Annotated[int, Field(ge=1)] | None = None
-    file_size_bytes: Annotated[int, Field(ge=1)] | None = None
-    cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+    # At most what every kernel interface that enforces them carries (a cgroup's limit, a
+    # resource limit): a larger number is refused here, not misread at run time.
+    memory_bytes: Annotated[int, Field(ge=1, le=1024**5)] | None = None
+    processes: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    file_size_bytes: Annotated[int, Field(ge=1, le=1024**5)] | None = None
+    cpu_seconds: Annotated[int, Field(ge=1, le=10**9)] | None = None
 
 
 class Block(Closed):
