@@ -168,12 +168,14 @@ def test_a_rewritten_commondir_or_a_forged_back_pointer_shows_nothing_else(host:
 def test_a_fifo_or_a_link_in_the_git_pointers_does_not_hang_the_engine(host: Host) -> None:
     gitdir = host.mirror / "worktrees" / "run-1"
     _code, out, _ = host.run(f"rm {gitdir}/gitdir && mkfifo {gitdir}/gitdir && echo made")
-    assert "made" in out, out
+    assert "made" not in out, out  # the block cannot: the pointer is read-only to it
+    (gitdir / "gitdir").unlink()  # nor does one the host left there hang the launch
+    os.mkfifo(gitdir / "gitdir")
     launched: list[Launch] = []
     worker = threading.Thread(target=lambda: launched.append(host.launch("true")), daemon=True)
     worker.start()
     worker.join(60)
-    assert launched, "launching the next attempt hung on a FIFO the block left"
+    assert launched, "launching the next attempt hung on a FIFO in the git directory"
     launched[0].close()
     (host.worktree / ".git").unlink()
     (host.worktree / ".git").symlink_to(host.state / "ledger.jsonl")
@@ -519,3 +521,106 @@ def test_network_false_reaches_no_unix_socket_of_a_read_only_path(
     finally:
         server.close()
     assert "REACHED" not in out
+
+
+def test_the_git_directory_says_where_it_belongs_as_the_host_made_it(host: Host) -> None:
+    """The controller reads a worktree's git directory (`gitdir`, `commondir`) to find and
+    remove the worktree: a block cannot rewrite them to have it remove something else of the
+    state directory; its index and HEAD stay its own (git works)."""
+    gitdir = host.mirror / "worktrees" / "run-1"
+    said = {name: (gitdir / name).read_text() for name in ("gitdir", "commondir")}
+    _code, out, _ = host.run(
+        f"echo {host.state} > {gitdir}/gitdir; echo {host.state} > {gitdir}/commondir; "
+        f"rm -f {gitdir}/gitdir {gitdir}/commondir; mv {gitdir}/gitdir {gitdir}/moved; "
+        "git rm -q --cached code.txt && git status --porcelain; echo done"
+    )
+    assert "D  code.txt" in out, out
+    assert "done" in out
+    assert {name: (gitdir / name).read_text() for name in ("gitdir", "commondir")} == said
+
+
+def _own_cgroup_dirs() -> list[Path]:
+    """Where this process may make the attempts' cgroups (v1 memory and pids, or v2)."""
+    root = Path("/sys/fs/cgroup")
+    out = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _n, names, where = line.split(":", 2)
+        controllers = names.split(",") if names else []
+        out.extend(root / c / where.lstrip("/") for c in controllers if c in ("memory", "pids"))
+        if not names and (root / "cgroup.controllers").exists():
+            out.append(root / where.lstrip("/"))
+    return [p for p in out if os.access(p, os.W_OK)]
+
+
+def test_cgroups_an_engine_killed_mid_attempt_left_are_removed_by_the_next(host: Host) -> None:
+    places = _own_cgroup_dirs()
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()
+    stale = []
+    for place in places:
+        try:
+            (place / f"foundry-{gone.pid}-0").mkdir()
+        except OSError:
+            continue
+        stale.append(place / f"foundry-{gone.pid}-0")
+    if not stale:
+        pytest.skip("this host gives the engine no cgroups")
+    code, out, _ = host.run("true", limits=Limits(memory=256 * 1024**2, processes=64))
+    assert code == 0, out
+    assert [p for p in stale if p.exists()] == []
+
+
+# -- secrets in what the host keeps ------------------------------------------------------------
+
+
+def test_a_secret_split_across_writes_reaches_no_log_ledger_or_trace(repo: GitRepo) -> None:
+    secret = "tok-5f1e9a7c3b2d"
+    script = (
+        'printf "%s" "${DEPLOY_TOKEN%????????}"; sleep 0.3; printf "%s\\n" "${DEPLOY_TOKEN#????????}"; '
+        'echo "$DEPLOY_TOKEN" >&2; printf "%s" "$DEPLOY_TOKEN" | od -c | head -2; exit 3'
+    )
+    compiled(
+        repo,
+        "leaky",
+        "      - id: leak\n"
+        f"        run: [/bin/sh, -c, '{script}']\n"
+        "        effects: none\n"
+        "        secrets: [DEPLOY_TOKEN]\n",
+    )
+    done = run(repo, "leaky", env={"DEPLOY_TOKEN": secret})
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert secret not in done.stdout + done.stderr
+    state = repo.path.parent / "state"
+    kept = [p for p in state.rglob("*") if p.is_file()]
+    logs = [p.read_text() for p in kept if p.suffix == ".log"]
+    assert logs, kept
+    assert logs[0].count("***") == 2, logs  # the block had it: its two lines are masked
+    for path in kept:
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_workdir_an_earlier_block_made_a_link_out_of_the_worktree_runs_nothing(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    compiled(
+        repo,
+        "hop",
+        "      - id: plant\n"
+        f"        run: [/bin/sh, -c, 'rm -r sub && ln -s {outside} sub']\n"
+        "        effects: none\n"
+        "      - id: hop\n"
+        "        needs: [plant]\n"
+        "        workdir: sub\n"
+        "        run: [touch, escaped]\n"
+        "        effects: none\n",
+    )
+    (repo.path / "sub").mkdir()  # exists when compiling, a link when the block runs
+    (repo.path / "sub" / ".keep").write_text("")
+    repo.commit("sub")
+    done = run(repo, "hop", "--sandbox", "none")
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert not (outside / "escaped").exists()
+    assert "leaves the worktree" in done.stdout + done.stderr

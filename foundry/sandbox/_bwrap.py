@@ -126,7 +126,14 @@ def _git_dirs(worktree: Path, scratch: Path) -> list[str]:
                 return []
     if not (common / "objects").is_dir() or not gitdir.is_dir():
         return []
-    return ["--ro-bind", str(common), str(common), "--bind", str(gitdir), str(gitdir)]
+    out = ["--ro-bind", str(common), str(common), "--bind", str(gitdir), str(gitdir)]
+    # What the git directory says about where it belongs stays as the host made it: the
+    # controller reads these to find and remove the worktree (a block that rewrote them could
+    # have it remove something else of the state directory).
+    for pointer in ("gitdir", "commondir", "config.worktree"):
+        if _small_file(gitdir / pointer) is not None:
+            out += ["--ro-bind", str(gitdir / pointer), str(gitdir / pointer)]
+    return out
 
 
 def _small_file(path: Path) -> str | None:

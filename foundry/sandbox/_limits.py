@@ -215,6 +215,7 @@ def _cgroups(wanted: dict[str, int]) -> tuple[dict[str, Path], int]:
         if own is None:
             return {}, 0
         where = CGROUP_ROOT / own.lstrip("/") / name
+        _sweep(where.parent)
         try:
             enabled = (where.parent / "cgroup.subtree_control").read_text().split()
             if not all(c in enabled for c in wanted):
@@ -241,6 +242,7 @@ def _cgroups(wanted: dict[str, int]) -> tuple[dict[str, Path], int]:
         if own is None or not base.is_dir():
             continue
         where = base / own.lstrip("/") / name
+        _sweep(where.parent)
         try:
             where.mkdir()
             if controller == "memory":
@@ -255,3 +257,31 @@ def _cgroups(wanted: dict[str, int]) -> tuple[dict[str, Path], int]:
             continue
         made[controller] = where
     return made, 1 if made else 0
+
+
+_OURS = re.compile(r"^foundry-(\d+)-\d+$")
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the attempts' cgroups an engine that was killed (and so never closed them) left
+    below `parent`: those named for a process that no longer exists, with whatever is still in
+    them ended first."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = _OURS.match(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        Launch(argv=[], cgroups={"stale": entry}).close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
