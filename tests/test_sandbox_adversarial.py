@@ -624,3 +624,25 @@ def test_a_workdir_an_earlier_block_made_a_link_out_of_the_worktree_runs_nothing
     assert done.returncode != 0, done.stdout + done.stderr
     assert not (outside / "escaped").exists()
     assert "leaves the worktree" in done.stdout + done.stderr
+
+
+def test_the_block_cannot_leave_its_cgroups_or_write_the_kernels_settings(host: Host) -> None:
+    """Under a daemon running as root the block is the host's root in its user namespace: the
+    kernel's global settings (kernel.core_pattern names a program the kernel runs as root)
+    must not be writable to it."""
+    pattern = Path("/proc/sys/kernel/core_pattern").read_text().strip()
+    code, out, _ = host.run(
+        "ls /sys/fs/cgroup 2>&1; "
+        "for f in /sys/fs/cgroup/pids/cgroup.procs /sys/fs/cgroup/cgroup.procs; do "
+        '  (echo $$ > "$f") 2>/dev/null && echo "LEFT via $f"; done; '
+        # the same value back: harmless on the host should the write ever succeed
+        f"(printf '%s\\n' '{pattern}' > /proc/sys/kernel/core_pattern) 2>/dev/null "
+        "&& echo 'WROTE core_pattern'; "
+        "(echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null && echo 'WROTE drop_caches'; "
+        "(echo x > /proc/sysrq-trigger) 2>/dev/null && echo 'WROTE sysrq'; echo done",
+        limits=Limits(processes=64),
+    )
+    assert code == 0, out
+    assert "LEFT" not in out
+    assert "WROTE" not in out
+    assert "done" in out

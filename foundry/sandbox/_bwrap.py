@@ -27,6 +27,9 @@ from foundry.sandbox._types import Confinement, SandboxUnavailable
 #: made again as links).
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
 
+#: What of a fresh /proc is the host's kernel's to change, shown read-only.
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
+
 
 class Bubblewrap:
     """Runs each attempt under `bwrap`."""
@@ -70,7 +73,13 @@ class Bubblewrap:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(tmp), "/tmp"]  # noqa: S108
+        args += ["--proc", "/proc"]
+        # The kernel's settings read-only: a block of a daemon running as root is the host's
+        # root in its user namespace, and the kernel lets root write global settings such as
+        # kernel.core_pattern (a program the kernel then runs as the host's root).
+        for setting in PROC_READ_ONLY:
+            args += ["--ro-bind-try", setting, setting]
+        args += ["--dev", "/dev", "--bind", str(tmp), "/tmp"]  # noqa: S108
         for shown in confinement.read_only:  # after /tmp: a path under the host's /tmp shows
             args += ["--ro-bind-try", str(shown), str(shown)]
         worktree = confinement.worktree
