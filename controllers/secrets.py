@@ -51,13 +51,13 @@ def read_secret_file(path: Path) -> dict[str, str]:
     # A symbolic link is followed: the file it leads to is the one checked and read.
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise UserError(
+                f"{path}: the secrets file is not a regular file; name a file of NAME=VALUE lines"
+            )
         with os.fdopen(fd, "rb") as fh:
-            info = os.fstat(fh.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise UserError(
-                    f"{path}: the secrets file is not a regular file; name a file of "
-                    "NAME=VALUE lines"
-                )
             data = fh.read(_MAX_BYTES + 1)
         if len(data) > _MAX_BYTES:
             raise UserError(f"{path}: the secrets file is larger than {_MAX_BYTES} bytes")

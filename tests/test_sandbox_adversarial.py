@@ -338,17 +338,31 @@ def test_cpu_time_of_children_counts_against_the_limit(host: Host) -> None:
     assert verdict == "CPU time limit reached (1 s)"
 
 
-def test_a_secret_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
-    fifo = tmp_path / "team.env"
-    os.mkfifo(fifo, 0o600)
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "huge"])
+def test_a_secret_file_that_is_not_a_small_regular_file_is_refused_without_waiting(
+    tmp_path: Path, kind: str
+) -> None:
+    """A FIFO would wait for a writer forever, a link to /dev/zero would be read until the
+    daemon runs out of memory: each is refused when the config is read, naming the file."""
+    named = tmp_path / "team.env"
+    if kind == "fifo":
+        os.mkfifo(named, 0o600)
+    elif kind == "directory":
+        named.mkdir(mode=0o700)
+    elif kind == "device":
+        named.symlink_to("/dev/zero")
+    else:
+        with named.open("wb") as fh:
+            fh.truncate(64 * 1024**2)
+        named.chmod(0o600)
     done = subprocess.run(
         [
             sys.executable,
             "-c",
             (
-                "from controllers.daemon import parse_config; import sys\n"
+                "from controllers.daemon import parse_config\n"
                 f"parse_config('repositories:\\n  - repo: {tmp_path}\\n    secrets: "
-                f"{{file: {fifo}}}\\n')"
+                f"{{file: {named}}}\\n')"
             ),
         ],
         capture_output=True,
@@ -358,7 +372,8 @@ def test_a_secret_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path)
         cwd=Path(__file__).parents[1],
     )
     assert done.returncode != 0
-    assert "not a regular file" in done.stderr, done.stderr
+    said = "larger than" if kind == "huge" else "not a regular file"
+    assert f"{named}: the secrets file is {said}" in done.stderr, done.stderr
 
 
 def test_secret_files_by_link_relative_path_and_mode(tmp_path: Path) -> None:
