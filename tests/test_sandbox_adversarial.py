@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from controllers.daemon import ConfigError, parse_config
 from foundry.boundary import digest_of
 from foundry.sandbox import Bubblewrap, Confinement, Launch, Limits
 from tests.conftest import GitRepo, git, intent_yaml
+from tests.test_daemon import DaemonProcess, traces, until
+from tests.test_sandbox_daemon import outputs_of, sha, team_repository
 from tests.test_sandbox_engine import cli, compiled, run
 
 PY = "/usr/bin/python3"
@@ -661,3 +664,51 @@ def test_the_block_cannot_leave_its_cgroups_or_write_the_kernels_settings(host: 
     assert "LEFT" not in out
     assert "WROTE" not in out
     assert "done" in out
+
+
+# -- the daemon's own credentials --------------------------------------------------------------
+
+
+@pytest.fixture
+def started() -> Iterator[list[DaemonProcess]]:
+    daemons: list[DaemonProcess] = []
+    yield daemons
+    for daemon in daemons:
+        daemon.kill()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gap: the daemon hides its config and the repositories' secrets files from blocks, "
+    "not the ui.tokenFile its config names (the web interface's access tokens): where that "
+    "file lies in a directory blocks see (/etc, a readOnly: path), a block reads it",
+)
+def test_the_daemons_ui_token_file_is_not_readable_by_a_block(
+    tmp_path: Path, started: list[DaemonProcess]
+) -> None:
+    shown = tmp_path / "etc-foundry"  # where blocks see the system, as /etc is
+    shown.mkdir()
+    tokens = shown / "ui-tokens"
+    tokens.write_text("alice Zq8xV3kP1mR7tL0wY5nB2cH9\n")
+    tokens.chmod(0o600)
+    remote = team_repository(tmp_path, "team-a", [tokens])
+    config = tmp_path / "daemon" / "daemon.yaml"
+    config.parent.mkdir()
+    daemon = DaemonProcess(
+        config.parent,
+        {
+            "state": str(tmp_path / "state"),
+            "ui": {"tokenFile": str(tokens)},
+            "repositories": [
+                {
+                    "repo": str(remote),
+                    "sandbox": "bwrap",
+                    "readOnly": [str(shown)],
+                    "secrets": {"env": "TEAM_A_"},
+                }
+            ],
+        },
+    )
+    started.append(daemon.start())
+    until(lambda: len(traces(remote)), "a trace", log=daemon.log)
+    assert outputs_of(remote)["seen.txt"] == sha("hidden\n0\n")
