@@ -712,3 +712,17 @@ def test_the_daemons_ui_token_file_is_not_readable_by_a_block(
     started.append(daemon.start())
     until(lambda: len(traces(remote)), "a trace", log=daemon.log)
     assert outputs_of(remote)["seen.txt"] == sha("hidden\n0\n")
+
+
+def test_memory_in_shared_memory_files_counts_against_the_limit(host: Host) -> None:
+    code, out, verdict = host.run(
+        "head -c 400M /dev/zero > /dev/shm/fill && echo FILLED",
+        limits=Limits(memory=128 * 1024**2),
+    )
+    assert "FILLED" not in out
+    assert code != 0, out
+    launch = host.launch("true", limits=Limits(memory=128 * 1024**2))
+    counted = "memory" in launch.cgroups
+    launch.close()
+    if counted:  # by the cgroup: the kernel says so; by RLIMIT_AS, tmpfs is not address space
+        assert verdict == "memory limit reached (128 MiB): killed by the kernel"
