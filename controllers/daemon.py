@@ -214,6 +214,24 @@ class _ConfigReader:
         prefix = f"{self.source}:{line}" if line is not None else self.source
         return ConfigError(f"{prefix}: {message}")
 
+    def _separate_prefixes(self, repos: list[RepoConfig]) -> None:
+        """Secrets taken by prefix must not overlap: with `TEAM_` and `TEAM_A_`, the first
+        repository would get the second one's `TEAM_A_DEPLOY_TOKEN` as `A_DEPLOY_TOKEN`."""
+        prefixes = [
+            (i, r.secrets.value)
+            for i, r in enumerate(repos)
+            if r.secrets is not None and r.secrets.kind == "env"
+        ]
+        for i, mine in prefixes:
+            for j, other in prefixes:
+                if i != j and other.startswith(mine):
+                    raise self.fail(
+                        ("repositories", i, "secrets", "env"),
+                        f"repositories[{i}].secrets.env {mine!r} is a prefix of "
+                        f"repositories[{j}]'s {other!r}: it would get that repository's "
+                        "secrets too; give each repository a prefix no other one starts with",
+                    )
+
     def read(self) -> DaemonConfig:
         try:
             node = yaml.compose(self.text, Loader=yaml.SafeLoader)
@@ -263,6 +281,7 @@ class _ConfigReader:
                 )
             seen[url] = index
             out.append(repo)
+        self._separate_prefixes(out)
         return DaemonConfig(
             repositories=tuple(out),
             host=host,
@@ -729,6 +748,8 @@ class Daemon:
             for r in config.repositories
             if r.secrets and r.secrets.kind == "file"
         ]
+        if config.ui is not None and config.ui.token_file is not None:
+            files.append(config.ui.token_file.resolve())
         self._hidden = tuple(p for p in (source, *files) if p.is_file())
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.metrics = Metrics()

@@ -398,11 +398,6 @@ def test_secret_files_by_link_relative_path_and_mode(tmp_path: Path) -> None:
         parse_config(f"repositories:\n  - repo: {repo}\n    secrets: {{file: missing.env}}\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: the daemon accepts environment prefixes of which one begins another "
-    "(TEAM_ and TEAM_A_): a block of the first declaring A_DEPLOY_TOKEN gets the second's secret",
-)
 def test_overlapping_environment_prefixes_are_refused(tmp_path: Path) -> None:
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
@@ -677,12 +672,6 @@ def started() -> Iterator[list[DaemonProcess]]:
         daemon.kill()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: the daemon hides its config and the repositories' secrets files from blocks, "
-    "not the ui.tokenFile its config names (the web interface's access tokens): where that "
-    "file lies in a directory blocks see (/etc, a readOnly: path), a block reads it",
-)
 def test_the_daemons_ui_token_file_is_not_readable_by_a_block(
     tmp_path: Path, started: list[DaemonProcess]
 ) -> None:

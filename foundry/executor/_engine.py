@@ -587,7 +587,8 @@ class Executor:
             # file anywhere on the file system) is not, and neither is a file that is swapped
             # for one between the check and the read (it is read through one descriptor).
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                # never blocks on a FIFO swapped in; anything but a regular file is refused
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
                 missing.append(rel)
                 continue
