@@ -75,7 +75,7 @@ def run(
     )
 
 
-def trace_of(repo: GitRepo, execution: str) -> dict[str, Any]:
+def trace_of(repo: GitRepo, execution: str, state: Path | None = None) -> dict[str, Any]:
     out = cli(
         "foundry",
         "traces",
@@ -84,7 +84,7 @@ def trace_of(repo: GitRepo, execution: str) -> dict[str, Any]:
         "--format",
         "json",
         "--state",
-        str(repo.path.parent / "state"),
+        str(state or repo.path.parent / "state"),
         cwd=repo.path,
     )
     assert out.returncode == 0, out.stderr
@@ -318,25 +318,8 @@ def test_evidence_is_what_the_block_wrote_in_its_worktree(repo: GitRepo, tmp_pat
     )
     assert done.returncode == 4, done.stderr
     result = json.loads(done.stdout)
-    trace = trace_of_state(repo, result["execution"], tmp_path / "state")
+    trace = trace_of(repo, result["execution"], tmp_path / "state")
     assert "missing, outside the worktree or hard links: report.txt" in done.stderr
     assert trace["spec"]["blocks"][0]["outputs"] == []
     # the state directory is its owner's only
     assert (tmp_path / "state").stat().st_mode & 0o077 == 0
-
-
-def trace_of_state(repo: GitRepo, execution: str, state: Path) -> dict[str, Any]:
-    out = cli(
-        "foundry",
-        "traces",
-        "export",
-        execution,
-        "--format",
-        "json",
-        "--state",
-        str(state),
-        cwd=repo.path,
-    )
-    assert out.returncode == 0, out.stderr
-    data: dict[str, Any] = json.loads(out.stdout)
-    return data
