@@ -4,23 +4,21 @@ processes, and record everything in the ledger first."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
 import os
 import select
 import selectors
 import signal
-import stat
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from foundry._process import Capture, Proc, Redactor, kill_group, redact_text, spawn
+from foundry._process import Capture, Redactor, kill_group, redact_text, spawn
 from foundry.boundary import Artifact, Block
 from foundry.errors import UserError
+from foundry.executor._attempt import _Attempt, collect_outputs, confinement_of
 from foundry.executor._dag import NOT_SUCCEEDED, _Dag
 from foundry.executor._inputs import DECLARE_IT, PASS_IT, resolve_inputs
 from foundry.executor._replay import Replay, replay
@@ -42,28 +40,8 @@ from foundry.ids import Event, execution_id
 from foundry.ledger import Ledger
 from foundry.ports import Clock
 from foundry.progress import Kind, Progress, waits_on
-from foundry.sandbox import Confinement, Launch, Limits, NoSandbox, SandboxUnavailable
+from foundry.sandbox import Launch, NoSandbox, SandboxUnavailable
 from foundry.throttle import LaneSpec
-
-
-@dataclass
-class _Attempt:
-    block: Block
-    number: int
-    proc: Proc
-    capture: Capture
-    started: float
-    deadline: float
-    term_at: float | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    stopped: bool = False
-    halted: bool = False
-    exit_code: int | None = None
-    out_open: bool = True
-    launch: Launch | None = None
-    #: which resource limit ended it, when one did (`Launch.verdict`)
-    limit: str | None = None
 
 
 class Executor:
@@ -521,26 +499,11 @@ class Executor:
         self._progress()
 
     def _launch(self, block: Block, number: int, cwd: Path) -> Launch:
-        """The command line of an attempt as its sandbox and limits run it."""
+        """The command line of an attempt as its sandbox and limits run it; a sandbox that
+        needs room of its own (bwrap's private /tmp) makes it under the execution's directory,
+        and it is removed when the attempt ends."""
+        confinement = confinement_of(block, self._worktree(), cwd, self.opts)
         box = self.opts.sandbox or NoSandbox()
-        limits = block.limits
-        confinement = Confinement(
-            self._worktree(),
-            cwd,
-            network=block.network,
-            limits=Limits(
-                memory=limits.memory_bytes,
-                processes=limits.processes,
-                file_size=limits.file_size_bytes,
-                cpu=limits.cpu_seconds,
-            )
-            if limits is not None
-            else Limits(),
-            hidden=self.opts.hidden,
-            read_only=self.opts.read_only,
-        )
-        # A sandbox that needs room of its own for the attempt (bwrap's private /tmp) makes it
-        # here; it is removed when the attempt ends.
         return box.launch(
             list(block.run), confinement, self.dir / "sandbox" / f"{block.id}.{number}"
         )
@@ -573,37 +536,9 @@ class Executor:
             )
 
     def _outputs(self, block: Block) -> tuple[list[dict[str, Any]], list[str]]:
-        found: list[dict[str, Any]] = []
-        missing: list[str] = []
         if not block.outputs:
-            return found, missing
-        root = self._cwd(block)
-        for rel in block.outputs:
-            path = (root / rel).resolve()
-            if not path.is_relative_to(self._worktree()) or not path.is_file():
-                missing.append(rel)
-                continue
-            # Evidence is what the block wrote in its worktree: a hard link (which may be to a
-            # file anywhere on the file system) is not, and neither is a file that is swapped
-            # for one between the check and the read (it is read through one descriptor).
-            try:
-                # never blocks on a FIFO swapped in; anything but a regular file is refused
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                missing.append(rel)
-                continue
-            with os.fdopen(fd, "rb") as fh:
-                info = os.fstat(fh.fileno())
-                if info.st_nlink != 1 or not stat.S_ISREG(info.st_mode):
-                    missing.append(rel)
-                    continue
-                digest = hashlib.sha256()
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            found.append(
-                {"path": rel, "digest": "sha256:" + digest.hexdigest(), "size": info.st_size}
-            )
-        return found, missing
+            return [], []
+        return collect_outputs(self._cwd(block), self._worktree(), block.outputs)
 
     def _finish_attempt(self, state: Replay, att: _Attempt, not_before: dict[str, float]) -> None:
         crash_point("process-exited", att.block.id)
