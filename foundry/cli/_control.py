@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from foundry.cli._gitops import _scratch, here_remote
+from foundry.cli._output import output_options
 
 if TYPE_CHECKING:
     from controllers.gitops import Mirror
@@ -28,6 +29,8 @@ _FORMAT = click.option(
     show_default=True,
     help="Output format (json: docs/schemas/foundry-<command>.schema.json).",
 )
+#: -q and -v, as every command that prints data takes them
+_QUIET_VERBOSE = output_options(with_format=False)
 _BY = click.option(
     "--by",
     help="Who records it (default: your git identity, `git var GIT_AUTHOR_IDENT`).",
@@ -143,6 +146,7 @@ def _echo(fmt: str, data: dict[str, Any], text: str) -> None:
 @_BY
 @_REPO
 @_FORMAT
+@_QUIET_VERBOSE
 def pause(
     intent: str | None,
     every: bool,
@@ -199,6 +203,7 @@ def pause(
 @_BY
 @_REPO
 @_FORMAT
+@_QUIET_VERBOSE
 def resume(intent: str | None, every: bool, by: str | None, repo: str | None, fmt: str) -> None:
     """Lift the pause of INTENT (or the one of --all): what it held starts on the next pass."""
     from controllers import control as controls
@@ -251,6 +256,7 @@ def resume(intent: str | None, every: bool, by: str | None, repo: str | None, fm
 @_BY
 @_REPO
 @_FORMAT
+@_QUIET_VERBOSE
 def cancel(
     execution: str, reason: str, force: bool, by: str | None, repo: str | None, fmt: str
 ) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from foundry.cli._gitops import _scratch, here_remote
+from foundry.cli._output import output_options
 
 if TYPE_CHECKING:
     from controllers.status import Row, Snapshot
@@ -118,6 +119,7 @@ def _short(key: str) -> str:
     show_default=True,
     help="Output format (json: docs/schemas/foundry-status.schema.json; one line per change with --watch).",
 )
+@output_options(with_format=False)
 def status(
     repo: str | None,
     branch: str | None,
