@@ -21,10 +21,13 @@ import os
 import re
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: How long removing an attempt's cgroup may wait for its killed processes to be reaped.
+CLOSE_WAIT = 5.0
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _counter = itertools.count()
@@ -128,22 +131,28 @@ class Launch:
         return self._field(self._read("pids", "pids.events"), "max") > 0
 
     def close(self) -> None:
-        """End whatever is left in the attempt's cgroups and remove them."""
+        """End whatever is left in the attempt's cgroups and remove them. A killed process
+        leaves its cgroup only once the kernel has reaped it, which may take a moment on a busy
+        host: the removal is retried for up to `CLOSE_WAIT` seconds."""
         for where in self.cgroups.values():
-            for _ in range(50):
+            deadline = time.monotonic() + CLOSE_WAIT
+            while True:
                 try:
                     pids = [int(p) for p in (where / "cgroup.procs").read_text().split()]
                 except (OSError, ValueError):
-                    break
-                if not pids:
-                    break
+                    pids = []
                 for pid in pids:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(OSError):
-                    os.sched_yield()
-            with contextlib.suppress(OSError):
-                where.rmdir()
+                try:
+                    where.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break  # the next attempt's sweep removes it (`_sweep`)
+                    time.sleep(0.01)
         self.cgroups = {}
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
