@@ -10,10 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_main_job_runs_end_to_end(tmp_path: Path) -> None:
+def test_the_main_job_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a user runs it: with the default sandbox (bwrap where it is installed, as on CI), not
+    # the unsandboxed runs the rest of the suite chooses (tests/conftest.py).
+    monkeypatch.delenv("FOUNDRY_SANDBOX", raising=False)
     readme = (ROOT / "README.md").read_text()
     first = re.search(r"```sh\n(python3 -m venv .*?)\n```", readme)
     assert first is not None, "the README must start with the install-and-run command"
