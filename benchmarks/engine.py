@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
 def _source() -> Path:
@@ -64,6 +65,9 @@ from foundry.boundary import Artifact, digest_of, read_artifact  # noqa: E402
 from foundry.executor import RunOptions, run_execution  # noqa: E402
 from foundry.ids import Event  # noqa: E402
 from foundry.ports import SystemClock  # noqa: E402
+
+if TYPE_CHECKING:
+    from foundry.sandbox import Sandbox
 
 TARGET = 1.5  # at most this many times make's time
 
@@ -204,9 +208,11 @@ def run_make(case: Case, workers: int) -> Sample:
     return sample
 
 
-def run_inprocess(case: Case, workers: int) -> Sample:
-    state = fresh_state(case, "lib")
-    options = RunOptions(workdir=case.root, state_dir=state, workers=workers)
+def run_inprocess(case: Case, workers: int, sandbox: Sandbox | None = None) -> Sample:
+    state = fresh_state(case, "lib" if sandbox is None else sandbox.name)
+    # (a tree from before the sandbox, measured with --foundry, has no such option)
+    boxed = {} if sandbox is None else {"sandbox": sandbox}
+    options = RunOptions(workdir=case.root, state_dir=state, workers=workers, **boxed)
     event = Event("apply", case.artifact.digest)
     clock = Clock()
     result = run_execution(case.artifact, event, options, SystemClock())
@@ -219,14 +225,7 @@ def run_sandboxed(case: Case, workers: int) -> Sample:
     """The library, every block under bubblewrap (`foundry.sandbox.Bubblewrap`)."""
     from foundry.sandbox import Bubblewrap
 
-    state = fresh_state(case, "bwrap")
-    options = RunOptions(workdir=case.root, state_dir=state, workers=workers, sandbox=Bubblewrap())
-    event = Event("apply", case.artifact.digest)
-    clock = Clock()
-    result = run_execution(case.artifact, event, options, SystemClock())
-    sample = clock.stop()
-    check(case, result.status, result.blocks, result.ledger)
-    return sample
+    return run_inprocess(case, workers, Bubblewrap())
 
 
 def run_cli(case: Case, workers: int) -> Sample:
