@@ -162,3 +162,13 @@ def test_status_watch_shows_it_again_when_the_remote_changes(remote: World) -> N
     proc.stdout.close()
     assert code == 130
     assert said == ""  # quietly
+
+
+def test_event_keys_are_shortened_as_everywhere_and_cut_with_an_ellipsis() -> None:
+    from foundry.cli._status import _short
+
+    assert _short("sha256:" + "a" * 64) == "sha256:" + "a" * 12
+    assert _short("0123456789abcdef" * 2 + "01234567") == "0123456789ab"
+    long = "manual-request-for-the-release-notes"
+    assert _short(long) == long[:23] + "…"
+    assert _short("weekly") == "weekly"

@@ -15,6 +15,7 @@ import click
 
 from foundry.cli._gitops import _scratch, here_remote
 from foundry.cli._output import output_options
+from foundry.progress import short_key
 
 if TYPE_CHECKING:
     from controllers.status import Row, Snapshot
@@ -86,7 +87,10 @@ def _text(snap: Snapshot, rows: list[Row]) -> str:
 
 
 def _short(key: str) -> str:
-    return key[:19] if key.startswith("sha256:") else key[:24]
+    """Digests and commits shortened as everywhere (`short_key`); any other key cut at 24
+    characters says so with an ellipsis."""
+    short = short_key(key)
+    return short if len(short) <= 24 else short[:23] + "…"
 
 
 @click.command()
