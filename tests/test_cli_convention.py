@@ -360,3 +360,12 @@ def test_the_review_hook_runs_on_a_repository_without_commits(tmp_path: Path) ->
     assert "no such revision" not in review.stderr, review.stderr
     assert "Review of staged against HEAD" in review.stdout
     assert "added Intent a" in review.stdout  # everything staged is new
+
+
+def test_both_clis_print_through_the_same_output_module() -> None:
+    """alloy and foundry may not import each other, so each CLI has its own output module;
+    they stay the same text but for the CLI's name, so the convention cannot drift apart."""
+    root = Path(__file__).resolve().parent.parent
+    alloy_text = (root / "alloy/cli/_output.py").read_text()
+    foundry_text = (root / "foundry/cli/_output.py").read_text()
+    assert foundry_text.replace("foundry", "alloy") == alloy_text

@@ -155,15 +155,6 @@ def plain_markdown(text: str) -> str:
     return "".join(line + "\n" for line in out)
 
 
-def format_given_or_piped(out: Output) -> bool:
-    """For a command whose default format is for a machine (Markdown): whether to keep it, or
-    (on a terminal, --format not given) to show text instead."""
-    source = click.get_current_context().get_parameter_source("format")
-    given = source is not None and source != click.core.ParameterSource.DEFAULT
-    isatty = getattr(sys.stdout, "isatty", None)
-    return given or out.json_alias or not (isatty is not None and isatty())
-
-
 def _without_html(text: str) -> str:
     """Markdown for the terminal's renderer, which shows no HTML: a `<summary>` becomes a bold
     line, the other tags go (code blocks are left as they are)."""

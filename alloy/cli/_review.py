@@ -12,6 +12,7 @@ import gc
 import json
 import posixpath
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 import click
 
 from alloy import workspace
-from alloy.cli._output import format_given_or_piped, output, output_options
+from alloy.cli._output import Output, output, output_options
 from alloy.cli._root import Context, cli, pass_ctx
 from alloy.errors import NotFound, UserError
 from alloy.load import PROJECT_PATH, DocResult, Entry, anchor, git_sources, load_project
@@ -304,3 +305,12 @@ def review(
         click.echo(json.dumps(check_run(result, head_sha=head_sha), indent=2))
     if result.blocking:
         raise click.exceptions.Exit(1)
+
+
+def format_given_or_piped(out: Output) -> bool:
+    """For a command whose default format is for a machine (Markdown): whether to keep it, or
+    (on a terminal, --format not given) to show text instead."""
+    source = click.get_current_context().get_parameter_source("format")
+    given = source is not None and source != click.core.ParameterSource.DEFAULT
+    isatty = getattr(sys.stdout, "isatty", None)
+    return given or out.json_alias or not (isatty is not None and isatty())
