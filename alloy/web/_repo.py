@@ -356,7 +356,7 @@ class RepoState:
         if scope != self._scope:
             # What a document is found to be depends on the project (its lanes, its policy).
             self.cache, self._summaries, self._scope = MemoryCache(), {}, scope
-        self._summarize_new(snapshot)
+        keys = self._summarize_new(snapshot)
         repo = load_repository(snapshot, self.cache)
         self.cache.sweep()
         summaries: dict[str, Summary | None] = {}
@@ -365,7 +365,7 @@ class RepoState:
             entry = snapshot.get(doc.path)
             if entry is None or entry.data is None:
                 continue
-            key = content_key(doc.path, entry.data)
+            key = keys.get(doc.path) or content_key(doc.path, entry.data)
             if key in self._summaries:
                 summary = self._summaries[key]
             else:
@@ -404,17 +404,19 @@ class RepoState:
         self._dirty = None
         self._files = {}
 
-    def _summarize_new(self, snapshot: Mapping[str, Entry]) -> None:
+    def _summarize_new(self, snapshot: Mapping[str, Entry]) -> dict[str, str]:
         """Each intent document the parse cache does not hold yet, loaded here one at a time:
         summarized at once and put in the cache without its model. The loader would hold the
         whole models of thousands of intents until the last is loaded; freed together, they
-        would leave the server's memory fragmented at that peak."""
+        would leave the server's memory fragmented at that peak. Returns each intent document's
+        cache key (path -> key), so that it is hashed once."""
         project, _ = load_project(snapshot)
+        keys: dict[str, str] = {}
         for path in sorted(snapshot):
             entry = snapshot[path]
             if not path.startswith(INTENT_PREFIX) or entry.data is None:
                 continue
-            key = content_key(path, entry.data)
+            key = keys[path] = content_key(path, entry.data)
             if self.cache.get(key) is not None:
                 continue
             doc = reload_intent(path, entry, project)
@@ -422,6 +424,7 @@ class RepoState:
             self._summaries[key] = Summary.of(model) if isinstance(model, Intent) else None
             doc.model = doc.artifact = None
             self.cache.put(key, doc)
+        return keys
 
     def _load_traces(self) -> None:
         commit = self._ref(f"refs/heads/{self.traces_branch}")
