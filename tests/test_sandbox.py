@@ -26,9 +26,9 @@ from foundry.sandbox import (
     parse_size,
     sandbox_named,
 )
+from tests.sandbox_support import BOX_ENV, SYSTEM_PY, processes_in, run_launch
 
-PY = "/usr/bin/python3"
-BOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+PY = SYSTEM_PY
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="needs bubblewrap (scripts/test installs it)"
@@ -51,19 +51,7 @@ def run(
         worktree, worktree, network=network, limits=limits or Limits(), hidden=hidden
     )
     launch = box.launch(["/bin/sh", "-c", script], confinement, scratch)
-    try:
-        proc = subprocess.run(
-            launch.argv,
-            cwd=worktree,
-            env=env or BOX_ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        return proc.returncode, proc.stdout + proc.stderr, launch.verdict(proc.returncode)
-    finally:
-        launch.close()
+    return run_launch(launch, worktree, env)
 
 
 @pytest.fixture
@@ -200,19 +188,6 @@ def test_network_false_cannot_reach_a_listener_on_loopback(
     assert accepted.wait(10)
 
 
-def _processes_in(worktree: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if Path(os.readlink(entry / "cwd")) == worktree:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_killing_the_attempt_ends_its_whole_tree_even_what_left_its_group(
     host: dict[str, Path],
 ) -> None:
@@ -229,12 +204,12 @@ def test_killing_the_attempt_ends_its_whole_tree_even_what_left_its_group(
     while not (worktree / "started").exists():
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert len(_processes_in(worktree)) >= 3
+    assert len(processes_in(worktree)) >= 3
     os.killpg(proc.pid, signal.SIGKILL)  # what the engine does on a timeout
     proc.wait(30)
     deadline = time.monotonic() + 30
-    while _processes_in(worktree):
-        assert time.monotonic() < deadline, f"left running: {_processes_in(worktree)}"
+    while processes_in(worktree):
+        assert time.monotonic() < deadline, f"left running: {processes_in(worktree)}"
         time.sleep(0.05)
     launch.close()
 

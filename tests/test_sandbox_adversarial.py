@@ -26,12 +26,12 @@ from controllers.daemon import ConfigError, parse_config
 from foundry.boundary import digest_of
 from foundry.sandbox import Bubblewrap, Confinement, Launch, Limits
 from tests.conftest import GitRepo, git, intent_yaml
+from tests.sandbox_support import BOX_ENV, SYSTEM_PY, processes_in, run_launch
 from tests.test_daemon import DaemonProcess, traces, until
 from tests.test_sandbox_daemon import outputs_of, sha, team_repository
 from tests.test_sandbox_engine import cli, compiled, run
 
-PY = "/usr/bin/python3"
-BOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+PY = SYSTEM_PY
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="needs bubblewrap (scripts/test installs it)"
@@ -93,19 +93,7 @@ class Host:
 
     def run(self, script: str, **how: object) -> tuple[int, str, str | None]:
         launch = self.launch(script, **how)  # type: ignore[arg-type]
-        try:
-            proc = subprocess.run(
-                launch.argv,
-                cwd=self.worktree,
-                env=BOX_ENV,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            return proc.returncode, proc.stdout + proc.stderr, launch.verdict(proc.returncode)
-        finally:
-            launch.close()
+        return run_launch(launch, self.worktree)
 
 
 @pytest.fixture
@@ -268,18 +256,6 @@ def test_network_false_reaches_no_loopback_no_abstract_socket_and_no_dns(host: H
 # -- outliving the attempt ---------------------------------------------------------------------
 
 
-def _processes_in(worktree: Path) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if Path(os.readlink(entry / "cwd")).is_relative_to(worktree):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def test_double_forks_sessions_and_nested_pid_namespaces_end_with_the_attempt(
     host: Host,
 ) -> None:
@@ -294,14 +270,14 @@ def test_double_forks_sessions_and_nested_pid_namespaces_end_with_the_attempt(
     proc = subprocess.Popen(launch.argv, cwd=host.worktree, env=BOX_ENV, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        while not (host.worktree / "started").exists() or len(_processes_in(host.worktree)) < 5:
-            assert time.monotonic() < deadline, _processes_in(host.worktree)
+        while not (host.worktree / "started").exists() or len(processes_in(host.worktree)) < 5:
+            assert time.monotonic() < deadline, processes_in(host.worktree)
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)  # a timeout or a cancel
         proc.wait(30)
         deadline = time.monotonic() + 30
-        while _processes_in(host.worktree):
-            assert time.monotonic() < deadline, f"left running: {_processes_in(host.worktree)}"
+        while processes_in(host.worktree):
+            assert time.monotonic() < deadline, f"left running: {processes_in(host.worktree)}"
             time.sleep(0.05)
     finally:
         launch.close()

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT, GitRepo, git, intent_yaml
+from tests.sandbox_support import SYSTEM_PY, processes_in
 
 PY = sys.executable
-SYSTEM_PY = "/usr/bin/python3"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="needs bubblewrap (scripts/test installs it)"
@@ -261,19 +261,6 @@ def test_a_pull_request_loosening_the_sandbox_policy_is_blocking(repo: GitRepo) 
     assert "limits.processes removed" in text
 
 
-def _left_in(worktree: Path) -> list[int]:
-    """Processes whose working directory is in `worktree`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if Path(os.readlink(entry / "cwd")).is_relative_to(worktree):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def test_a_timeout_ends_the_whole_tree_under_bwrap(repo: GitRepo) -> None:
     compiled(
         repo,
@@ -288,7 +275,7 @@ def test_a_timeout_ends_the_whole_tree_under_bwrap(repo: GitRepo) -> None:
     trace = trace_of(repo, json.loads(done.stdout)["execution"])
     assert trace["spec"]["blocks"][0]["attempts"][0]["outcome"] == "timeout"
     assert "timed out after 2s" in done.stderr
-    assert _left_in(repo.path) == []
+    assert processes_in(repo.path) == []
 
 
 def test_evidence_is_what_the_block_wrote_in_its_worktree(repo: GitRepo, tmp_path: Path) -> None:
