@@ -29,15 +29,7 @@ def test_the_main_job_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
     for argv in steps[2:]:
         prog = Path(argv[0]).name
         assert prog in ("alloy", "foundry"), argv
-        out = subprocess.run(
-            [sys.executable, "-m", prog, *argv[1:]],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert out.returncode == 0, (argv, out.stdout, out.stderr)
+        out = _step(prog, argv, tmp_path)
         outputs.append(out.stdout)
     reconcile, shown, status = outputs[1], outputs[2], outputs[3]
     assert "started, succeeded" in reconcile
@@ -65,16 +57,22 @@ def test_the_main_job_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.Monkey
     # The whole command twice in a row: the demo is found as it was left, nothing runs again.
     for argv in steps[2:]:
         prog = Path(argv[0]).name
-        second = subprocess.run(
-            [sys.executable, "-m", prog, *argv[1:]],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert second.returncode == 0, (argv, second.stdout, second.stderr)
+        second = _step(prog, argv, tmp_path)
         if argv[1] == "demo":
             assert "left as it is" in second.stdout
         if argv[1] == "reconcile":
             assert "nothing new" in second.stdout
+
+
+def _step(prog: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """One step of the README's command, run with this Python; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", prog, *argv[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, (argv, done.stdout, done.stderr)
+    return done
