@@ -353,3 +353,35 @@ def test_a_running_execution_updates_block_by_block_on_the_open_page(
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+def _server_version(server: Server) -> int:
+    with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as response:  # noqa: S310
+        return int(json.loads(response.read())["version"])
+
+
+def test_a_change_between_the_page_and_its_event_stream_still_reaches_the_page(
+    browser_page: Page, server: Server, ui_world: UiWorld
+) -> None:
+    """The page was drawn at version N; the server moved on before the page's event stream
+    connected. The stream starts from the page's version, not from the server's, so the page
+    still learns of the change (found in CI: a running execution's page stayed on its first
+    block for good, as its next block waited for a person)."""
+    page = browser_page
+    held: list[object] = []
+    page.route("**/events*", held.append)
+    page.goto(server.url + "/")
+    drawn = int(page.get_attribute("main#live", "data-version") or "0")
+    deadline = time.monotonic() + 30
+    while not held:
+        assert time.monotonic() < deadline, "the page never opened its event stream"
+        page.wait_for_timeout(50)
+    ui_world.add_intent("late-arrival")
+    ui_world.merge("An intent that lands while the page connects")
+    while _server_version(server) <= drawn:
+        assert time.monotonic() < deadline + 30, "the server never saw the merge"
+        time.sleep(0.1)
+    assert page.locator("tr[data-intent='late-arrival']").count() == 0
+    held[0].continue_()  # type: ignore[attr-defined]
+    page.locator("tr[data-intent='late-arrival']").wait_for(timeout=WAIT_MS)
+    assert "late-arrival" in page.inner_text("main")

@@ -310,7 +310,23 @@ def test_events_stream_says_hello_then_the_current_version(client: TestClient) -
         assert response.headers["content-type"].startswith("text/event-stream")
         body = "".join(response.iter_text())
     assert "event: hello" in body
-    assert re.search(r"event: change\ndata: \{\"version\": [1-9]", body), body
+    assert re.search(r"id: [1-9][0-9]*\nevent: change\ndata: \{\"version\": [1-9]", body), body
+
+
+def test_a_reconnecting_stream_resumes_from_the_last_change_it_was_told(
+    client: TestClient,
+) -> None:
+    """An EventSource that reconnects sends the id of the last change it was told: a change
+    since then is told at once, and one it was told already is not told again."""
+    current = client.get("/healthz").json()["version"]
+    with client.stream(
+        "GET", "/events", params={"limit": "1"}, headers={"Last-Event-ID": str(current - 1)}
+    ) as response:
+        body = "".join(response.iter_text())
+    assert f"id: {current}\nevent: change" in body, body
+    drawn = re.search(r'<main id="live"[^>]*data-version="([0-9]+)"', client.get("/").text)
+    assert drawn, "the page does not say its version"
+    assert int(drawn.group(1)) == current  # what a page's first connection sends
 
 
 def test_a_fragment_is_the_main_element_only(client: TestClient) -> None:

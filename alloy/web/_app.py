@@ -214,7 +214,9 @@ def create_app(
             csrf=guard.csrf_for(cookie),
             fragment=fragment,
             identity=guard.identity_of(_token(request)),
-            version=hub.version,
+            # the version when the request came, before its data was read: a change during
+            # the read is newer than the page says, so its event stream still tells it
+            version=getattr(request.state, "version", hub.version),
         )
         response = HTMLResponse(html, status_code=status)
         if CSRF_COOKIE not in request.cookies:
@@ -391,7 +393,12 @@ def create_app(
     async def events(request: Request) -> Response:
         try:
             limit = int(request.query_params.get("limit", "0"))
-            since = int(request.query_params.get("since", hub.version))
+            # a reconnecting EventSource says the last change it was told (`id:`); a page's first
+            # connection, the version it was drawn at
+            since = int(
+                request.headers.get("last-event-id")
+                or request.query_params.get("since", hub.version)
+            )
         except ValueError:
             return PlainTextResponse("limit and since are whole numbers", status_code=400)
         if request.method == "HEAD":  # the headers of a stream, without one that never ends
@@ -413,7 +420,8 @@ def create_app(
                 woken = hub.changed  # taken before the version is compared: no change is lost
                 if hub.version > seen:
                     seen = hub.version
-                    yield f"event: change\ndata: {json.dumps({'version': seen})}\n\n".encode()
+                    data = json.dumps({"version": seen})
+                    yield f"id: {seen}\nevent: change\ndata: {data}\n\n".encode()
                     sent += 1
                     if limit and sent >= limit:
                         return
@@ -487,6 +495,7 @@ def create_app(
 
     async def _guarded(request: Request, call_next: Callable[[Request], Any]) -> Response:
         path = request.url.path
+        request.state.version = hub.version
         if not guard.host_ok(request.headers.get("host")):
             # DNS rebinding: a page of another site whose name now resolves to this host.
             return _refusal(

@@ -36,7 +36,10 @@
     if (pending) { window.setTimeout(swap, 0); }
   });
 
-  var source = new EventSource("/events");
+  // The stream starts from the version this page was drawn at: a change that lands before
+  // it connects is still told. A reconnect resumes from the last change told (its event id).
+  var since = main.getAttribute("data-version") || "";
+  var source = new EventSource(/^[0-9]+$/.test(since) ? "/events?since=" + since : "/events");
   source.addEventListener("hello", function () {
     if (state) { state.textContent = "live"; }
     document.body.setAttribute("data-live", "on");
