@@ -21,6 +21,9 @@ _SLUG = re.compile(SLUG_PATTERN)
 
 _GITATTRIBUTES = ".alloy/artifacts/*.json linguist-generated=true\n"
 
+#: The document directories `init` creates (each with a `.gitkeep`, so git keeps it).
+DIRECTORIES = (".alloy/intents", ".alloy/requests", ".alloy/approvals", ".alloy/artifacts")
+
 
 def check_name(name: str, what: str = "name") -> None:
     if not _SLUG.fullmatch(name):
@@ -52,8 +55,8 @@ def init(root: Path, *, name: str, owners: list[str], default_branch: str = "mai
         },
     }
     created = []
-    for sub in ("intents", "requests", "approvals", "artifacts"):
-        directory = root / ".alloy" / sub
+    for sub in DIRECTORIES:
+        directory = root / sub
         directory.mkdir(parents=True, exist_ok=True)
         keep = directory / ".gitkeep"
         if not keep.exists():

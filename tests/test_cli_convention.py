@@ -1,8 +1,9 @@
 """One convention for both CLIs (docs/cli.md): every command, found by walking the click groups
 (a new command is covered by itself), has examples and exit codes in its `--help`; every command
 with `--format json` prints a document that its schema under docs/schemas/ accepts, on a
-repository a real reconcile ran on; the versions have one shape; docs/cli.md is what the commands
-say; the pre-commit hooks work as pre-commit calls them; `rich` is never loaded to start."""
+repository a real reconcile ran on (the commands that write: on a clone of it, or a new one);
+the versions have one shape; docs/cli.md is what the commands say; the pre-commit hooks work as
+pre-commit calls them; `rich` is never loaded to start."""
 
 from __future__ import annotations
 
@@ -238,6 +239,32 @@ def _cases(world: World, execution: str) -> dict[str, tuple[list[str], set[int]]
     }
 
 
+def _writes(world: World, execution: str) -> dict[str, tuple[list[str], set[int], Path]]:
+    """The commands that write a document, each with where it runs: `alloy init` in a new git
+    repository; the others in a second clone of the world's remote, with an intent that takes
+    requests compiled there (the first clone stays as the commands that read see it)."""
+    fresh = world.tmp / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q", "-b", "main")
+    clone = world.tmp / "second"
+    git(world.tmp, "clone", "-q", world.url, str(clone))
+    (clone / ".alloy/intents/asked.yaml").write_text(intent_yaml("asked"), encoding="utf-8")
+    assert run_cli("alloy", "compile", "-q", cwd=clone).code == 0
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "add asked")
+    new = ["--goal", "It is green", "--owner", "alice", "--acceptance", "CI passes", "--no-input"]
+    return {
+        "alloy init": (["init", "--owner", "alice"], {0}, fresh),
+        "alloy new intent": (["new", "intent", "later", *new], {0}, clone),
+        "alloy request": (["request", "asked", "--reason", "rerun"], {0}, clone),
+        "alloy approve": (
+            ["approve", execution, "--gate", "work", "--comment", "go", "--approver", "alice"],
+            {0},
+            clone,
+        ),
+    }
+
+
 def _documents(name: str, out: str) -> list[Any]:
     if name == "foundry reconcile":  # JSON Lines: one document per pass
         return [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -246,21 +273,27 @@ def _documents(name: str, out: str) -> list[Any]:
 
 def test_every_data_command_prints_json_its_schema_accepts(world: World) -> None:
     execution = _reconciled(world)
-    cases = _cases(world, execution)
+    cases = {
+        **{
+            name: (args, codes, world.work.path)
+            for name, (args, codes) in _cases(world, execution).items()
+        },
+        **_writes(world, execution),
+    }
     commands = _data_commands()
     missing = sorted(commands - set(cases))
     assert not missing, f"add a case (and docs/schemas/<command>.schema.json) for {missing}"
-    assert {"alloy explain", "foundry checks show", "foundry traces list"} <= commands
+    assert {"alloy explain", "alloy init", "alloy approve", "foundry traces list"} <= commands
     problems = []
     for name in sorted(commands):
-        args, codes = cases[name]
+        args, codes, cwd = cases[name]
         schema_path = SCHEMAS / f"{name.replace(' ', '-')}.schema.json"
         if not schema_path.is_file():
             problems.append(f"{name}: no {schema_path.relative_to(ROOT)}")
             continue
         schema = json.loads(schema_path.read_text(encoding="utf-8"))
         jsonschema.Draft202012Validator.check_schema(schema)
-        result = run_cli(name.split()[0], *args, "--format", "json", cwd=world.work.path)
+        result = run_cli(name.split()[0], *args, "--format", "json", cwd=cwd)
         if result.code not in codes:
             problems.append(f"{name}: exit {result.code}: {result.err[-500:]}")
             continue

@@ -1,5 +1,6 @@
 """The questions of `alloy new intent`: each answer is checked when it is given and, when it is
-refused, the question is asked again (no answer given before is lost)."""
+refused, the question is asked again (no answer given before is lost). With `--format json` they
+are asked on stderr, so stdout holds only the JSON document."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from alloy import scaffold
+from alloy.cli._output import output
 from alloy.errors import UserError
 
 
@@ -31,7 +33,12 @@ def ask(
             check(value)
         return value
     while True:
-        answer: str = click.prompt(prompt, default="" if not required else None, show_default=False)
+        answer: str = click.prompt(
+            prompt,
+            default="" if not required else None,
+            show_default=False,
+            err=output().format == "json",
+        )
         if not answer.strip() or check is None:
             return answer.strip() or None
         try:

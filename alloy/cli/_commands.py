@@ -20,6 +20,7 @@ from alloy.cli._output import output, output_options
 from alloy.cli._root import Context, cli, pass_ctx
 from alloy.diagnostics import Diagnostic, render
 from alloy.errors import InvalidDocuments, StaleArtifacts, UserError
+from alloy.load import PROJECT_PATH
 from alloy.load._errors import suggest
 from alloy.model import KINDS
 from alloy.schema import schema_of, write_schemas
@@ -42,15 +43,32 @@ def _slug(text: str) -> str:
 @click.option("--name", help="Project name (default: the directory's name).")
 @click.option("--owner", "owners", multiple=True, help="An owner (user or team:slug); repeatable.")
 @click.option("--default-branch", default="main", show_default=True)
+@output_options()
 @pass_ctx
 def init(ctx: Context, name: str | None, owners: tuple[str, ...], default_branch: str) -> None:
     """Create .alloy/alloy.yaml and the document directories."""
+    out = output()
     root = ctx.cwd()
-    for path in scaffold.init(
-        root, name=name or _slug(root.name), owners=list(owners), default_branch=default_branch
-    ):
+    project = name or _slug(root.name)
+    out.detail(f"alloy: initializing {root} as project {project!r}")
+    created = scaffold.init(root, name=project, owners=list(owners), default_branch=default_branch)
+    if out.format == "json":
+        out.json(
+            {
+                "root": str(root),
+                "project": project,
+                "defaultBranch": default_branch,
+                "owners": list(owners),
+                "projectFile": PROJECT_PATH,
+                "created": created,
+                "directories": list(scaffold.DIRECTORIES),
+            }
+        )
+        return
+    for path in created:
         click.echo(f"created {path}")
-    click.echo("next: alloy new intent NAME")
+    if not out.quiet:
+        click.echo("next: alloy new intent NAME")
 
 
 @cli.group()
@@ -68,6 +86,7 @@ def new() -> None:
     "--acceptance", "acceptance", multiple=True, help="An acceptance criterion; repeatable."
 )
 @click.option("--no-input", is_flag=True, help="Never ask; fail if --goal is missing.")
+@output_options()
 @pass_ctx
 def new_intent(
     ctx: Context,
@@ -79,8 +98,13 @@ def new_intent(
     acceptance: tuple[str, ...],
     no_input: bool,
 ) -> None:
-    """Write .alloy/intents/NAME.yaml (state: proposed), asking for what is not given."""
+    """Write .alloy/intents/NAME.yaml (state: proposed), asking for what is not given.
+
+    With --format json the questions are asked on stderr, so stdout holds only the document.
+    """
+    out = output()
     root = ctx.root()
+    out.detail(f"alloy: a new intent in {root}")
     scaffold.check_name(name, "intent name")
     scaffold.check_new_intent(root, name)  # before asking anything
     scaffold.check_intent_fields(  # every value given is checked before anything is asked
@@ -126,6 +150,23 @@ def new_intent(
         )
     except ValueError as exc:  # pydantic's ValidationError: an owner or text is malformed
         raise UserError(_first_error(exc)) from None
+    if out.format == "json":
+        out.json(
+            {
+                "root": str(root),
+                "path": path,
+                "name": name,
+                "state": "proposed",
+                "title": title,
+                "goal": goal or "",
+                "rationale": rationale,
+                "owners": owner_list,
+                "acceptance": [
+                    {"id": f"AC-{i}", "statement": text} for i, text in enumerate(criteria, 1)
+                ],
+            }
+        )
+        return
     click.echo(f"created {path}")
 
 
@@ -256,6 +297,7 @@ def explain(ctx: Context, name: str) -> None:
     help="Who asks (default: `git config user.name` of the repository, else the OS user).",
 )
 @click.option("--name", "request_name", help="Name of the request document (default: generated).")
+@output_options()
 @pass_ctx
 def request(
     ctx: Context,
@@ -266,7 +308,9 @@ def request(
     request_name: str | None,
 ) -> None:
     """Write a Request to run intent NAME's artifact, pinned to its current digest."""
+    out = output()
     root = ctx.root()
+    out.detail(f"alloy: a request of {name} in {root}")
     path, digest = workspace.make_request(
         root,
         name,
@@ -275,6 +319,26 @@ def request(
         requested_by=requested_by or who(root, "--requested-by"),
         request_name=request_name,
     )
+    if out.format == "json":
+        import yaml
+
+        # What was written, as it was written (the inputs converted to their declared type).
+        written = yaml.safe_load((root / path).read_text(encoding="utf-8"))
+        spec = written["spec"]
+        out.json(
+            {
+                "root": str(root),
+                "path": path,
+                "name": written["metadata"]["name"],
+                "intent": name,
+                "digest": digest,
+                "artifact": spec["artifact"],
+                "inputs": spec["inputs"],
+                "reason": spec["reason"],
+                "requestedBy": spec["requestedBy"],
+            }
+        )
+        return
     click.echo(f"created {path} (pinned to {name}@{digest})")
 
 
@@ -329,6 +393,7 @@ def schema(kind: str | None, out: Path | None) -> None:
     help="Who decides (default: `git config user.name` of the repository, else the OS user).",
 )
 @click.option("--name", "approval_name", help="Name of the Approval document (default: generated).")
+@output_options()
 @pass_ctx
 def approve(
     ctx: Context,
@@ -346,6 +411,7 @@ def approve(
     """
     from alloy import approve as approve_mod
 
+    out = output()
     try:
         block, index = approve_mod.parse_gate(gate)
     except ValueError as exc:
@@ -357,6 +423,7 @@ def approve(
             )
         index = approve_mod.RESOLVE
     root = ctx.root()
+    out.detail(f"alloy: an approval in {root}")
     if approver is None:
         approver = who(root, "--approver")
     try:
@@ -375,16 +442,32 @@ def approve(
         name=approval_name,
         intents=intents,
     )
+    if out.format == "json":
+        out.json(
+            {
+                "root": str(root),
+                "path": written.path,
+                "name": Path(written.path).stem,
+                "created": written.created,
+                "execution": execution,
+                "gate": {"block": block, "index": index},
+                "resolve": index == approve_mod.RESOLVE,
+                "decision": "reject" if reject else "approve",
+                "approver": approver.strip(),
+                "defaultBranch": written.default_branch,
+                "notes": written.notes,
+            }
+        )
+        return
     for note in written.notes:
-        click.echo(f"alloy: note: {note}", err=True)
+        out.note(f"alloy: note: {note}")
     if written.created:
         click.echo(f"created {written.path}")
     else:
         click.echo(f"unchanged {written.path} (already written with this content)")
-    click.echo(
+    out.note(
         f"next: commit it and merge it to {written.default_branch}; approval gates count only "
-        f"Approval documents merged to the default branch",
-        err=True,
+        f"Approval documents merged to the default branch"
     )
 
 

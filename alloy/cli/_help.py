@@ -28,11 +28,13 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "init": (
         ("alloy init --owner alice", "this directory's name as the project's"),
         ("alloy init --name shop --owner team:platform --default-branch trunk", ""),
+        ("alloy init --owner alice --format json", "what was created, as data"),
     ),
     "new": (("alloy new intent release-notes", "asks for what is not given"),),
     "new intent": (
         ("alloy new intent release-notes", "asks for goal, rationale, owners, criteria"),
         ('alloy new intent nightly --goal "The build is green" --owner alice --no-input', ""),
+        ('alloy new intent nightly --goal "The build is green" --no-input --format json', ""),
     ),
     "check": (
         ("alloy check", "every problem, as path:line:col: message"),
@@ -51,6 +53,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "request": (
         ('alloy request release-notes --input version=1.2 --reason "hotfix"', ""),
         ("alloy request nightly --reason rerun --name nightly-rerun", "a chosen file name"),
+        ("alloy request nightly --reason rerun --format json | jq -r .path", "the file to commit"),
     ),
     "schema": (
         ("alloy schema", "the kinds there are"),
@@ -61,6 +64,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ('alloy approve exe-0123456789abcdef --gate deploy/1 --comment "Notes read; go."', ""),
         ('alloy approve exe-0123456789abcdef --gate deploy --reject --comment "Not Friday."', ""),
         ('alloy approve exe-0123456789abcdef --gate migrate --resolve --comment "Done."', ""),
+        ('alloy approve exe-0123456789abcdef --gate deploy --comment "Go." --format json', ""),
     ),
     "status": (
         ("alloy status", "each intent, its executions and evidence"),
@@ -89,6 +93,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 EXIT_CODES: dict[str, dict[int, str]] = {
+    "init": {1: "this directory, or one above it, is initialized already, or a name is no slug"},
+    "new intent": {
+        1: "NAME is taken or no slug, or a given value is refused (nothing is written)",
+        2: "--goal missing with --no-input, or no input left to answer a question",
+    },
     "check": {0: "every document is valid (warnings allowed)", 1: "a document is invalid"},
     "compile": {
         0: "written (or, with --check, up to date)",
