@@ -354,11 +354,14 @@ class Daemon:
             grace=self.config.grace,
             workers=rc.workers,
             recheck=rc.recheck,
-            sandbox=sandbox_named(rc.sandbox or os.environ.get("FOUNDRY_SANDBOX") or "auto"),
+            sandbox=sandbox_named(
+                rc.sandbox or os.environ.get("FOUNDRY_SANDBOX") or "auto", user=rc.user
+            ),
             # The daemon's config (and what sits beside it) is never a block's to read, even
             # where the sandbox shows the system (a config under /etc).
             hidden=self._hidden,
             read_only=rc.read_only,
+            run_as=rc.user,
             secrets=rc.secrets.read if rc.secrets is not None else None,
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import ipaddress
+import os
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import yaml
 from controllers.daemon_ui import UiConfig
 from controllers.secrets import SecretSource, read_secret_file
 from foundry.errors import UserError
+from foundry.sandbox import RunAs, run_as_named
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 #: A file event makes its repository due this long after it (more events in between join it).
@@ -51,6 +53,7 @@ _REPO_KEYS = (
     "sandbox",
     "readOnly",
     "secrets",
+    "user",
 )
 
 
@@ -84,6 +87,9 @@ class RepoConfig:
     read_only: tuple[Path, ...] = ()
     #: Its own secrets (controllers.secrets); None: the daemon's environment
     secrets: SecretSource | None = None
+    #: The OS user its blocks run as (a daemon running as root drops to it); None: the
+    #: daemon's user
+    user: RunAs | None = None
 
 
 @dataclass(frozen=True)
@@ -478,6 +484,7 @@ class _ConfigReader:
                 f"not {shown!r}",
             )
         return RepoConfig(
+            user=_run_as(self, item, where, name),
             secrets=_secret_source(self, item, where, name),
             sandbox=sandbox,
             read_only=tuple(Path(p) for p in shown),
@@ -491,6 +498,30 @@ class _ConfigReader:
             workers=self._integer(item, where, "workers", None, low=1, high=256),
             watch=watch,
         )
+
+
+def _run_as(
+    reader: _ConfigReader, item: Mapping[str, Any], where: tuple[str | int, ...], name: str
+) -> RunAs | None:
+    """`user: NAME | UID | UID:GID` of one repository, checked: the daemon must be root to
+    run blocks as another user, and the user must not be root."""
+    given = item.get("user")
+    if given is None:
+        return None
+    if isinstance(given, bool) or not isinstance(given, str | int):
+        raise reader.fail(
+            (*where, "user"), f"{name}.user must be a user name, UID or UID:GID, not {given!r}"
+        )
+    if os.geteuid() != 0:
+        raise reader.fail(
+            (*where, "user"),
+            f"{name}.user needs the daemon to run as root (it drops to that user for each "
+            "block); run it as root, or leave `user` out to run blocks as the daemon's user",
+        )
+    try:
+        return run_as_named(str(given))
+    except ValueError as exc:
+        raise reader.fail((*where, "user"), f"{name}.user: {exc}") from None
 
 
 def _secret_source(

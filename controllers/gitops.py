@@ -37,6 +37,9 @@ from foundry.errors import TemporaryError, UserError
 
 ZERO = "0" * 40
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+#: Where, beside a mirror, the state directory keeps its worktrees (of executions, of the
+#: policy command gates read)
+WORKTREE_ROOMS = ("worktrees", "policy")
 #: Who Foundry's commits (traces, claims, forge records) are by.
 FOUNDRY_NAME = "Foundry"
 FOUNDRY_EMAIL = "foundry@localhost"
@@ -440,35 +443,48 @@ class Mirror:
     # -- worktrees ----------------------------------------------------------------------
 
     def worktree_head(self, path: Path) -> str | None:
-        """The commit a worktree of this mirror at `path` has checked out, if there is one."""
-        if not (path / ".git").exists():
+        """The commit the worktree of this mirror at `path` has checked out, if there is one,
+        as its administrative entry in the mirror says (the entry whose `gitdir` names this
+        worktree, named back by the worktree's `.git`). No git runs in the worktree: its
+        blocks wrote there, and may run as another user; a git directory of theirs could make
+        git run what they like."""
+        from foundry.sandbox import small_file
+
+        marker = path.absolute() / ".git"
+        pointer = small_file(marker)
+        if pointer is None or not pointer.startswith("gitdir:"):
             return None
-        try:
-            with git.Repo(path) as worktree:
-                return str(worktree.git.rev_parse("HEAD")).strip()
-        except (git.GitCommandError, git.InvalidGitRepositoryError, git.NoSuchPathError):
+        entry = Path(os.path.realpath(path / pointer[len("gitdir:") :].strip()))
+        admin = Path(os.path.realpath(self.path / "worktrees"))
+        back = small_file(entry / "gitdir")
+        if entry.parent != admin or back is None:
             return None
+        if os.path.realpath(back.strip()) != os.path.realpath(marker):
+            return None
+        head = (small_file(entry / "HEAD") or "").strip()
+        return head if _SHA.match(head) and head != ZERO else None
 
     def _drop_broken(self) -> bool:
         """Remove the administrative entries of worktrees whose HEAD is not a commit id (their
         creation was killed); whether there were any. The caller holds the mirror's locks."""
         import shutil
 
+        from foundry.sandbox import small_file
+
         admin = self.path / "worktrees"
         dropped = False
         for entry in sorted(admin.iterdir()) if admin.is_dir() else []:
-            try:
-                head = (entry / "HEAD").read_text(encoding="utf-8").strip()
-            except OSError:
-                head = ""
+            # Read as files that a block may have made FIFOs or links: never followed or waited on.
+            head = (small_file(entry / "HEAD") or "").strip()
             if _SHA.match(head) and head != ZERO:
                 continue  # a commit: a finished worktree (no git process per worktree here)
-            try:
-                tree = Path((entry / "gitdir").read_text(encoding="utf-8").strip()).parent
-                if tree.resolve().is_relative_to(self.path.parent.resolve()):
-                    shutil.rmtree(tree, ignore_errors=True)  # only a worktree of our state
-            except OSError:
-                pass
+            said = small_file(entry / "gitdir")
+            if said is not None:
+                # Only a worktree of our state: the entry may have been written by a block.
+                tree = Path(said.strip()).parent.resolve()
+                rooms = {(self.path.parent / r).resolve() for r in WORKTREE_ROOMS}
+                if tree.parent in rooms:
+                    shutil.rmtree(tree, ignore_errors=True)
             shutil.rmtree(entry, ignore_errors=True)
             dropped = True
         if dropped:

@@ -129,10 +129,20 @@ class LedgerIndex:
         ]
 
 
-def private(directory: Path) -> None:
+def private(directory: Path, group: int | None = None) -> None:
     """Only its owner may enter `directory` (a state directory holds ledgers, worktrees and
     logs of one repository: another repository's blocks, run as another user, never read
-    them). A directory of someone else's is left as it is."""
+    them), and `group` when given may read it, never write it (the repository's blocks run as
+    a user of that group: they reach their worktrees through it). A directory of someone
+    else's is left as it is."""
     info = directory.stat()
-    if info.st_uid == os.getuid() and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        directory.chmod(stat.S_IMODE(info.st_mode) & ~(stat.S_IRWXG | stat.S_IRWXO))
+    if info.st_uid != os.getuid():
+        return
+    shared = 0
+    if group is not None:
+        if info.st_gid != group:
+            os.chown(directory, -1, group)
+        shared = stat.S_IRGRP | stat.S_IXGRP
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) != shared:  # the owner's own bits stay as they are
+        directory.chmod((mode & ~(stat.S_IRWXG | stat.S_IRWXO)) | shared)

@@ -24,12 +24,13 @@ import pytest
 
 from controllers.daemon import ConfigError, parse_config
 from foundry.boundary import digest_of
-from foundry.sandbox import Bubblewrap, Confinement, Launch, Limits
+from foundry.sandbox import Bubblewrap, Confinement, Launch, Limits, RunAs, hand_over, let_pass
 from tests.conftest import GitRepo, git, intent_yaml
 from tests.sandbox_support import BOX_ENV, SYSTEM_PY, processes_in, run_launch
 from tests.test_daemon import DaemonProcess, traces, until
 from tests.test_sandbox_daemon import outputs_of, sha, team_repository
 from tests.test_sandbox_engine import cli, compiled, run
+from tests.test_sandbox_users import passable
 
 PY = SYSTEM_PY
 
@@ -77,6 +78,7 @@ class Host:
         limits: Limits | None = None,
         hidden: tuple[Path, ...] = (),
         read_only: tuple[Path, ...] = (),
+        user: RunAs | None = None,
     ) -> Launch:
         self._n += 1
         confinement = Confinement(
@@ -86,6 +88,7 @@ class Host:
             limits=limits or Limits(),
             hidden=hidden,
             read_only=read_only,
+            user=user,
         )
         return Bubblewrap().launch(
             ["/bin/sh", "-c", script], confinement, self.rooms / f"block.{self._n}"
@@ -203,18 +206,26 @@ def test_a_hidden_file_reached_through_a_link_stays_hidden(host: Host, tmp_path:
     assert "team-b-secret" in out
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the gap is a root daemon's")
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: a block runs as the daemon's user (in a user namespace); under a root daemon "
-    "it reads root's own private files of the read-only system, such as /etc/shadow",
-)
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root daemon's blocks")
 def test_private_files_of_the_system_are_not_readable(host: Host) -> None:
+    """A root daemon's block is root in its user namespace, and would read root's private
+    files of the read-only system (tests/test_sandbox_users.py shows it does): a repository
+    on such a host has a user of its own (`user:`), and its blocks run as that user."""
     shadow = Path("/etc/shadow")
     if not shadow.exists() or shadow.stat().st_mode & stat.S_IROTH:
         pytest.skip("no private /etc/shadow here")
-    _code, out, _ = host.run("head -c 1 /etc/shadow >/dev/null && echo READ")
-    assert "READ" not in out
+    user = RunAs(2001, 2001)
+    changed = passable(host.root)
+    let_pass(host.worktree, host.root / "a", user)
+    let_pass(host.rooms / "block", host.root / "a", user)
+    hand_over(host.worktree, user)
+    script = "id -u; head -c 1 /etc/shadow >/dev/null 2>&1 && echo READ"
+    try:
+        _code, out, _ = host.run(script, user=user)
+    finally:
+        for directory, mode in changed:
+            directory.chmod(mode)
+    assert out.split() == ["2001"], out
 
 
 # -- the network ------------------------------------------------------------------------------

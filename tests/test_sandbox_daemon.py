@@ -23,9 +23,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def team_repository(tmp_path: Path, name: str, probes: list[Path]) -> Path:
+def team_repository(tmp_path: Path, name: str, probes: list[Path], *, who: bool = False) -> Path:
     """A repository whose block writes what it saw: the secret's bytes (only their digest
-    leaves the host, in the trace) and whether it could read each of `probes`."""
+    leaves the host, in the trace) and whether it could read each of `probes`; with `who`,
+    also the user and group it ran as (`who.txt`)."""
     path = tmp_path / name
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
@@ -35,10 +36,10 @@ def team_repository(tmp_path: Path, name: str, probes: list[Path]) -> Path:
         "      - id: deploy\n"
         '        run: [sh, -c, \'printf %s "$DEPLOY_TOKEN" > token.txt; '
         f"({reads}; env | grep -c -e never-for-blocks -e the-daemons-own -e TEAM_ || true)"
-        " > seen.txt']\n"
+        " > seen.txt" + ("; echo $(id -u) $(id -g) > who.txt" if who else "") + "']\n"
         "        effects: none\n"
         "        secrets: [DEPLOY_TOKEN]\n"
-        "        outputs: [token.txt, seen.txt]\n"
+        f"        outputs: [token.txt, seen.txt{', who.txt' if who else ''}]\n"
     )
     repo.write(
         {

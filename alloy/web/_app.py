@@ -397,7 +397,8 @@ def create_app(
             # connection, the version it was drawn at
             since = int(
                 request.headers.get("last-event-id")
-                or request.query_params.get("since", hub.version)
+                or request.query_params.get("since")
+                or hub.version
             )
         except ValueError:
             return PlainTextResponse("limit and since are whole numbers", status_code=400)

@@ -114,7 +114,20 @@ class Reconciler(Reading, Running, Scanning, Publishing):
         # Absolute: git runs in the mirror, and a relative worktree path would land inside it.
         self.state = (settings.state_dir or state_dir_for(settings.repo)).absolute()
         self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        private(self.state)  # its ledgers, worktrees and logs are this repository's only
+        # Its ledgers, worktrees and logs are this repository's only (its blocks' user may
+        # read them, to reach its worktrees: never write them).
+        private(self.state, settings.run_as.gid if settings.run_as is not None else None)
+        if settings.run_as is not None:
+            from foundry.errors import UserError
+            from foundry.sandbox import blocked_on_the_way
+
+            blocked = blocked_on_the_way(self.state, settings.run_as)
+            if blocked is not None:
+                raise UserError(
+                    f"its blocks run as {settings.run_as.describe()}, who cannot reach its state "
+                    f"directory {self.state}: {blocked} does not let that user pass (chmod o+x "
+                    f"{blocked}, or choose a state directory under one it can pass)"
+                )
         self.mirror = Mirror(self.url, self.state / "mirror.git")
         self.claims = Claims(self.mirror, holder or holder_id(), self.clock, settings.lease)
         self.forge: Forge = forge if forge is not None else LocalForge(self.mirror)

@@ -11,7 +11,7 @@ from typing import Any
 
 from controllers.gitops import remote_url
 from foundry.progress import one_line, short_key
-from foundry.sandbox import Sandbox
+from foundry.sandbox import RunAs, Sandbox
 
 #: Statuses after which an execution never runs again (the planner's `FINISHED`; a test keeps
 #: the two equal).
@@ -47,6 +47,10 @@ class Settings:
     sandbox: Sandbox | None = None
     hidden: tuple[Path, ...] = ()
     read_only: tuple[Path, ...] = ()
+    #: The OS user its blocks run as (this process runs as root; docs/security.md): its
+    #: state directory becomes of that user's group (readable, never writable, by it) and each
+    #: worktree that user's own. None: blocks run as this process's user.
+    run_as: RunAs | None = None
     #: The repository's own secrets (name -> value), read by whoever configures it: its blocks
     #: get what they declare from here only. None: from this process's environment.
     secrets: Callable[[], Mapping[str, str]] | None = None

@@ -19,6 +19,7 @@ The order that makes every crash safe (docs/reconcile.md, "The protocol"):
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from foundry.gates import StaticApprovals
     from foundry.ids import Event
     from foundry.progress import Progress
+    from foundry.sandbox import RunAs
     from foundry.throttle import Decision, LaneSpec, LaneStatus
 
 
@@ -258,6 +260,8 @@ class Running:
             worktree.mkdir(parents=True, exist_ok=True)
         elif self.mirror.worktree_head(worktree) != work.commit:
             self.mirror.add_worktree(worktree, work.commit)
+        if self.settings.run_as is not None:
+            _hand_over_worktree(worktree, self.state, self.settings.run_as)
         keep_artifact(self.state, execution, work.artifact_bytes)
         secrets = declared_secrets(work.artifact, self._secret_source())
         masked = list(secrets.values())
@@ -312,6 +316,7 @@ class Running:
             sandbox=self.settings.sandbox,
             hidden=self.settings.hidden,
             read_only=self.settings.read_only,
+            run_as=self.settings.run_as,
         )
         if self.settings.workers:
             options.workers = self.settings.workers
@@ -691,6 +696,23 @@ def _relay(source: threading.Event, target: threading.Event) -> None:
 def trace_bytes(trace: dict[str, Any]) -> bytes:
     """A Trace document as a file: on the traces branch and in a claim (`trace.json`)."""
     return (json.dumps(trace, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _hand_over_worktree(worktree: Path, state: Path, user: RunAs) -> None:
+    """The worktree, and the git directory its `.git` names (this repository's mirror's entry
+    for it: git refuses a worktree whose git directory is someone else's), become `user`'s;
+    the directories on the way let its group pass. What that entry says about where it belongs
+    is only trusted as far as `Mirror.worktree_head` and `Mirror._drop_broken` check it."""
+    from foundry.sandbox import hand_over, let_pass, small_file
+
+    let_pass(worktree, state, user)
+    hand_over(worktree, user)
+    pointer = small_file(worktree / ".git")
+    if pointer is not None and pointer.startswith("gitdir:"):
+        gitdir = Path(os.path.realpath(worktree / pointer[len("gitdir:") :].strip()))
+        if gitdir.parent.name == "worktrees" and gitdir.is_relative_to(state):
+            let_pass(gitdir, state, user)
+            hand_over(gitdir, user)
 
 
 def live_trace(ledger: bytes | None, artifact: Artifact, secrets: list[str]) -> bytes | None:

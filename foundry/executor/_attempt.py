@@ -56,6 +56,7 @@ def confinement_of(block: Block, worktree: Path, cwd: Path, opts: RunOptions) ->
         else Limits(),
         hidden=opts.hidden,
         read_only=opts.read_only,
+        user=opts.run_as,
     )
 
 

@@ -40,7 +40,7 @@ from foundry.ids import Event, execution_id
 from foundry.ledger import Ledger
 from foundry.ports import Clock
 from foundry.progress import Kind, Progress, waits_on
-from foundry.sandbox import Launch, NoSandbox, SandboxUnavailable
+from foundry.sandbox import Launch, NoSandbox, SandboxUnavailable, let_pass
 from foundry.throttle import LaneSpec
 
 
@@ -203,7 +203,7 @@ class Executor:
                 raise
             return self._refuse(state, f"{self.artifact.metadata.name} cannot start: {exc}")
         box = self.opts.sandbox
-        unavailable = box.problem() if box is not None else None
+        unavailable = box.problem(self.opts.run_as) if box is not None else None
         if unavailable is not None and box is not None:
             return self._refuse(
                 state, f"sandbox {box.name} unavailable, nothing ran: {unavailable}"
@@ -504,9 +504,11 @@ class Executor:
         and it is removed when the attempt ends."""
         confinement = confinement_of(block, self._worktree(), cwd, self.opts)
         box = self.opts.sandbox or NoSandbox()
-        return box.launch(
-            list(block.run), confinement, self.dir / "sandbox" / f"{block.id}.{number}"
-        )
+        scratch = self.dir / "sandbox" / f"{block.id}.{number}"
+        if self.opts.run_as is not None:  # the block's user passes through to its rooms
+            scratch.parent.mkdir(parents=True, exist_ok=True)
+            let_pass(scratch, self.opts.state_dir, self.opts.run_as)
+        return box.launch(list(block.run), confinement, scratch)
 
     def _progress(self) -> None:
         """Tell the controller that the ledger moved (an attempt started or ended). News, not

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from foundry.boundary import Artifact, Block
-from foundry.sandbox import Sandbox
+from foundry.sandbox import RunAs, Sandbox
 from foundry.throttle import LanePort
 
 if TYPE_CHECKING:
@@ -113,6 +113,9 @@ class RunOptions:
     #: paths of the host shown read-only besides the system (tools the blocks need).
     hidden: tuple[Path, ...] = ()
     read_only: tuple[Path, ...] = ()
+    #: The OS user every block runs as (an engine running as root drops to it before the
+    #: block starts; the worktree must be the user's): None runs blocks as the engine's user.
+    run_as: RunAs | None = None
     #: Called with each `Progress` event (an execution or an attempt started or ended, a gate
     #: waits), in the engine's thread, as it happens: a shell prints it, a daemon logs it. It
     #: must not take long (it holds the run up); whatever it raises is ignored.

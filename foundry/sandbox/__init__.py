@@ -12,6 +12,14 @@ from foundry.sandbox._bwrap import Bubblewrap
 from foundry.sandbox._limits import Launch, Limits, parse_size
 from foundry.sandbox._port import NoSandbox, Sandbox, sandbox_named
 from foundry.sandbox._types import Confinement, SandboxUnavailable
+from foundry.sandbox._user import (
+    RunAs,
+    blocked_on_the_way,
+    hand_over,
+    let_pass,
+    run_as_named,
+    small_file,
+)
 
 __all__ = [
     "Bubblewrap",
@@ -19,8 +27,14 @@ __all__ = [
     "Launch",
     "Limits",
     "NoSandbox",
+    "RunAs",
     "Sandbox",
     "SandboxUnavailable",
+    "blocked_on_the_way",
+    "hand_over",
+    "let_pass",
     "parse_size",
+    "run_as_named",
     "sandbox_named",
+    "small_file",
 ]

@@ -16,12 +16,13 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import stat
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from foundry.sandbox._limits import Launch, limited
 from foundry.sandbox._types import Confinement, SandboxUnavailable
+from foundry.sandbox._user import RunAs, blocked_on_the_way, hand_over, small_file
 
 #: The system, shown read-only where it exists (symbolic links, as merged /usr makes /bin, are
 #: made again as links).
@@ -39,12 +40,13 @@ class Bubblewrap:
     def __init__(self, executable: str = "bwrap") -> None:
         self.executable = executable
 
-    def problem(self) -> str | None:
-        return _probe(self.executable)
+    def problem(self, user: RunAs | None = None) -> str | None:
+        return _probe(self.executable, user)
 
     def launch(self, argv: list[str], confinement: Confinement, scratch: Path) -> Launch:
         found = shutil.which(self.executable)
-        reason = self.problem()
+        user = confinement.user
+        reason = self.problem(user)
         if found is None or reason is not None:
             raise SandboxUnavailable(reason or f"{self.executable}: not found")
         shutil.rmtree(scratch, ignore_errors=True)  # left by an attempt a crash ended
@@ -52,6 +54,16 @@ class Bubblewrap:
         scratch.mkdir(mode=0o700)
         tmp = scratch / "tmp"
         tmp.mkdir(mode=0o700)
+        if user is not None:  # bwrap runs as the user: its rooms are its own
+            hand_over(scratch, user)
+            for needed in (scratch, confinement.worktree):
+                blocked = blocked_on_the_way(needed, user)
+                if blocked is not None:
+                    shutil.rmtree(scratch, ignore_errors=True)
+                    raise SandboxUnavailable(
+                        f"{user.describe()} cannot reach {needed}: {blocked} does not let it "
+                        "pass (give its group or others search permission, chmod o+x)"
+                    )
         args = [
             found,
             "--unshare-user",
@@ -80,15 +92,18 @@ class Bubblewrap:
         for setting in PROC_READ_ONLY:
             args += ["--ro-bind-try", setting, setting]
         args += ["--dev", "/dev", "--bind", str(tmp), "/tmp"]  # noqa: S108
-        for shown in confinement.read_only:  # after /tmp: a path under the host's /tmp shows
-            args += ["--ro-bind-try", str(shown), str(shown)]
+        for shown in _reachable(confinement.read_only, user):  # after /tmp: a path under the
+            args += ["--ro-bind-try", str(shown), str(shown)]  # host's /tmp shows
         worktree = confinement.worktree
         args += ["--bind", str(worktree), str(worktree)]
         args += _git_dirs(worktree, scratch)
         # A hidden path that is a symbolic link is covered where it points too (a secrets
         # file linked from a directory the block cannot see to one under /etc).
-        for hidden in dict.fromkeys(
-            p for h in confinement.hidden for p in (h, Path(os.path.realpath(h)))
+        # A path the block's own user cannot reach needs no cover (and bubblewrap, running as
+        # that user, could not put one there).
+        for hidden in _reachable(
+            dict.fromkeys(p for h in confinement.hidden for p in (h, Path(os.path.realpath(h)))),
+            user,
         ):
             if hidden.is_dir():
                 args += ["--tmpfs", str(hidden)]
@@ -96,12 +111,18 @@ class Bubblewrap:
                 args += ["--ro-bind", "/dev/null", str(hidden)]
         args += ["--chdir", str(confinement.cwd), "--"]
         try:
-            launch = limited([*args, *argv], confinement.limits)
+            launch = limited([*args, *argv], confinement.limits, user)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         launch.scratch = scratch
         return launch
+
+
+def _reachable(paths: Iterable[Path], user: RunAs | None) -> list[Path]:
+    """Those of `paths` that `user` can reach (all of them when the engine's own user runs
+    the block)."""
+    return [p for p in paths if user is None or blocked_on_the_way(p, user) is None]
 
 
 def _git_dirs(worktree: Path, scratch: Path) -> list[str]:
@@ -118,14 +139,14 @@ def _git_dirs(worktree: Path, scratch: Path) -> list[str]:
     rooms for attempts). Anything else shows no git directory: `git` fails in the block, and
     nothing of the host is mounted."""
     marker = worktree / ".git"
-    text = _small_file(marker)
+    text = small_file(marker)
     if text is None or not text.startswith("gitdir:"):
         return []
     gitdir = Path(os.path.realpath(worktree / text[len("gitdir:") :].strip()))
     if gitdir.parent.name != "worktrees":
         return []
     common = gitdir.parent.parent
-    back = _small_file(gitdir / "gitdir")
+    back = small_file(gitdir / "gitdir")
     if back is None or Path(os.path.realpath(back.strip())) != Path(os.path.realpath(marker)):
         return []
     writable = (Path(os.path.realpath(worktree)), Path(os.path.realpath(scratch.parent)))
@@ -140,40 +161,31 @@ def _git_dirs(worktree: Path, scratch: Path) -> list[str]:
     # controller reads these to find and remove the worktree (a block that rewrote them could
     # have it remove something else of the state directory).
     for pointer in ("gitdir", "commondir", "config.worktree"):
-        if _small_file(gitdir / pointer) is not None:
+        if small_file(gitdir / pointer) is not None:
             out += ["--ro-bind", str(gitdir / pointer), str(gitdir / pointer)]
     return out
 
 
-def _small_file(path: Path) -> str | None:
-    """The text of a small regular file at `path` (not a link, a FIFO or a device: opening
-    one of those does not wait), or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 4096).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 @functools.cache
-def _probe(executable: str) -> str | None:
-    """Why `bwrap` cannot make a sandbox here, found by making one (None: it can)."""
+def _probe(executable: str, user: RunAs | None = None) -> str | None:
+    """Why `bwrap` cannot make a sandbox here (as `user`, when given), found by making one
+    (None: it can)."""
     found = shutil.which(executable)
     if found is None:
         return (
             f"bubblewrap ({executable}) is not installed: install it (Debian: apt-get install "
             "bubblewrap) or choose sandbox: none"
         )
+    as_user: list[str] = []
+    if user is not None:
+        setpriv = shutil.which("setpriv", path=os.defpath + ":/usr/bin:/bin")
+        if setpriv is None:
+            return f"running blocks as {user.describe()} needs setpriv (util-linux)"
+        as_user = [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
     try:
         proc = subprocess.run(
             [
+                *as_user,
                 found,
                 "--unshare-user",
                 "--unshare-pid",
@@ -193,7 +205,8 @@ def _probe(executable: str) -> str | None:
     if proc.returncode != 0:
         said = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         return (
-            f"bubblewrap ({found}) cannot make a sandbox on this host: "
+            f"bubblewrap ({found}) cannot make a sandbox on this host"
+            f"{f' as {user.describe()}' if user is not None else ''}: "
             f"{said[-1] if said else f'exit {proc.returncode}'} (unprivileged user namespaces "
             "may be off: sysctl kernel.unprivileged_userns_clone=1)"
         )

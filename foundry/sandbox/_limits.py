@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundry.sandbox._user import RunAs
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: How long removing an attempt's cgroup may wait for its killed processes to be reaped.
 CLOSE_WAIT = 5.0
@@ -159,10 +161,11 @@ class Launch:
             self.scratch = None
 
 
-def limited(argv: list[str], limits: Limits) -> Launch:
-    """`argv` under `limits`: started through `/bin/sh`, which joins the attempt's cgroups and
-    `exec`s `prlimit` with the resource limits and then `argv`."""
-    if not limits:
+def limited(argv: list[str], limits: Limits, user: RunAs | None = None) -> Launch:
+    """`argv` under `limits`, as `user`: started through `/bin/sh`, which joins the attempt's
+    cgroups and `exec`s `setpriv` (dropping to `user`, with no supplementary group and no
+    capability), then `prlimit` with the resource limits, then `argv`."""
+    if not limits and user is None:
         return Launch(list(argv))
     from foundry.sandbox._types import SandboxUnavailable
 
@@ -190,6 +193,16 @@ def limited(argv: list[str], limits: Limits) -> Launch:
                 "which this host lacks"
             )
         command = [prlimit, *rlimits, "--", *command]
+    if user is not None:
+        setpriv = shutil.which("setpriv", path=os.defpath + ":/usr/bin:/bin")
+        if setpriv is None:
+            launch.close()
+            raise SandboxUnavailable(
+                f"running blocks as {user.describe()} needs setpriv (util-linux), which this "
+                "host lacks"
+            )
+        drop = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
+        command = [setpriv, *drop, "--inh-caps=-all", "--", *command]
     if launch.cgroups:
         joins = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(launch.cgroups)))
         procs = [str(where / "cgroup.procs") for where in launch.cgroups.values()]

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from foundry.sandbox._limits import Launch, limited
 from foundry.sandbox._types import Confinement, SandboxUnavailable
+from foundry.sandbox._user import RunAs
 
 
 class Sandbox(Protocol):
@@ -15,8 +16,8 @@ class Sandbox(Protocol):
 
     name: str
 
-    def problem(self) -> str | None:
-        """Why this sandbox cannot run here (None: it can)."""
+    def problem(self, user: RunAs | None = None) -> str | None:
+        """Why this sandbox cannot run here, for blocks run as `user` (None: it can)."""
 
     def launch(self, argv: list[str], confinement: Confinement, scratch: Path) -> Launch:
         """The confined command line of `argv`; `scratch` is an empty directory of the engine's
@@ -28,24 +29,24 @@ class NoSandbox:
 
     name = "none"
 
-    def problem(self) -> str | None:
+    def problem(self, user: RunAs | None = None) -> str | None:
         return None
 
     def launch(self, argv: list[str], confinement: Confinement, scratch: Path) -> Launch:
-        return limited(argv, confinement.limits)
+        return limited(argv, confinement.limits, confinement.user)
 
 
-def sandbox_named(name: str, *, bwrap: str | None = None) -> Sandbox:
-    """The sandbox called `name`: `none`, `bwrap`, or `auto` (bwrap where it runs, else
-    none). `bwrap` overrides the bubblewrap executable (default: `FOUNDRY_BWRAP` or `bwrap`
-    on PATH)."""
+def sandbox_named(name: str, *, bwrap: str | None = None, user: RunAs | None = None) -> Sandbox:
+    """The sandbox called `name`: `none`, `bwrap`, or `auto` (bwrap where it runs, for blocks
+    run as `user` when given, else none). `bwrap` overrides the bubblewrap executable
+    (default: `FOUNDRY_BWRAP` or `bwrap` on PATH)."""
     from foundry.sandbox._bwrap import Bubblewrap
 
     if name == "none":
         return NoSandbox()
     if name in ("bwrap", "auto"):
         box = Bubblewrap(bwrap or os.environ.get("FOUNDRY_BWRAP") or "bwrap")
-        if name == "auto" and box.problem() is not None:
+        if name == "auto" and box.problem(user) is not None:
             return NoSandbox()
         return box
     raise SandboxUnavailable(f"sandbox {name!r}: one of none, bwrap, auto")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from foundry.errors import FoundryError
 from foundry.sandbox._limits import Limits
+from foundry.sandbox._user import RunAs
 
 
 class SandboxUnavailable(FoundryError):
@@ -26,3 +27,6 @@ class Confinement:
     hidden: tuple[Path, ...] = ()
     #: extra paths of the host shown read-only (tools a repository's blocks need)
     read_only: tuple[Path, ...] = ()
+    #: the OS user the attempt runs as (an engine running as root drops to it); None: the
+    #: engine's own user
+    user: RunAs | None = None

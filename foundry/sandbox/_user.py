@@ -1,0 +1,137 @@
+"""A repository's own OS user: an engine running as root runs that repository's blocks as
+another user, so that what the kernel's permissions keep from that user (root's files, other
+repositories' worktrees and state, the daemon's configuration and secrets files) no block of the
+repository can read, under any sandbox.
+
+The drop happens in the attempt's command line (`setpriv`, after it joined its cgroups and
+before its resource limits and its sandbox), so nothing of the attempt ever runs as root. What
+the user must reach is handed over: its worktree and git directory become its own, its rooms
+(the sandbox's private `/tmp`) too, and the directories on the way to them let its group pass
+(search only: it cannot list them)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The user (and group) a block runs as."""
+
+    uid: int
+    gid: int
+    #: how the configuration named it (a name, or `UID[:GID]`)
+    name: str = ""
+
+    def describe(self) -> str:
+        return self.name or f"{self.uid}:{self.gid}"
+
+
+def run_as_named(text: str) -> RunAs:
+    """`NAME`, `UID` or `UID:GID` as a user (a name is looked up; its group is its primary
+    one); ValueError saying what is wrong. Root is refused: running blocks as root is what
+    leaving the user out does."""
+    user, _, group = text.partition(":")
+    if not user:
+        raise ValueError(f"{text!r} names no user: write a user name, UID or UID:GID")
+    try:
+        if user.isdigit():
+            uid = int(user)
+            try:
+                gid = pwd.getpwuid(uid).pw_gid
+            except KeyError:
+                gid = uid  # a user with no entry of its own: its group of the same number
+        else:
+            entry = pwd.getpwnam(user)
+            uid, gid = entry.pw_uid, entry.pw_gid
+        if group:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(
+            f"{text!r}: no such user or group on this host (create it, or give UID:GID)"
+        ) from None
+    if uid == 0 or gid == 0:
+        raise ValueError(
+            f"{text!r} is root: a block of a repository with a user of its own never runs as "
+            "root (leave `user` out to run blocks as the daemon's user)"
+        )
+    if uid > 0xFFFF_FFFE or gid > 0xFFFF_FFFE:
+        raise ValueError(f"{text!r}: IDs go up to 4294967294")
+    return RunAs(uid, gid, text)
+
+
+def blocked_on_the_way(path: Path, user: RunAs) -> Path | None:
+    """The first directory on the way to `path` (from `/`) that `user` may not pass through
+    (no search permission for it), or None: it can reach `path`. Judged from the modes and
+    owners, as the kernel would for that user with no supplementary groups."""
+    for directory in reversed(path.absolute().parents):  # `/` first, `path`'s parent last
+        try:
+            info = directory.stat()
+        except OSError:
+            return directory
+        if not _may_search(info, user):
+            return directory
+    return None
+
+
+def _may_search(info: os.stat_result, user: RunAs) -> bool:
+    if info.st_uid == user.uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == user.gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def let_pass(path: Path, base: Path, user: RunAs) -> None:
+    """Let `user`'s group search every directory from `base` (included) down to `path`'s
+    parent, which the engine made: they become of its group, searchable (not listable) by it.
+    `base` is the repository's own state directory: nothing above it is changed."""
+    base = base.absolute()
+    on_the_way = [p for p in path.absolute().parents if p.is_relative_to(base)]
+    for directory in reversed(on_the_way):
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(f"{directory}: not a directory")
+        if info.st_gid != user.gid and info.st_uid == os.geteuid():
+            os.chown(directory, -1, user.gid, follow_symlinks=False)
+        mode = stat.S_IMODE(info.st_mode)
+        if not mode & stat.S_IXGRP:
+            directory.chmod(mode | stat.S_IXGRP)
+
+
+def hand_over(path: Path, user: RunAs) -> None:
+    """Make `path` and everything below it `user`'s (links themselves, never what they point
+    to; nothing on another file system is followed)."""
+    os.chown(path, user.uid, user.gid, follow_symlinks=False)
+    if not path.is_dir() or path.is_symlink():
+        return
+    device = path.lstat().st_dev
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            entry = os.path.join(root, name)
+            if os.lstat(entry).st_dev != device:
+                continue
+            os.chown(entry, user.uid, user.gid, follow_symlinks=False)
+
+
+def small_file(path: Path, limit: int = 4096) -> str | None:
+    """The text of a small regular file at `path` (at most `limit` bytes of it), or None when
+    it is not one: a link, a FIFO or a device is never opened in a way that follows or waits,
+    as a file a block could have written may be any of them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit).decode("utf-8", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

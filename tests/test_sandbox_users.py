@@ -1,0 +1,256 @@
+"""Each repository as its own OS user: a daemon running as root runs the blocks of a
+repository with `user:` as that user (dropped to before the block starts, after it joined its
+cgroups), under bwrap or no sandbox at all. The kernel's permissions then keep from a block
+what its sandbox shows: root's private files of the system (/etc/shadow), another
+repository's state and worktrees, the daemon's configuration and secrets files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controllers.daemon import ConfigError, parse_config
+from controllers.reconcile import state_dir_for
+from foundry.sandbox import Bubblewrap, Confinement, NoSandbox, RunAs, hand_over, let_pass
+from tests.conftest import git
+from tests.sandbox_support import run_launch
+from tests.test_daemon import DaemonProcess, traces, until
+from tests.test_sandbox_daemon import outputs_of, sha, team_repository
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="running blocks as another user needs root"),
+    pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)"),
+]
+
+ALICE = RunAs(2001, 2001, "2001")
+BOB = RunAs(2002, 2002, "2002")
+SHADOW = Path("/etc/shadow")
+
+
+def passable(path: Path) -> list[tuple[Path, int]]:
+    """Let everyone pass through `path` and the directories above it (pytest's own base is
+    its owner's only): what an operator does for a state directory under a private one. The
+    modes it changed, to put back."""
+    changed = []
+    for directory in [path, *path.parents]:
+        mode = stat.S_IMODE(directory.stat().st_mode)
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            changed.append((directory, mode))
+    return changed
+
+
+@pytest.fixture
+def layout() -> Iterator[Path]:
+    """A directory of the test's own that every user may pass through (not under pytest's
+    base, which is root's only, and which another pytest session makes so again at its
+    start): what an operator gives a daemon whose repositories have users of their own."""
+    where = Path(tempfile.mkdtemp(prefix="foundry-users-"))
+    where.chmod(0o711)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _private_shadow() -> None:
+    if not SHADOW.exists() or SHADOW.stat().st_mode & stat.S_IROTH:
+        pytest.skip("no private /etc/shadow here")
+
+
+# -- the engine's launch ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+@pytest.mark.parametrize("box", ["bwrap", "none"])
+def test_a_block_runs_as_its_user_and_reads_no_private_file_of_root(layout: Path, box: str) -> None:
+    _private_shadow()
+    state = layout / "state"
+    worktree = state / "worktrees" / "run-1"
+    worktree.mkdir(parents=True)
+    state.chmod(0o700)
+    secret = layout / "root-only.txt"
+    secret.write_text("root's own\n")
+    secret.chmod(0o600)
+    scratch = state / "executions" / "e1" / "sandbox" / "block.1"
+    scratch.parent.mkdir(parents=True)
+    let_pass(worktree, state, ALICE)
+    let_pass(scratch, state, ALICE)
+    hand_over(worktree, ALICE)
+    sandbox = Bubblewrap() if box == "bwrap" else NoSandbox()
+    script = (
+        "id -u; id -g; id -G; echo written > mine.txt && echo wrote; "
+        f"(cat {SHADOW} >/dev/null 2>&1 && echo read-shadow || echo no-shadow); "
+        f"(cat {secret} >/dev/null 2>&1 && echo read-secret || echo no-secret)"
+    )
+    launch = sandbox.launch(
+        ["/bin/sh", "-c", script], Confinement(worktree, worktree, user=ALICE), scratch
+    )
+    code, out, _ = run_launch(launch, worktree)
+    assert code == 0, out
+    assert out.split() == ["2001", "2001", "2001", "wrote", "no-shadow", "no-secret"], out
+    assert (worktree / "mine.txt").stat().st_uid == ALICE.uid
+    # What the user passes through it cannot list, nor write.
+    assert not stat.S_IMODE(state.stat().st_mode) & stat.S_IWGRP
+    assert state.stat().st_gid == ALICE.gid
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_the_same_launch_without_a_user_reads_roots_files(layout: Path) -> None:
+    """The other side of the test above (so that it can fail): as the daemon's own user,
+    root, the block reads /etc/shadow even under bwrap."""
+    _private_shadow()
+    worktree = layout / "worktree"
+    worktree.mkdir()
+    launch = Bubblewrap().launch(
+        ["/bin/sh", "-c", f"head -c 1 {SHADOW} >/dev/null && echo read-shadow"],
+        Confinement(worktree, worktree),
+        layout / "rooms" / "block.1",
+    )
+    _code, out, _ = run_launch(launch, worktree)
+    assert "read-shadow" in out
+
+
+def test_a_user_that_cannot_reach_its_worktree_runs_nothing(layout: Path) -> None:
+    closed = layout / "closed"
+    worktree = closed / "worktree"
+    worktree.mkdir(parents=True)
+    closed.chmod(0o700)
+    hand_over(worktree, ALICE)
+    mark = layout / "ran"
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap")
+    from foundry.sandbox import SandboxUnavailable
+
+    with pytest.raises(SandboxUnavailable, match=f"2001 cannot reach {worktree}: {closed}"):
+        Bubblewrap().launch(
+            ["/bin/sh", "-c", f"touch {mark}"],
+            Confinement(worktree, worktree, user=ALICE),
+            layout / "rooms" / "block.1",
+        )
+    assert not mark.exists()
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.kill()
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_two_repositories_as_two_users_read_nothing_of_each_other(
+    layout: Path, daemons: list[DaemonProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Team A under bwrap as 2001, team B with no sandbox at all as 2002: neither reads the
+    other's state directory (its mirror's config), the daemon's config, its secrets file or
+    /etc/shadow; each block ran as its own user and wrote its worktree."""
+    _private_shadow()
+    state = layout / "state"
+    remote_a_path = layout / "team-a.git"
+    remote_b_path = layout / "team-b.git"
+    remote_a_path.mkdir()  # (empty: cloned into below) where each one's state will be is known
+    remote_b_path.mkdir()
+    other_of = {
+        "team-a": state / "reconcile" / state_dir_for(str(remote_b_path)).name,
+        "team-b": state / "reconcile" / state_dir_for(str(remote_a_path)).name,
+    }
+    config = layout / "daemon" / "daemon.yaml"
+    config.parent.mkdir()
+    secrets_b = layout / "team-b.env"
+    secrets_b.write_text("DEPLOY_TOKEN=token-of-team-b\n")
+    secrets_b.chmod(0o600)
+    probes = {
+        name: [other / "mirror.git" / "config", config, secrets_b, SHADOW]
+        for name, other in other_of.items()
+    }
+    remote_a = team_repository(layout, "team-a", probes["team-a"], who=True)
+    remote_b = team_repository(layout, "team-b", probes["team-b"], who=True)
+    assert (remote_a, remote_b) == (remote_a_path, remote_b_path)
+    daemon = DaemonProcess(
+        config.parent,
+        {
+            "state": str(state),
+            "repositories": [
+                {
+                    "repo": str(remote_a),
+                    "sandbox": "bwrap",
+                    "user": 2001,
+                    "secrets": {"env": "TEAM_A_"},
+                },
+                {
+                    "repo": str(remote_b),
+                    "sandbox": "none",
+                    "user": "2002:2002",
+                    "secrets": {"file": str(secrets_b)},
+                },
+            ],
+        },
+    )
+    daemon.config.chmod(0o600)
+    monkeypatch.setenv("TEAM_A_DEPLOY_TOKEN", "token-of-team-a")
+    daemons.append(daemon.start())
+    until(
+        lambda: len(traces(remote_a)) and len(traces(remote_b)), "a trace of each", log=daemon.log
+    )
+    seen_a, seen_b = outputs_of(remote_a), outputs_of(remote_b)
+    hidden = "hidden\n" * 4
+    assert seen_a["seen.txt"] == sha(f"{hidden}0\n"), daemon.log()
+    assert seen_b["seen.txt"] == sha(f"{hidden}0\n"), daemon.log()
+    assert seen_a["who.txt"] == sha("2001 2001\n")
+    assert seen_b["who.txt"] == sha("2002 2002\n")
+    assert seen_b["token.txt"] == sha("token-of-team-b")  # its own secret still reaches it
+    # Each state directory is its user's group's to read, nobody's else.
+    for name, user in (("team-a", BOB), ("team-b", ALICE)):
+        info = other_of[name].stat()
+        assert (info.st_gid, stat.S_IMODE(info.st_mode)) == (user.gid, 0o750)
+
+
+def test_user_is_checked_when_the_config_is_read(layout: Path) -> None:
+    cases = {
+        "root": "is root",
+        "0:0": "is root",
+        "no-such-user-anywhere": "no such user or group",
+        "true": "user name, UID or UID:GID",
+        '""': "names no user",
+        "2001:no-such-group-anywhere": "no such user or group",
+    }
+    for given, said in cases.items():
+        text = f"repositories:\n  - repo: {layout}\n    user: {given}\n"
+        with pytest.raises(ConfigError, match=said) as raised:
+            parse_config(text, source="daemon.yaml")
+        assert str(raised.value).startswith("daemon.yaml:3: repositories[0].user"), raised.value
+    text = f"repositories:\n  - repo: {layout}\n    user: '2001:2002'\n"
+    [repo] = parse_config(text).repositories
+    assert repo.user == RunAs(2001, 2002, "2001:2002")
+
+
+def test_a_state_directory_its_user_cannot_reach_runs_nothing_and_says_why(
+    layout: Path, daemons: list[DaemonProcess]
+) -> None:
+    closed = layout / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    remote = team_repository(layout, "team-a", [SHADOW], who=True)
+    daemon = DaemonProcess(
+        layout,
+        {
+            "state": str(closed / "state"),
+            "repositories": [{"repo": str(remote), "sandbox": "none", "user": 2001}],
+        },
+    )
+    daemons.append(daemon.start())
+    until(lambda: "cannot reach its state" in daemon.log(), "the reason", log=daemon.log)
+    assert f"chmod o+x {closed}" in daemon.log()
+    assert traces(remote) == []
+    assert git(remote, "for-each-ref", "refs/alloy/claims") == ""
