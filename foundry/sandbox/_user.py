@@ -105,18 +105,28 @@ def let_pass(path: Path, base: Path, user: RunAs) -> None:
 
 
 def hand_over(path: Path, user: RunAs) -> None:
-    """Make `path` and everything below it `user`'s (links themselves, never what they point
-    to; nothing on another file system is followed)."""
-    os.chown(path, user.uid, user.gid, follow_symlinks=False)
+    """Make `path` and what is below it `user`'s: what the engine's user owns there (a fresh
+    checkout), never what has another owner already (what the user wrote before a resume) and
+    never a file with more than one name (a hard link the user made to a file of the host would
+    hand the host's file over). Links are changed themselves, never what they point to, and
+    nothing on another file system is entered."""
+    me = os.geteuid()
+    device = path.lstat().st_dev
+    _hand_over_one(str(path), user, me, device)
     if not path.is_dir() or path.is_symlink():
         return
-    device = path.lstat().st_dev
     for root, dirs, files in os.walk(path):
         for name in [*dirs, *files]:
-            entry = os.path.join(root, name)
-            if os.lstat(entry).st_dev != device:
-                continue
-            os.chown(entry, user.uid, user.gid, follow_symlinks=False)
+            _hand_over_one(os.path.join(root, name), user, me, device)
+
+
+def _hand_over_one(entry: str, user: RunAs, me: int, device: int) -> None:
+    info = os.lstat(entry)
+    if info.st_uid != me or info.st_dev != device:
+        return
+    if not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1:
+        return
+    os.chown(entry, user.uid, user.gid, follow_symlinks=False)
 
 
 def small_file(path: Path, limit: int = 4096) -> str | None:
