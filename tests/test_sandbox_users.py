@@ -254,3 +254,25 @@ def test_a_state_directory_its_user_cannot_reach_runs_nothing_and_says_why(
     assert f"chmod o+x {closed}" in daemon.log()
     assert traces(remote) == []
     assert git(remote, "for-each-ref", "refs/alloy/claims") == ""
+
+
+def test_handing_over_leaves_hard_links_and_what_the_user_owns_alone(layout: Path) -> None:
+    """A worktree handed over again (a resumed execution) may hold a hard link to a file of
+    the host (where the kernel lets a user make one: `fs.protected_hardlinks=0`; made here by
+    root): it stays the host's. What the user owns already is not touched."""
+    host_file = layout / "host-secret"
+    host_file.write_text("root's\n")
+    host_file.chmod(0o600)
+    worktree = layout / "worktree"
+    (worktree / "sub").mkdir(parents=True)
+    (worktree / "sub" / "code.txt").write_text("checked out\n")
+    os.link(host_file, worktree / "linked")
+    (worktree / "theirs").write_text("the user's\n")
+    os.chown(worktree / "theirs", BOB.uid, BOB.gid)
+    os.symlink(host_file, worktree / "pointer")
+    hand_over(worktree, ALICE)
+    assert host_file.stat().st_uid == 0
+    assert (worktree / "theirs").stat().st_uid == BOB.uid
+    assert (worktree / "pointer").lstat().st_uid == ALICE.uid
+    for mine in (worktree, worktree / "sub", worktree / "sub" / "code.txt"):
+        assert (mine.stat().st_uid, mine.stat().st_gid) == (ALICE.uid, ALICE.gid)
