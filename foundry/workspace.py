@@ -29,7 +29,7 @@ from foundry.boundary import _files as files
 from foundry.boundary._files import Kind
 from foundry.errors import BoundaryError, UserError
 from foundry.executor import ExecutionResult, Gates, Progress, RunOptions, run_execution
-from foundry.gates import Context, GateEvaluator, PolicySource
+from foundry.gates import Context, GateEvaluator, PolicySource, confined_like_blocks
 from foundry.ids import Event, execution_id
 from foundry.planner import Item, Plan, plan
 from foundry.ports import Clock
@@ -321,11 +321,15 @@ def run_in_checkout(
     try:
         # Without a forge, gates are judged on what is known locally: windows by the clock,
         # policy commands in `policy`; approvals, checks and `after` wait, saying so.
-        evaluator = (
-            gates
-            if gates is not None
-            else GateEvaluator(Context(policy_dir=policy, unjudged=UNJUDGED_LOCALLY, stop=stop))
-        )
+        evaluator = gates
+        if evaluator is None:
+            context = Context(
+                policy_dir=policy,
+                policy_confine=confined_like_blocks(options, execution_id(artifact.digest, event)),
+                unjudged=UNJUDGED_LOCALLY,
+                stop=stop,
+            )
+            evaluator = GateEvaluator(context)
         return run_execution(
             artifact, event, options, clock, gates=evaluator, cancel=cancel, stop=stop
         )

@@ -310,3 +310,53 @@ def test_evidence_is_what_the_block_wrote_in_its_worktree(repo: GitRepo, tmp_pat
     assert trace["spec"]["blocks"][0]["outputs"] == []
     # the state directory is its owner's only
     assert (tmp_path / "state").stat().st_mode & 0o077 == 0
+
+
+def test_a_command_gates_policy_runs_in_the_blocks_sandbox(repo: GitRepo, tmp_path: Path) -> None:
+    """A policy command is the repository's code like a block: under `--sandbox bwrap` it runs
+    in the blocks' sandbox (its own host name, no state directory of the host), and the same
+    policy outside it (`--sandbox none`) sees the host (so that this test can fail)."""
+    compiled(
+        repo,
+        "gated",
+        "      - id: ship\n"
+        "        run: [sh, -c, 'echo shipped > out.txt']\n"
+        "        effects: none\n"
+        "        outputs: [out.txt]\n"
+        "        gates:\n"
+        "          - command: {run: [sh, gate.sh], timeout: 30s}\n",
+    )
+    state = repo.path.parent / "state"
+    state.mkdir()
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "gate.sh").write_text(
+        'test "$(hostname)" = foundry-sandbox || { echo "on the host"; exit 1; }\n'
+        f'test ! -e "{state}" || {{ echo "sees the state directory"; exit 1; }}\n'
+        "echo confined\n"
+    )
+    done = run(repo, "gated", "--policy", str(policy), "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    trace = trace_of(repo, json.loads(done.stdout)["execution"])
+    gates = trace["spec"]["gates"]
+    assert [g["reason"] for g in gates] == ["policy command passed: confined"], gates
+    outside = cli(
+        "foundry",
+        "run",
+        ".",
+        "--artifact",
+        "gated",
+        "--state",
+        str(repo.path.parent / "state-2"),
+        "--sandbox",
+        "none",
+        "--policy",
+        str(policy),
+        "--format",
+        "json",
+        cwd=repo.path,
+    )
+    assert outside.returncode != 0
+    reason = json.loads(outside.stdout)["reason"]
+    assert reason.startswith("ship failed: "), reason
+    assert "on the host" in reason, reason

@@ -6,6 +6,7 @@ repository's state and worktrees, the daemon's configuration and secrets files."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -18,7 +19,7 @@ import pytest
 from controllers.daemon import ConfigError, parse_config
 from controllers.reconcile import state_dir_for
 from foundry.sandbox import Bubblewrap, Confinement, NoSandbox, RunAs, hand_over, let_pass
-from tests.conftest import git
+from tests.conftest import PROJECT, GitRepo, git, intent_yaml, run_cli
 from tests.sandbox_support import run_launch
 from tests.test_daemon import DaemonProcess, traces, until
 from tests.test_sandbox_daemon import outputs_of, sha, team_repository
@@ -276,3 +277,52 @@ def test_handing_over_leaves_hard_links_and_what_the_user_owns_alone(layout: Pat
     assert (worktree / "pointer").lstat().st_uid == ALICE.uid
     for mine in (worktree, worktree / "sub", worktree / "sub" / "code.txt"):
         assert (mine.stat().st_uid, mine.stat().st_gid) == (ALICE.uid, ALICE.gid)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_a_command_gates_policy_runs_as_the_repositorys_user_in_its_sandbox(
+    layout: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A policy command is the repository's merged code like its blocks: it runs as the
+    repository's user, in the blocks' sandbox; the gate passes only if it does."""
+    path = layout / "gated"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    repo = GitRepo(path)
+    blocks = (
+        "      - id: ship\n"
+        "        run: [sh, -c, 'echo shipped > out.txt']\n"
+        "        effects: none\n"
+        "        outputs: [out.txt]\n"
+        "        gates:\n"
+        "          - command: {run: [sh, policy/gate.sh], timeout: 30s}\n"
+    )
+    repo.write(
+        {
+            ".alloy/alloy.yaml": PROJECT,
+            ".alloy/intents/gated.yaml": intent_yaml("gated", blocks=blocks, on="{apply: true}"),
+            "policy/gate.sh": (
+                'test "$(id -u):$(id -g)" = 2001:2001 || { echo "as $(id -u)"; exit 1; }\n'
+                'test "$(hostname)" = foundry-sandbox || { echo "on the host"; exit 1; }\n'
+                "echo as its user, confined\n"
+            ),
+        }
+    )
+    assert run_cli("alloy", "compile", cwd=path).code == 0
+    repo.commit("a gated intent")
+    remote = layout / "gated.git"
+    git(layout, "clone", "-q", "--bare", str(path), str(remote))
+    daemon = DaemonProcess(
+        layout,
+        {
+            "state": str(layout / "state"),
+            "repositories": [{"repo": str(remote), "sandbox": "bwrap", "user": 2001}],
+        },
+    )
+    daemons.append(daemon.start())
+    until(lambda: traces(remote), "its trace", log=daemon.log)
+    [trace_path] = traces(remote)
+    trace = json.loads(git(remote, "show", f"alloy/traces:{trace_path}"))
+    reasons = [g["reason"] for g in trace["spec"]["gates"]]
+    assert reasons == ["policy command passed: as its user, confined"], (reasons, daemon.log())
+    assert trace["spec"]["status"] == "succeeded"

@@ -223,7 +223,7 @@ class Running:
         self, claim: Claim, work: Work, *, approvals: StaticApprovals, report: PassReport
     ) -> Done | None:
         from foundry.executor import Cancel, RunOptions, run_execution
-        from foundry.gates import Context, GateEvaluator
+        from foundry.gates import Context, GateEvaluator, confined_like_blocks
         from foundry.merge import merge_ledgers
         from foundry.state import LedgerIndex
         from foundry.workspace import declared_secrets, keep_artifact
@@ -329,6 +329,7 @@ class Running:
             checks=_Checks(self.forge, work.commit),
             history=_History(self._traces),
             policy_dir=lambda: self._policy_checkout(policy),
+            policy_confine=confined_like_blocks(options, execution),
             commit=work.commit,
             stop=stop,
         )
@@ -406,6 +407,8 @@ class Running:
             self.mirror.add_worktree(where, self._head)  # replaces whatever is there
         except GitError as exc:
             raise PolicyUnavailable(str(exc)) from None
+        if self.settings.run_as is not None:  # it runs as the blocks' user
+            _hand_over_worktree(where, self.state, self.settings.run_as)
         return where
 
     def _starters(self, work: Work) -> tuple[str, ...]:

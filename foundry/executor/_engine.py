@@ -40,7 +40,7 @@ from foundry.ids import Event, execution_id
 from foundry.ledger import Ledger
 from foundry.ports import Clock
 from foundry.progress import Kind, Progress, waits_on
-from foundry.sandbox import Launch, NoSandbox, SandboxUnavailable, let_pass
+from foundry.sandbox import Launch, SandboxUnavailable, launch_in
 from foundry.throttle import LaneSpec
 
 
@@ -155,6 +155,7 @@ class Executor:
             attempt=attempt,
         )
         state.status[block] = status
+        state.reasons[block] = reason
         if self._dag is not None:
             self._dag.finished(block, status)
 
@@ -259,6 +260,12 @@ class Executor:
             record["reason"] = reason
         self._record(record, sync=True)
         state.finished = status
+        if status == "failed" and not reason:  # what the result says: which blocks, and why
+            reason = "; ".join(
+                f"{b} {s}" + (f": {state.reasons[b]}" if state.reasons.get(b) else "")
+                for b, s in state.status.items()
+                if s not in ("succeeded", "skipped")
+            )
         return self._result(state, status, reason)
 
     def _planned(self, inputs: Mapping[str, str], *, sync: bool = False) -> None:
@@ -503,12 +510,10 @@ class Executor:
         needs room of its own (bwrap's private /tmp) makes it under the execution's directory,
         and it is removed when the attempt ends."""
         confinement = confinement_of(block, self._worktree(), cwd, self.opts)
-        box = self.opts.sandbox or NoSandbox()
         scratch = self.dir / "sandbox" / f"{block.id}.{number}"
-        if self.opts.run_as is not None:  # the block's user passes through to its rooms
-            scratch.parent.mkdir(parents=True, exist_ok=True)
-            let_pass(scratch, self.opts.state_dir, self.opts.run_as)
-        return box.launch(list(block.run), confinement, scratch)
+        return launch_in(
+            self.opts.sandbox, list(block.run), confinement, scratch, self.opts.state_dir
+        )
 
     def _progress(self) -> None:
         """Tell the controller that the ledger moved (an attempt started or ended). News, not

@@ -15,6 +15,8 @@ class Replay:
     planned: bool = False
     finished: str | None = None
     status: dict[str, str] = field(default_factory=dict)
+    #: Why each finished block ended as it did (when its record says).
+    reasons: dict[str, str] = field(default_factory=dict)
     #: The highest attempt number each block has used (a new attempt takes the next one).
     attempts: dict[str, int] = field(default_factory=dict)
     #: Attempts that started and have no end yet, by (block, attempt number).
@@ -38,6 +40,7 @@ def replay(records: list[dict[str, Any]]) -> Replay:
             state.open_attempts.discard((r["block"], r["attempt"]))
         elif kind == "block-finished":
             state.status[r["block"]] = r["status"]
+            state.reasons[r["block"]] = str(r.get("reason") or "")
             state.indeterminate.discard(r["block"])
         elif kind == "indeterminate":
             state.indeterminate.add(r["block"])

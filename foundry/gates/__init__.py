@@ -10,7 +10,7 @@ Modules: `_ports` (the ports, `Context`), `_evaluator` (each kind judged), `_com
 command run as a process).
 """
 
-from foundry.gates._command import EX_TEMPFAIL, PolicyUnavailable
+from foundry.gates._command import EX_TEMPFAIL, PolicyUnavailable, confined_like_blocks
 from foundry.gates._evaluator import GateEvaluator
 from foundry.gates._ports import (
     Approvals,
@@ -37,4 +37,5 @@ __all__ = [
     "StaticApprovals",
     "Teams",
     "Unavailable",
+    "confined_like_blocks",
 ]

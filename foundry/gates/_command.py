@@ -5,22 +5,42 @@ killed whole at its timeout. Exit 0 passes, 75 (EX_TEMPFAIL) waits, anything els
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from foundry.executor import ENV_ALLOWLIST, GateOutcome
+from foundry.executor import ENV_ALLOWLIST, GateOutcome, RunOptions
 from foundry.gates._ports import Unavailable
+from foundry.sandbox import Confinement, Launch, SandboxUnavailable, launch_in
 
 EX_TEMPFAIL = 75
 #: What is kept of the command's output for the reason (its last line, this long at most); the
 #: engine masks secrets in it first, then cuts the reason to its own limit.
 SAID_CHARS = 4096
+
+
+def confined_like_blocks(
+    options: RunOptions, execution: str
+) -> Callable[[list[str], Path], Launch]:
+    """How a policy command of `execution` runs as the run's blocks do: under their sandbox, as
+    their user, seeing what they see (and the network: a policy may ask a service), its rooms
+    under the state directory (`gate-rooms/`, removed when it ends)."""
+    rooms = itertools.count(1)
+
+    def confine(argv: list[str], where: Path) -> Launch:
+        confinement = Confinement(
+            where, where, hidden=options.hidden, read_only=options.read_only, user=options.run_as
+        )
+        scratch = options.state_dir / "gate-rooms" / f"{execution}.{next(rooms)}"
+        return launch_in(options.sandbox, argv, confinement, scratch, options.state_dir)
+
+    return confine
 
 
 class PolicyUnavailable(Unavailable):
@@ -40,6 +60,28 @@ def run_policy(
     env: Mapping[str, str],
     timeout: int | None,
     stop: threading.Event | None = None,
+    confine: Callable[[list[str], Path], Launch] | None = None,
+) -> GateOutcome:
+    """The gate's decision from its policy command, run in `where` (confined by `confine`,
+    as a block is, when given)."""
+    try:
+        launch = confine(argv, where) if confine is not None else None
+    except (OSError, SandboxUnavailable) as exc:
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return GateOutcome("failed", f"policy command {argv[0]!r} could not start: {said}")
+    try:
+        return _run(launch.argv if launch is not None else argv, where, env, timeout, stop)
+    finally:
+        if launch is not None:
+            launch.close()
+
+
+def _run(
+    argv: list[str],
+    where: Path,
+    env: Mapping[str, str],
+    timeout: int | None,
+    stop: threading.Event | None,
 ) -> GateOutcome:
     # Output goes to a file, not a pipe: a child the command leaves behind holding the pipe
     # open would keep us waiting for the timeout after the command itself has ended.

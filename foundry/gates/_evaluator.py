@@ -208,4 +208,5 @@ class GateEvaluator:
             env=env,
             timeout=gate.timeout_seconds,
             stop=self.context.stop,
+            confine=self.context.policy_confine,
         )

@@ -6,7 +6,10 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from foundry.sandbox import Launch
 
 
 class Unavailable(Exception):
@@ -79,8 +82,10 @@ class Context:
     (and the pushed commit) to the default branch. `forbidSelf` ignores their approvals.
     `policy_dir` is where policy commands run (None: nowhere, so command gates wait);
     `policy_env` the environment they start from (default: the blocks' allowlist of the
-    engine's environment); `commit` the commit the execution runs at; `stop`, once set, ends a
-    policy command that still runs (its gate waits)."""
+    engine's environment); `policy_confine` how a policy command runs confined, as a block does
+    (its command line as the run's sandbox and user run it; None: as this process's user,
+    unconfined); `commit` the commit the execution runs at; `stop`, once set, ends a policy
+    command that still runs (its gate waits)."""
 
     initiator: str | None = None
     starters: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
@@ -90,6 +95,7 @@ class Context:
     history: History | None = None
     policy_dir: PolicySource | None = None
     policy_env: Mapping[str, str] | None = None
+    policy_confine: Callable[[list[str], Path], Launch] | None = None
     commit: str | None = None
     stop: threading.Event | None = None
     #: What this context cannot judge, by gate kind, with why (`foundry run` without a forge).

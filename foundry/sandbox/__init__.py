@@ -10,7 +10,7 @@ and cannot be had: `Sandbox.problem()` names why, and the execution fails with t
 
 from foundry.sandbox._bwrap import Bubblewrap
 from foundry.sandbox._limits import Launch, Limits, parse_size
-from foundry.sandbox._port import NoSandbox, Sandbox, sandbox_named
+from foundry.sandbox._port import NoSandbox, Sandbox, launch_in, sandbox_named
 from foundry.sandbox._types import Confinement, SandboxUnavailable
 from foundry.sandbox._user import (
     RunAs,
@@ -32,6 +32,7 @@ __all__ = [
     "SandboxUnavailable",
     "blocked_on_the_way",
     "hand_over",
+    "launch_in",
     "let_pass",
     "parse_size",
     "run_as_named",

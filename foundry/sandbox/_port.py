@@ -8,7 +8,7 @@ from typing import Protocol
 
 from foundry.sandbox._limits import Launch, limited
 from foundry.sandbox._types import Confinement, SandboxUnavailable
-from foundry.sandbox._user import RunAs
+from foundry.sandbox._user import RunAs, let_pass
 
 
 class Sandbox(Protocol):
@@ -50,3 +50,14 @@ def sandbox_named(name: str, *, bwrap: str | None = None, user: RunAs | None = N
             return NoSandbox()
         return box
     raise SandboxUnavailable(f"sandbox {name!r}: one of none, bwrap, auto")
+
+
+def launch_in(
+    box: Sandbox | None, argv: list[str], confinement: Confinement, scratch: Path, base: Path
+) -> Launch:
+    """`argv` as `box` runs it (None: no sandbox) in `confinement`, with its rooms at
+    `scratch`, under `base` (a state directory): a user of its own is let through to them."""
+    if confinement.user is not None:
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        let_pass(scratch, base, confinement.user)
+    return (box or NoSandbox()).launch(argv, confinement, scratch)
