@@ -25,11 +25,12 @@ import pytest
 from controllers.daemon import ConfigError, parse_config
 from foundry.boundary import digest_of
 from foundry.sandbox import Bubblewrap, Confinement, Launch, Limits, RunAs, hand_over, let_pass
+from foundry.sandbox._limits import limited
 from tests.conftest import GitRepo, git, intent_yaml
 from tests.sandbox_support import BOX_ENV, SYSTEM_PY, processes_in, run_launch
 from tests.test_daemon import DaemonProcess, traces, until
 from tests.test_sandbox_daemon import outputs_of, sha, team_repository
-from tests.test_sandbox_engine import cli, compiled, run
+from tests.test_sandbox_engine import cli, compiled, run, trace_of
 from tests.test_sandbox_users import passable
 
 PY = SYSTEM_PY
@@ -314,18 +315,33 @@ def test_threads_count_as_processes(host: Host) -> None:
         assert verdict == "process limit reached (8): a fork was refused"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: the CPU limit is RLIMIT_CPU, per process: a block's children each get the "
-    "whole limit again, so a block forking N busy children uses N times its CPU limit",
-)
-def test_cpu_time_of_children_counts_against_the_limit(host: Host) -> None:
+def test_cpu_time_of_children_counts_against_the_limit(repo: GitRepo) -> None:
+    """RLIMIT_CPU counts each process on its own: a block forking busy children would use its
+    limit once per child. Where the host gives the attempt a cgroup that counts CPU time, the
+    engine ends the attempt once all its processes together used the limit."""
+    probe = limited(["true"], Limits(cpu=1))
+    counted = "cpuacct" in probe.cgroups
+    probe.close()
+    if not counted:
+        pytest.skip("no cgroup counts CPU time here: each process has its own RLIMIT_CPU only")
     burn = f"{PY} -c 'while True: pass'"
-    _code, out, verdict = host.run(
-        f"{burn} & {burn} & {burn} & wait; echo finished", limits=Limits(cpu=1)
+    compiled(
+        repo,
+        "burner",
+        "      - id: burn\n"
+        f'        run: [sh, -c, "{burn} & {burn} & {burn} & wait; echo finished"]\n'
+        "        effects: none\n"
+        "        timeout: 2m\n"
+        "        limits: {cpu: 1s}\n",
     )
-    assert "finished" not in out, out
-    assert verdict == "CPU time limit reached (1 s)"
+    done = run(repo, "burner", "--format", "json")
+    assert done.returncode == 4, done.stdout + done.stderr
+    [block] = trace_of(repo, json.loads(done.stdout)["execution"])["spec"]["blocks"]
+    said = json.dumps(block)
+    assert block["status"] == "failed"
+    assert "CPU time limit reached (1 s)" in said, said
+    [attempt] = block["attempts"]
+    assert "finished" not in attempt["logTail"], attempt
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "device", "huge"])

@@ -809,6 +809,11 @@ class Executor:
                 att.timed_out = True
                 kill_group(pid, signal.SIGTERM)
                 att.term_at = now + self.opts.kill_grace
+            elif att.term_at is None and att.launch is not None and att.launch.over_cpu():
+                # Its processes together used its CPU time: a limit, ended at once (whatever
+                # left the group goes when its cgroups are closed).
+                kill_group(pid, signal.SIGKILL)
+                att.term_at = now
             elif att.term_at is not None and now >= att.term_at:
                 kill_group(pid, signal.SIGKILL)
         for block_id, att in list(running.items()):

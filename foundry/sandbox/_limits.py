@@ -5,8 +5,10 @@ make one (cgroup v1 `memory` and `pids` controllers, or cgroup v2 with them dele
 kernel then counts every process of the attempt, whatever it forks, and says afterwards whether
 a limit was hit. Where it does not, they fall back to resource limits of the process
 (`RLIMIT_AS`, `RLIMIT_NPROC`), which bound the same things less exactly. File size and CPU time
-are always resource limits (`RLIMIT_FSIZE`, `RLIMIT_CPU`): the kernel ends the process with
-SIGXFSZ or SIGXCPU, which says which one was hit.
+are resource limits of each process (`RLIMIT_FSIZE`, `RLIMIT_CPU`): the kernel ends the process
+with SIGXFSZ or SIGXCPU, which says which one was hit. CPU time is also counted for the whole
+attempt by a cgroup where the host gives one (v1 `cpuacct`, any v2 cgroup): the engine ends the
+attempt once all its processes together used the limit (`Launch.over_cpu`).
 
 The attempt's command is started through `/bin/sh`, which puts itself into the cgroups and then
 `exec`s `prlimit` with the limits and the command: nothing the attempt starts can run before it
@@ -90,13 +92,35 @@ class Launch:
     cgroup_version: int = 0
     #: a directory made for the attempt (removed by `close`)
     scratch: Path | None = None
+    #: set once the attempt's processes together used up its CPU time (`over_cpu`)
+    cpu_hit: bool = False
+
+    def cpu_used(self) -> float | None:
+        """Seconds of CPU time every process of the attempt used so far, as its cgroup counts
+        them (None: it has no cgroup that counts them)."""
+        if "cpuacct" not in self.cgroups:
+            return None
+        if self.cgroup_version == 2:
+            usec = self._field(self._read("cpuacct", "cpu.stat"), "usage_usec")
+            return usec / 1e6
+        text = self._read("cpuacct", "cpuacct.usage").strip()
+        return int(text) / 1e9 if text.isdigit() else None
+
+    def over_cpu(self) -> bool:
+        """Whether the attempt's processes together have used its CPU time limit (each one's
+        own is `RLIMIT_CPU`; a block that forks busy children is caught here). Whoever runs
+        the attempt asks this while it runs, and ends it when it says so."""
+        if self.limits.cpu is not None and not self.cpu_hit:
+            used = self.cpu_used()
+            self.cpu_hit = used is not None and used >= self.limits.cpu
+        return self.cpu_hit
 
     def verdict(self, returncode: int) -> str | None:
         """Which limit ended the attempt, in words (None: none did, as far as can be told)."""
         died = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
         if self.limits.file_size is not None and died == signal.SIGXFSZ:
             return f"file size limit reached (files up to {_human(self.limits.file_size)})"
-        if self.limits.cpu is not None and died == signal.SIGXCPU:
+        if self.limits.cpu is not None and (died == signal.SIGXCPU or self.over_cpu()):
             return f"CPU time limit reached ({self.limits.cpu} s)"
         if self.limits.memory is not None and self._memory_hit():
             return f"memory limit reached ({_human(self.limits.memory)}): killed by the kernel"
@@ -170,7 +194,9 @@ def limited(argv: list[str], limits: Limits, user: RunAs | None = None) -> Launc
     from foundry.sandbox._types import SandboxUnavailable
 
     launch = Launch(list(argv), limits)
-    asked = {"memory": limits.memory, "pids": limits.processes}
+    # `cpuacct`: no limit is written, the cgroup counts the CPU time of every process of the
+    # attempt (`Launch.over_cpu`)
+    asked = {"memory": limits.memory, "pids": limits.processes, "cpuacct": limits.cpu}
     wanted = {k: v for k, v in asked.items() if v is not None}
     if wanted:
         launch.cgroups, launch.cgroup_version = _cgroups(wanted)
@@ -240,7 +266,8 @@ def _cgroups(wanted: dict[str, int]) -> tuple[dict[str, Path], int]:
         _sweep(where.parent)
         try:
             enabled = (where.parent / "cgroup.subtree_control").read_text().split()
-            if not all(c in enabled for c in wanted):
+            # (every cgroup of v2 counts its CPU time in cpu.stat: nothing to enable for it)
+            if not all(c in enabled for c in wanted if c != "cpuacct"):
                 return {}, 0
             where.mkdir()
         except OSError:
@@ -271,7 +298,7 @@ def _cgroups(wanted: dict[str, int]) -> tuple[dict[str, Path], int]:
                 (where / "memory.limit_in_bytes").write_text(str(value))
                 with contextlib.suppress(OSError):
                     (where / "memory.memsw.limit_in_bytes").write_text(str(value))
-            else:
+            elif controller == "pids":
                 (where / "pids.max").write_text(str(value))
         except OSError:
             with contextlib.suppress(OSError):
