@@ -11,6 +11,7 @@ the user must reach is handed over: its worktree and git directory become its ow
 
 from __future__ import annotations
 
+import errno
 import grp
 import os
 import pwd
@@ -90,18 +91,40 @@ def _may_search(info: os.stat_result, user: RunAs) -> bool:
 def let_pass(path: Path, base: Path, user: RunAs) -> None:
     """Let `user`'s group search every directory from `base` (included) down to `path`'s
     parent, which the engine made: they become of its group, searchable (not listable) by it.
-    `base` is the repository's own state directory: nothing above it is changed."""
+    `base` is the repository's own state directory: nothing above it is changed. Each directory
+    below `base` is reached through the one above it without following a link (one of them
+    may be the user's, and a process of the user may rename it or put a link in its place
+    meanwhile: nothing outside is ever changed)."""
     base = base.absolute()
-    on_the_way = [p for p in path.absolute().parents if p.is_relative_to(base)]
-    for directory in reversed(on_the_way):
-        info = directory.lstat()
-        if not stat.S_ISDIR(info.st_mode):
-            raise NotADirectoryError(f"{directory}: not a directory")
-        if info.st_gid != user.gid and info.st_uid == os.geteuid():
-            os.chown(directory, -1, user.gid, follow_symlinks=False)
-        mode = stat.S_IMODE(info.st_mode)
-        if not mode & stat.S_IXGRP:
-            directory.chmod(mode | stat.S_IXGRP)
+    target = path.absolute()
+    if not target.parent.is_relative_to(base):
+        return
+    below = target.parent.relative_to(base).parts
+    if ".." in below:
+        raise ValueError(f"{path}: not a plain path below {base}")
+    me = os.geteuid()
+    directory = base
+    fd = _open_exactly(os.path.realpath(base))
+    try:
+        for name in (None, *below):
+            if name is not None:
+                directory = directory / name
+                try:
+                    step = os.open(name, _DIRECTORY, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                        raise NotADirectoryError(f"{directory}: not a directory") from None
+                    raise
+                os.close(fd)
+                fd = step
+            info = os.fstat(fd)
+            if info.st_gid != user.gid and info.st_uid == me:
+                os.fchown(fd, -1, user.gid)
+            mode = stat.S_IMODE(info.st_mode)
+            if not mode & stat.S_IXGRP:
+                os.fchmod(fd, mode | stat.S_IXGRP)
+    finally:
+        os.close(fd)
 
 
 def hand_over(path: Path, user: RunAs) -> None:
@@ -109,24 +132,86 @@ def hand_over(path: Path, user: RunAs) -> None:
     checkout), never what has another owner already (what the user wrote before a resume) and
     never a file with more than one name (a hard link the user made to a file of the host would
     hand the host's file over). Links are changed themselves, never what they point to, and
-    nothing on another file system is entered."""
+    nothing on another file system is entered.
+
+    `path` is found as its directory's real path says (followed one component at a time, never
+    through a link put there since); everything below it is reached through the directory it
+    was listed in, opened without following links, and changed through a descriptor of its
+    own. A process of the user that renames a directory of the tree or puts a link in its place
+    while this runs (one left running by an earlier attempt, a block of another execution)
+    never makes it change anything outside `path`."""
     me = os.geteuid()
-    device = path.lstat().st_dev
-    _hand_over_one(str(path), user, me, device)
-    if not path.is_dir() or path.is_symlink():
-        return
-    for root, dirs, files in os.walk(path):
-        for name in [*dirs, *files]:
-            _hand_over_one(os.path.join(root, name), user, me, device)
+    parent = _open_exactly(os.path.realpath(path.absolute().parent))
+    try:
+        device = os.stat(path.name, dir_fd=parent, follow_symlinks=False).st_dev
+        _hand_over_entry(parent, path.name, user, me, device)
+    finally:
+        os.close(parent)
 
 
-def _hand_over_one(entry: str, user: RunAs, me: int, device: int) -> None:
-    info = os.lstat(entry)
-    if info.st_uid != me or info.st_dev != device:
+#: A directory, opened to be listed and changed, never through a link.
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Anything else (a file, a link itself, a FIFO), opened only to be looked at and changed.
+_ENTRY = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_exactly(real: str) -> int:
+    """A descriptor of the directory at `real` (an absolute path with no link in it), reached
+    from `/` one component at a time without following links: a link put on the way since the
+    path was resolved is refused (NotADirectoryError), never followed."""
+    fd = os.open("/", _DIRECTORY)
+    try:
+        for name in Path(real).parts[1:]:
+            try:
+                step = os.open(name, _DIRECTORY, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                    raise NotADirectoryError(f"{real}: {name} is not a directory") from None
+                raise
+            os.close(fd)
+            fd = step
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _hand_over_entry(parent: int, name: str, user: RunAs, me: int, device: int) -> None:
+    try:
+        fd = os.open(name, _DIRECTORY, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP, errno.ENOENT):
+            raise
+        _hand_over_leaf(parent, name, user, me, device)  # not a directory (or gone)
         return
-    if not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1:
+    try:
+        info = os.fstat(fd)
+        if info.st_dev != device:
+            return  # a file system mounted there: not entered
+        if info.st_uid == me:
+            os.fchown(fd, user.uid, user.gid)
+        for child in os.listdir(fd):
+            _hand_over_entry(fd, child, user, me, device)
+    finally:
+        os.close(fd)
+
+
+def _hand_over_leaf(parent: int, name: str, user: RunAs, me: int, device: int) -> None:
+    try:
+        fd = os.open(name, _ENTRY, dir_fd=parent)
+    except FileNotFoundError:
         return
-    os.chown(entry, user.uid, user.gid, follow_symlinks=False)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != me or info.st_dev != device or stat.S_ISDIR(info.st_mode):
+            return
+        if info.st_nlink > 1:
+            return
+        # Through the descriptor's own name: exactly the file looked at (a link itself, never
+        # what it points to), whatever was renamed or put in its place since.
+        os.chown(f"/proc/self/fd/{fd}", user.uid, user.gid)
+    finally:
+        os.close(fd)
 
 
 def small_file(path: Path, limit: int = 4096) -> str | None:
