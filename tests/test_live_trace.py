@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +315,66 @@ def test_on_progress_follows_every_start_and_end_and_cannot_break_the_run(
     assert [s[-1] for s in starts] == ["attempt-started"] * 3
     assert [s.count("attempt-finished") for s in ends] == [1, 2, 3]
     assert [s[-1] for s in ends] == ["block-finished"] * 3
+
+
+def test_news_the_remote_missed_while_it_was_away_reaches_it_when_it_is_back(
+    world: World,
+) -> None:
+    """`one` and `two` start together; `one` takes the remote away and ends, so the push of
+    its end fails. `two` runs on, waiting for the test; once the remote is back, the claim
+    shows `one` succeeded without waiting for the lease's renewal (a third of 600 s)."""
+    mark, go = world.mark("away"), world.tmp / "go"
+    away = world.bare.with_name(world.bare.name + ".away")
+    env = (
+        f"        env: {{MARK: {json.dumps(str(mark))}, GO: {json.dumps(str(go))}, "
+        f"BARE: {json.dumps(str(world.bare))}}}\n"
+    )
+    wait = 'while [ ! -f "$GO" ]; do sleep 0.05; done'
+    leave = 'while [ ! -f "$MARK" ] || ! grep -q "two start" "$MARK"; do sleep 0.05; done; '
+    leave += 'mv "$BARE" "$BARE.away"'
+    world.work.write(
+        {
+            ".alloy/intents/away.yaml": (
+                "apiVersion: alloy.dev/v1\nkind: Intent\nmetadata:\n  name: away\n"
+                "  owners: [alice]\nspec:\n  state: active\n"
+                "  goal: News reaches the remote once it is back.\n"
+                "  automation:\n    on: {apply: true}\n    blocks:\n"
+                "      - id: one\n"
+                f"        run: [sh, -c, {_step('one', leave)}]\n"
+                f"{env}        effects: none\n        timeout: 5m\n"
+                "      - id: two\n"
+                f"        run: [sh, -c, {_step('two', wait)}]\n"
+                f"{env}        effects: none\n        timeout: 5m\n"
+            )
+        }
+    )
+    world.merge("add intent away")
+    proc = start(world)
+    try:
+        wait_for("one to end while the remote is away", lambda: "one end" in lines(mark))
+        assert away.is_dir()
+        assert not world.bare.exists()
+
+        def ended_here() -> bool:  # the engine's own ledger has one's end: the news exists
+            return any(
+                (r.get("type"), r.get("block")) == ("block-finished", "one")
+                for p in world.state().glob("executions/*/ledger.jsonl")
+                for r in map(json.loads, p.read_text().splitlines())
+            )
+
+        wait_for("one's end in the local ledger", ended_here)
+        time.sleep(1.0)  # (not a wait for anything: the push of that news fails meanwhile)
+        away.rename(world.bare)  # the remote is back
+        [execution] = wait_for("the claim", lambda: claimed(world))
+        want = {"one": "succeeded", "two": "running"}
+        files = wait_for("the claim to show one done", lambda: live(world, execution, want))
+        assert_is_the_trace_of_its_ledger(files, [])
+        go.touch()
+        code, report, err = finish(proc)
+    finally:
+        if away.exists() and not world.bare.exists():
+            away.rename(world.bare)
+        go.touch()
+        stop(proc)
+    assert code == 0, err
+    assert report["finished"] == {execution: "succeeded"}, report

@@ -491,6 +491,7 @@ class Running:
         effects) pushes nothing. Ends when `stop` is set (and `progress`, to wake it)."""
         every = max(0.2, self.settings.lease / 3)
         due = time.monotonic() + every
+        failed = 0
         while True:
             progress.wait(max(0.0, due - time.monotonic()))
             if stop.is_set():
@@ -507,8 +508,14 @@ class Running:
                 lost.set()
                 stop.set()
                 return
-            except GitError:
-                pass  # the remote is away; the lease may still hold when it is back
+            except Exception:  # noqa: BLE001 - the remote is away, or a read failed: again soon
+                # The lease may still hold when it is back, and the news must reach it: tried
+                # again after 0.5 s, 1 s, 2 s ... (never later than the lease's own renewal),
+                # not a third of a lease later.
+                failed += 1
+                due = time.monotonic() + min(every, 0.5 * 2 ** min(failed - 1, 10))
+                continue
+            failed = 0
             due = time.monotonic() + every
 
     def _release(
