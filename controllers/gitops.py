@@ -444,24 +444,13 @@ class Mirror:
 
     def worktree_head(self, path: Path) -> str | None:
         """The commit the worktree of this mirror at `path` has checked out, if there is one,
-        as its administrative entry in the mirror says (the entry whose `gitdir` names this
-        worktree, named back by the worktree's `.git`). No git runs in the worktree: its
-        blocks wrote there, and may run as another user; a git directory of theirs could make
-        git run what they like."""
+        as its administrative entry in the mirror says (`worktree_entry`). No git runs in the
+        worktree: its blocks wrote there, and may run as another user; a git directory of
+        theirs could make git run what they like."""
         from foundry.sandbox import small_file
 
-        marker = path.absolute() / ".git"
-        pointer = small_file(marker)
-        if pointer is None or not pointer.startswith("gitdir:"):
-            return None
-        entry = Path(os.path.realpath(path / pointer[len("gitdir:") :].strip()))
-        admin = Path(os.path.realpath(self.path / "worktrees"))
-        back = small_file(entry / "gitdir")
-        if entry.parent != admin or back is None:
-            return None
-        if os.path.realpath(back.strip()) != os.path.realpath(marker):
-            return None
-        head = (small_file(entry / "HEAD") or "").strip()
+        entry = worktree_entry(self.path, path)
+        head = (small_file(entry / "HEAD") or "").strip() if entry is not None else ""
         return head if _SHA.match(head) and head != ZERO else None
 
     def _drop_broken(self) -> bool:
@@ -513,6 +502,25 @@ class Mirror:
 
             shutil.rmtree(path, ignore_errors=True)
             self.repo.git.worktree("prune")
+
+
+def worktree_entry(mirror: Path, worktree: Path) -> Path | None:
+    """The administrative entry of `mirror` for the worktree at `worktree`: the one its `.git`
+    names, among the mirror's own entries, whose `gitdir` names that `.git` back. None when
+    they do not agree (a block may have rewritten either)."""
+    from foundry.sandbox import small_file
+
+    marker = worktree.absolute() / ".git"
+    pointer = small_file(marker)
+    if pointer is None or not pointer.startswith("gitdir:"):
+        return None
+    entry = Path(os.path.realpath(worktree / pointer[len("gitdir:") :].strip()))
+    if entry.parent != Path(os.path.realpath(mirror / "worktrees")):
+        return None
+    back = small_file(entry / "gitdir")
+    if back is None or os.path.realpath(back.strip()) != os.path.realpath(marker):
+        return None
+    return entry
 
 
 #: git's words for a ref lock file that already exists (its writer died, or still writes).

@@ -198,15 +198,7 @@ def _processes_saying(token: str) -> list[int]:
     "box",
     [
         BOXES[0],
-        pytest.param(
-            "none",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="under sandbox none a block's process in a session of its own outlives "
-                "its attempt as the repository's user (no cgroup of the attempt without "
-                "memory/processes limits; only the process group is killed)",
-            ),
-        ),
+        "none",
     ],
 )
 def test_no_process_of_a_block_outlives_its_attempt(layout: Path, box: str) -> None:
@@ -249,15 +241,7 @@ def _end_sessions_of(pids: list[int]) -> None:
     "box",
     [
         BOXES[0],
-        pytest.param(
-            "none",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="setpriv drops to the user without --no-new-privs and with the full "
-                "bounding set: under sandbox none a setuid-root program of the host runs "
-                "as root for the block",
-            ),
-        ),
+        "none",
     ],
 )
 def test_a_block_cannot_regain_root_through_a_setuid_program(layout: Path, box: str) -> None:
@@ -411,12 +395,6 @@ def test_let_pass_never_follows_a_link_on_the_way(layout: Path) -> None:
     assert (info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 0o700)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_hand_over_worktree hands over whatever directory of the state named "
-    "`worktrees/<x>` the worktree's .git (written by the user) names, not only the mirror's "
-    "entry that names this worktree back",
-)
 def test_a_worktrees_git_file_does_not_choose_what_is_handed_over(layout: Path) -> None:
     """The worktree's `.git` is the user's file: it may name another directory of the state
     (here a root-owned entry of the mirror that is not this worktree's)."""
@@ -430,6 +408,6 @@ def test_a_worktrees_git_file_does_not_choose_what_is_handed_over(layout: Path) 
     (other / "gitdir").write_text(f"{state}/policy/run-1/.git\n")
     (worktree / ".git").write_text(f"gitdir: {other}\n")
     hand_over(worktree, ALICE)
-    _hand_over_worktree(worktree, state, ALICE)
+    _hand_over_worktree(worktree, state, ALICE, state / "mirror.git")
     assert other.stat().st_uid == 0
     assert (other / "gitdir").stat().st_uid == 0

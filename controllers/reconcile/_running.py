@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from controllers import control as controls
 from controllers.claims import Claim, Claims, Holding, LeaseLost, NotAClaim
 from controllers.forge import CheckRun, Conclusion, Forge, ForgeError
-from controllers.gitops import GitError, Mirror
+from controllers.gitops import GitError, Mirror, worktree_entry
 from controllers.lanes import RemoteLanes
 from controllers.outbox import Outbox
 from controllers.reconcile._model import FINISHED, PassReport, Settings, TraceInfo
@@ -261,7 +261,7 @@ class Running:
         elif self.mirror.worktree_head(worktree) != work.commit:
             self.mirror.add_worktree(worktree, work.commit)
         if self.settings.run_as is not None:
-            _hand_over_worktree(worktree, self.state, self.settings.run_as)
+            _hand_over_worktree(worktree, self.state, self.settings.run_as, self.mirror.path)
         keep_artifact(self.state, execution, work.artifact_bytes)
         secrets = declared_secrets(work.artifact, self._secret_source())
         masked = list(secrets.values())
@@ -408,7 +408,7 @@ class Running:
         except GitError as exc:
             raise PolicyUnavailable(str(exc)) from None
         if self.settings.run_as is not None:  # it runs as the blocks' user
-            _hand_over_worktree(where, self.state, self.settings.run_as)
+            _hand_over_worktree(where, self.state, self.settings.run_as, self.mirror.path)
         return where
 
     def _starters(self, work: Work) -> tuple[str, ...]:
@@ -708,21 +708,21 @@ def trace_bytes(trace: dict[str, Any]) -> bytes:
     return (json.dumps(trace, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _hand_over_worktree(worktree: Path, state: Path, user: RunAs) -> None:
-    """The worktree, and the git directory its `.git` names (this repository's mirror's entry
-    for it: git refuses a worktree whose git directory is someone else's), become `user`'s;
-    the directories on the way let its group pass. What that entry says about where it belongs
-    is only trusted as far as `Mirror.worktree_head` and `Mirror._drop_broken` check it."""
-    from foundry.sandbox import hand_over, let_pass, small_file
+def _hand_over_worktree(worktree: Path, state: Path, user: RunAs, mirror: Path) -> None:
+    """The worktree, and its administrative entry in `mirror` (git refuses a worktree whose git
+    directory is someone else's), become `user`'s; the directories on the way let its group
+    pass. The entry is the mirror's own that names this worktree back (`worktree_entry`),
+    never what the worktree's `.git`, the user's file, names alone. What the entry says about
+    where it belongs is only trusted as far as `Mirror.worktree_head` and
+    `Mirror._drop_broken` check it."""
+    from foundry.sandbox import hand_over, let_pass
 
     let_pass(worktree, state, user)
     hand_over(worktree, user)
-    pointer = small_file(worktree / ".git")
-    if pointer is not None and pointer.startswith("gitdir:"):
-        gitdir = Path(os.path.realpath(worktree / pointer[len("gitdir:") :].strip()))
-        if gitdir.parent.name == "worktrees" and gitdir.is_relative_to(state):
-            let_pass(gitdir, state, user)
-            hand_over(gitdir, user)
+    entry = worktree_entry(mirror, worktree)
+    if entry is not None and entry.is_relative_to(os.path.realpath(state)):
+        let_pass(entry, state, user)
+        hand_over(entry, user)
 
 
 def live_trace(ledger: bytes | None, artifact: Artifact, secrets: list[str]) -> bytes | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from foundry.sandbox._limits import Launch, limited
 from foundry.sandbox._types import Confinement, SandboxUnavailable
-from foundry.sandbox._user import RunAs, blocked_on_the_way, hand_over, small_file
+from foundry.sandbox._user import RunAs, blocked_on_the_way, drop_to, hand_over, small_file
 
 #: The system, shown read-only where it exists (symbolic links, as merged /usr makes /bin, are
 #: made again as links).
@@ -111,7 +111,7 @@ class Bubblewrap:
                 args += ["--ro-bind", "/dev/null", str(hidden)]
         args += ["--chdir", str(confinement.cwd), "--"]
         try:
-            launch = limited([*args, *argv], confinement.limits, user)
+            launch = limited([*args, *argv], confinement.limits, user, contained=True)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
@@ -181,7 +181,7 @@ def _probe(executable: str, user: RunAs | None = None) -> str | None:
         setpriv = shutil.which("setpriv", path=os.defpath + ":/usr/bin:/bin")
         if setpriv is None:
             return f"running blocks as {user.describe()} needs setpriv (util-linux)"
-        as_user = [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
+        as_user = [setpriv, *drop_to(user), "--"]
     try:
         proc = subprocess.run(
             [

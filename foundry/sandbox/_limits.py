@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from foundry.sandbox._user import RunAs
+from foundry.sandbox._user import RunAs, drop_to
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: How long removing an attempt's cgroup may wait for its killed processes to be reaped.
@@ -185,21 +185,34 @@ class Launch:
             self.scratch = None
 
 
-def limited(argv: list[str], limits: Limits, user: RunAs | None = None) -> Launch:
+def limited(
+    argv: list[str], limits: Limits, user: RunAs | None = None, *, contained: bool = False
+) -> Launch:
     """`argv` under `limits`, as `user`: started through `/bin/sh`, which joins the attempt's
-    cgroups and `exec`s `setpriv` (dropping to `user`, with no supplementary group and no
-    capability), then `prlimit` with the resource limits, then `argv`."""
+    cgroups and `exec`s `setpriv` (dropping to `user`, with no supplementary group, no
+    capability and no way back), then `prlimit` with the resource limits, then `argv`.
+    `contained`: a sandbox of its own ends every process of the attempt with it (a PID
+    namespace); else a block run as its own user needs a cgroup to be found by, and without one
+    it does not run (what it left behind would live on as that user)."""
     if not limits and user is None:
         return Launch(list(argv))
     from foundry.sandbox._types import SandboxUnavailable
 
     launch = Launch(list(argv), limits)
     # `cpuacct`: no limit is written, the cgroup counts the CPU time of every process of the
-    # attempt (`Launch.over_cpu`)
+    # attempt (`Launch.over_cpu`), and finds them all when the attempt is closed
     asked = {"memory": limits.memory, "pids": limits.processes, "cpuacct": limits.cpu}
     wanted = {k: v for k, v in asked.items() if v is not None}
+    if user is not None and not contained:
+        wanted.setdefault("cpuacct", 0)
     if wanted:
         launch.cgroups, launch.cgroup_version = _cgroups(wanted)
+    if user is not None and not contained and not launch.cgroups:
+        raise SandboxUnavailable(
+            f"a block run as {user.describe()} without a sandbox needs a cgroup of its own, to "
+            "end whatever it leaves behind with it, and this host gives none: choose sandbox "
+            "bwrap (its processes end with their PID namespace)"
+        )
     rlimits = []
     if limits.file_size is not None:
         rlimits.append(f"--fsize={limits.file_size}")
@@ -227,8 +240,7 @@ def limited(argv: list[str], limits: Limits, user: RunAs | None = None) -> Launc
                 f"running blocks as {user.describe()} needs setpriv (util-linux), which this "
                 "host lacks"
             )
-        drop = [f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
-        command = [setpriv, *drop, "--inh-caps=-all", "--", *command]
+        command = [setpriv, *drop_to(user), "--", *command]
     if launch.cgroups:
         joins = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(launch.cgroups)))
         procs = [str(where / "cgroup.procs") for where in launch.cgroups.values()]

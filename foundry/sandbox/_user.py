@@ -33,6 +33,21 @@ class RunAs:
         return self.name or f"{self.uid}:{self.gid}"
 
 
+def drop_to(user: RunAs) -> list[str]:
+    """`setpriv`'s options that make the rest of the command line `user`: its UID and GID, no
+    supplementary group, no capability (inheritable, or ever again: the bounding set is
+    emptied), and no privilege from a set-user-ID program (`no_new_privs`): a block cannot
+    become root again through `su`, `mount` or a program of its own."""
+    return [
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
+
+
 def run_as_named(text: str) -> RunAs:
     """`NAME`, `UID` or `UID:GID` as a user (a name is looked up; its group is its primary
     one); ValueError saying what is wrong. Root is refused: running blocks as root is what
