@@ -24,6 +24,7 @@ from controllers.reconcile import PassReport, Settings, reconcile_once
 from foundry.sandbox import Bubblewrap, NoSandbox, RunAs, Sandbox, hand_over, let_pass
 from tests.conftest import GitRepo, git, intent_yaml, run_cli
 from tests.test_daemon import ok
+from tests.test_sandbox_users import needs_cgroup
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running blocks as another user needs root"),
@@ -37,7 +38,7 @@ BOXES = [
         "bwrap",
         marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap"),
     ),
-    "none",
+    pytest.param("none", marks=needs_cgroup),
 ]
 
 
@@ -119,6 +120,7 @@ TRY = 'try() { if sh -c "$2" >/dev/null 2>&1; then echo "BROKEN $1"; else echo "
 
 
 @pytest.mark.parametrize("box", BOXES)
+@needs_cgroup
 def test_a_block_writes_nothing_of_its_own_state_and_reads_nothing_of_another(
     layout: Path, box: str
 ) -> None:
@@ -198,7 +200,7 @@ def _processes_saying(token: str) -> list[int]:
     "box",
     [
         BOXES[0],
-        "none",
+        pytest.param("none", marks=needs_cgroup),
     ],
 )
 def test_no_process_of_a_block_outlives_its_attempt(layout: Path, box: str) -> None:
@@ -241,7 +243,7 @@ def _end_sessions_of(pids: list[int]) -> None:
     "box",
     [
         BOXES[0],
-        "none",
+        pytest.param("none", marks=needs_cgroup),
     ],
 )
 def test_a_block_cannot_regain_root_through_a_setuid_program(layout: Path, box: str) -> None:
@@ -266,6 +268,7 @@ def test_a_block_cannot_regain_root_through_a_setuid_program(layout: Path, box: 
     assert re.search(r"CapBnd:\s*0+\s", out), out
 
 
+@needs_cgroup
 def test_a_block_cannot_leave_its_cgroup_or_raise_its_limit(layout: Path) -> None:
     """Under no sandbox, with a processes limit (a cgroup of the attempt's own, made by root):
     the user can neither raise the limit nor move itself out of it."""
