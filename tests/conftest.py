@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,12 @@ from tests.github_prism import GitHubRig, PrismProxy, cleaned_spec
 #: The `world` and `daemon_world` fixtures (real remotes for reconcile tests), `browser_page`
 #: (headless Chromium through Playwright) and `ui_world` (a repository with every state the web
 #: interface shows).
-pytest_plugins = ["tests.reconcile_support", "tests.browser_support", "tests.ui_support"]
+pytest_plugins = [
+    "tests.reconcile_support",
+    "tests.browser_support",
+    "tests.ui_support",
+    "tests.sandbox_support",
+]
 
 #: Blocks of the suite's repositories run tools of the test machine (this Python, files of the
 #: test's temporary directory), which a sandbox rightly hides: they run unsandboxed, as before the
@@ -239,3 +245,13 @@ def github(github_fake: FakeGitHub, github_prism: PrismProxy) -> Iterator[GitHub
     errors = list(github_fake.internal_errors)
     if errors:
         pytest.fail("the fake GitHub failed while answering:\n" + "\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Any]]:
+    """`foundry daemon` processes a test started (tests.test_daemon.DaemonProcess); killed at
+    the end if the test left one running."""
+    started: list[Any] = []
+    yield started
+    for d in started:
+        d.kill()

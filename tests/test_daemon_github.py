@@ -10,9 +10,7 @@ import pytest
 
 from tests.conftest import GitRepo, git
 from tests.github_prism import GitHubRig
-from tests.test_daemon import DaemonProcess, daemons, publish, trace_status, traces, until
-
-__all__ = ["daemons"]  # the fixture, used by name
+from tests.test_daemon import DaemonProcess, publish, trace_status, traces, until
 
 
 def test_the_daemon_publishes_check_runs_to_github_and_retries_what_it_refused(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +62,6 @@ def outputs_of(remote: Path) -> dict[str, str]:
     assert trace["spec"]["status"] == "succeeded", trace["spec"]
     [block] = trace["spec"]["blocks"]
     return {o["path"]: o["digest"] for o in block["outputs"]}
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 def sha(text: str) -> str:

@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from controllers.daemon import ConfigError, parse_config
 from controllers.reconcile import state_dir_for
 from foundry.sandbox import Bubblewrap, Confinement, NoSandbox, RunAs, hand_over, let_pass
 from tests.conftest import PROJECT, GitRepo, git, intent_yaml, run_cli
-from tests.sandbox_support import run_launch
+from tests.sandbox_support import needs_cgroup, run_launch
 from tests.test_daemon import DaemonProcess, traces, until
 from tests.test_sandbox_daemon import outputs_of, sha, team_repository
 
@@ -29,25 +27,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)"),
 ]
 
-
-def _cgroup_here() -> bool:
-    """Whether this host gives an attempt a cgroup of its own (a block run as its own user
-    under no sandbox needs one, and does not run without it)."""
-    from foundry.sandbox import Limits, SandboxUnavailable
-    from foundry.sandbox._limits import limited
-
-    try:
-        limited(["true"], Limits(), RunAs(2001, 2001)).close()
-    except SandboxUnavailable:
-        return False
-    return True
-
-
-#: For a test that runs a block as its own user under no sandbox.
-needs_cgroup = pytest.mark.skipif(
-    os.geteuid() != 0 or not _cgroup_here(),
-    reason="this host gives an attempt no cgroup: blocks run as their own user need bwrap",
-)
 
 ALICE = RunAs(2001, 2001, "2001")
 BOB = RunAs(2002, 2002, "2002")
@@ -65,19 +44,6 @@ def passable(path: Path) -> list[tuple[Path, int]]:
             directory.chmod(mode | stat.S_IXOTH)
             changed.append((directory, mode))
     return changed
-
-
-@pytest.fixture
-def layout() -> Iterator[Path]:
-    """A directory of the test's own that every user may pass through (not under pytest's
-    base, which is root's only, and which another pytest session makes so again at its
-    start): what an operator gives a daemon whose repositories have users of their own."""
-    where = Path(tempfile.mkdtemp(prefix="foundry-users-"))
-    where.chmod(0o711)
-    try:
-        yield where
-    finally:
-        shutil.rmtree(where, ignore_errors=True)
 
 
 def _private_shadow() -> None:
@@ -159,14 +125,6 @@ def test_a_user_that_cannot_reach_its_worktree_runs_nothing(layout: Path) -> Non
 
 
 # -- the daemon ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")

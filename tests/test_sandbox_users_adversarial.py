@@ -13,9 +13,7 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +21,8 @@ import pytest
 from controllers.reconcile import PassReport, Settings, reconcile_once
 from foundry.sandbox import Bubblewrap, NoSandbox, RunAs, Sandbox, hand_over, let_pass
 from tests.conftest import GitRepo, git, intent_yaml, run_cli
+from tests.sandbox_support import needs_cgroup
 from tests.test_daemon import ok
-from tests.test_sandbox_users import needs_cgroup
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="running blocks as another user needs root"),
@@ -40,17 +38,6 @@ BOXES = [
     ),
     pytest.param("none", marks=needs_cgroup),
 ]
-
-
-@pytest.fixture
-def layout() -> Iterator[Path]:
-    """A directory every user may pass through (pytest's base is root's only)."""
-    where = Path(tempfile.mkdtemp(prefix="foundry-hostile-"))
-    where.chmod(0o711)
-    try:
-        yield where
-    finally:
-        shutil.rmtree(where, ignore_errors=True)
 
 
 def sandbox(box: str) -> Sandbox:
@@ -401,7 +388,7 @@ def test_let_pass_never_follows_a_link_on_the_way(layout: Path) -> None:
 def test_a_worktrees_git_file_does_not_choose_what_is_handed_over(layout: Path) -> None:
     """The worktree's `.git` is the user's file: it may name another directory of the state
     (here a root-owned entry of the mirror that is not this worktree's)."""
-    from controllers.reconcile._running import _hand_over_worktree
+    from controllers.reconcile._files import _hand_over_worktree
 
     state = layout / "state"
     worktree = state / "worktrees" / "run-1"

@@ -224,22 +224,10 @@ def limited(
         rlimits.append(f"--nproc={limits.processes}")
     command = list(argv)
     if rlimits:
-        prlimit = shutil.which("prlimit", path=os.defpath + ":/usr/bin:/bin")
-        if prlimit is None:
-            launch.close()
-            raise SandboxUnavailable(
-                f"resource limits ({limits.describe()}) need prlimit (util-linux), "
-                "which this host lacks"
-            )
+        prlimit = _tool(launch, "prlimit", f"resource limits ({limits.describe()})")
         command = [prlimit, *rlimits, "--", *command]
     if user is not None:
-        setpriv = shutil.which("setpriv", path=os.defpath + ":/usr/bin:/bin")
-        if setpriv is None:
-            launch.close()
-            raise SandboxUnavailable(
-                f"running blocks as {user.describe()} needs setpriv (util-linux), which this "
-                "host lacks"
-            )
+        setpriv = _tool(launch, "setpriv", f"running blocks as {user.describe()}")
         command = [setpriv, *drop_to(user), "--", *command]
     if launch.cgroups:
         joins = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(launch.cgroups)))
@@ -248,6 +236,18 @@ def limited(
         command = ["/bin/sh", "-c", script, "foundry-limits", *procs, *command]
     launch.argv = command
     return launch
+
+
+def _tool(launch: Launch, name: str, what: str) -> str:
+    """util-linux's `name`, which `what` needs: SandboxUnavailable (the launch closed) when
+    this host lacks it."""
+    from foundry.sandbox._types import SandboxUnavailable
+
+    found = shutil.which(name, path=os.defpath + ":/usr/bin:/bin")
+    if found is None:
+        launch.close()
+        raise SandboxUnavailable(f"{what} needs {name} (util-linux), which this host lacks")
+    return found
 
 
 def _own_cgroup(controller: str | None) -> str | None:

@@ -124,14 +124,7 @@ def let_pass(path: Path, base: Path, user: RunAs) -> None:
         for name in (None, *below):
             if name is not None:
                 directory = directory / name
-                try:
-                    step = os.open(name, _DIRECTORY, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-                        raise NotADirectoryError(f"{directory}: not a directory") from None
-                    raise
-                os.close(fd)
-                fd = step
+                fd = _step(fd, name, f"{directory}: not a directory")
             info = os.fstat(fd)
             if info.st_gid != user.gid and info.st_uid == me:
                 os.fchown(fd, -1, user.gid)
@@ -170,6 +163,20 @@ _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _ENTRY = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _step(fd: int, name: str, refusal: str) -> int:
+    """The directory `name` in the directory `fd`, opened without following a link (`fd` is
+    closed once it is); NotADirectoryError saying `refusal` when `name` is a link or no
+    directory."""
+    try:
+        step = os.open(name, _DIRECTORY, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise NotADirectoryError(refusal) from None
+        raise
+    os.close(fd)
+    return step
+
+
 def _open_exactly(real: str) -> int:
     """A descriptor of the directory at `real` (an absolute path with no link in it), reached
     from `/` one component at a time without following links: a link put on the way since the
@@ -177,14 +184,7 @@ def _open_exactly(real: str) -> int:
     fd = os.open("/", _DIRECTORY)
     try:
         for name in Path(real).parts[1:]:
-            try:
-                step = os.open(name, _DIRECTORY, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-                    raise NotADirectoryError(f"{real}: {name} is not a directory") from None
-                raise
-            os.close(fd)
-            fd = step
+            fd = _step(fd, name, f"{real}: {name} is not a directory")
     except BaseException:
         os.close(fd)
         raise
