@@ -18,8 +18,12 @@ directory keeps is a cache and a write-ahead copy, never a vote. A pass:
 5. claims and runs each execution (`_running`): its own failure is its own report line;
 6. publishes check runs, then traces (`_publishing`), and shares what it could not deliver.
 
-Modules: `_model` (settings, report), `_reading`, `_history`, `_running`, `_scan`,
-`_publishing`.
+Modules: `_model` (settings, report), `_work` (what the steps hand each other: `Work`,
+`Done`), `_reading`, `_history`, `_scan`, `_publishing`; running one execution: `_running`
+(under its claim), `_lease` (its claim kept and let go), `_stops` (the operator's, and the
+reconciler's), `_gating` (what its gates ask), `_fenced_lanes`, `_telling` (its events),
+`_files` (its ledger and worktrees), `_live_trace`, `_finishing` (what it leaves to publish,
+also from a finished claim) and `_check_runs`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from controllers.claims import Claims
 from controllers.forge import CheckRun, Forge, Identity, LocalForge
 from controllers.gitops import GitError, Mirror, holder_id, remote_url
 from controllers.outbox import Outbox
+from controllers.reconcile._check_runs import held_check
 from controllers.reconcile._history import pushed_commits
 from controllers.reconcile._model import (
     DEFAULT_TRACES,
@@ -53,8 +58,9 @@ from controllers.reconcile._model import (
 )
 from controllers.reconcile._publishing import Publishing
 from controllers.reconcile._reading import Reading
-from controllers.reconcile._running import Done, Running, Work, held_check
+from controllers.reconcile._running import Running
 from controllers.reconcile._scan import Scanning
+from controllers.reconcile._work import Done, Work
 from foundry.ports import Clock, SystemClock
 from foundry.state import private
 

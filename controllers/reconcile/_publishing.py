@@ -15,7 +15,7 @@ from controllers.forge import CheckRun, Forge, ForgeError
 from controllers.gitops import GitError, Mirror
 from controllers.outbox import Entry, Outbox
 from controllers.reconcile._model import FINISHED, PassReport
-from controllers.reconcile._running import Done
+from controllers.reconcile._work import Done
 from foundry.faults import crash_point
 
 

@@ -1,4 +1,5 @@
-"""Running one execution under its claim, and publishing a finished one from its claim.
+"""Running one execution under its claim: claimed, its ledgers merged, run by the engine with
+its worktree, lanes, gates and renewer thread, and its claim released with what it left.
 
 The order that makes every crash safe (docs/reconcile.md, "The protocol"):
 
@@ -14,79 +15,43 @@ The order that makes every crash safe (docs/reconcile.md, "The protocol"):
    the commit: from then on any host can publish the execution's trace and check run;
 4. publish the check run, then the trace. The trace on the traces branch is the last step: a
    finished claim without a finished trace is repaired by whichever host sees it first.
+
+Steps 1 to 3 are this module's, step 4 is `_publishing`'s. What a run uses lives beside it:
+its claim kept and let go (`_lease`), the operator's stops (`_stops`), what its gates ask
+(`_gating`), its lanes (`_fenced_lanes`), its events (`_telling`), its files (`_files`), the
+live trace (`_live_trace`), and what it leaves to publish (`_finishing`, `_check_runs`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from controllers import control as controls
-from controllers.claims import Claim, Claims, Holding, LeaseLost, NotAClaim
-from controllers.forge import CheckRun, Conclusion, Forge, ForgeError
-from controllers.gitops import GitError, Mirror, worktree_entry
+from controllers.claims import Claim, Claims, LeaseLost
+from controllers.forge import Forge
+from controllers.gitops import GitError, Mirror
 from controllers.lanes import RemoteLanes
-from controllers.outbox import Outbox
+from controllers.reconcile._fenced_lanes import _FencedLanes
+from controllers.reconcile._files import _hand_over_worktree, _note, _read, _write
+from controllers.reconcile._finishing import Finishing
+from controllers.reconcile._gating import Gating, _Checks, _History
+from controllers.reconcile._lease import Leasing
+from controllers.reconcile._live_trace import live_trace
 from controllers.reconcile._model import FINISHED, PassReport, Settings, TraceInfo
-from foundry.faults import crash_point
+from controllers.reconcile._stops import Watching, _relay
+from controllers.reconcile._telling import Telling
+from controllers.reconcile._work import Done, Work
 from foundry.ports import Clock
 
 if TYPE_CHECKING:
-    from foundry.boundary import Artifact
     from foundry.gates import StaticApprovals
-    from foundry.ids import Event
-    from foundry.progress import Progress
-    from foundry.sandbox import RunAs
-    from foundry.throttle import Decision, LaneSpec, LaneStatus
 
 
-@dataclass
-class Work:
-    """One execution a pass means to start or resume, with everything it runs with."""
-
-    execution: str
-    event: Event
-    artifact: Artifact
-    artifact_bytes: bytes
-    #: The commit it runs at: its worktree, and where its check run goes.
-    commit: str
-    inputs: dict[str, str | int | bool] = field(default_factory=dict)
-    new: bool = True
-    initiator: str | None = None
-    #: It ends now instead of going on: (`cancelled` or `skipped`, why) — an operator's cancel,
-    #: or superseded by a newer artifact or request.
-    end: tuple[Literal["cancelled", "skipped"], str] | None = None
-    #: A finished claim whose trace is missing: publishing it is never held by a pause.
-    repair: bool = False
-
-    def name(self) -> dict[str, str]:
-        """Its intent and event, as the pass report names it (`PassReport.names`)."""
-        return {
-            "intent": self.artifact.spec.intent.name,
-            "eventType": self.event.type,
-            "eventKey": self.event.key,
-        }
-
-
-@dataclass
-class Done:
-    """What an execution leaves to publish: its status, trace files and check run."""
-
-    execution: str
-    status: str
-    files: dict[str, bytes]
-    check: CheckRun
-    #: It waits on a gate that what a pass publishes can open (a `check` or an `after` gate).
-    waits_on_news: bool = False
-
-
-class Running:
+class Running(Telling, Watching, Leasing, Gating, Finishing):
     """The running half of a `Reconciler` (its state lives there)."""
 
     settings: Settings
@@ -96,14 +61,8 @@ class Running:
     stop: threading.Event
     state: Path
     forge: Forge
-    outbox: Outbox
     _traces: dict[str, TraceInfo]
     _trace_blobs: dict[str, str]
-    _authors: dict[str, tuple[str, ...]]
-    #: The default branch's head the pass read (policy commands run from it).
-    _head: str
-    branch: str | None
-    progress: Callable[[Progress], None] | None
     halt: threading.Event | None
     _control: controls.Control
 
@@ -177,47 +136,6 @@ class Running:
 
     def _ledger_path(self, execution: str) -> Path:
         return self.state / "executions" / execution / "ledger.jsonl"
-
-    def _tell(self, event: Progress, report: PassReport) -> None:
-        """An event of a running execution: what waits goes into the pass report, with on whom
-        and the command that unblocks it; every event to whoever watches (`progress`)."""
-        from foundry.progress import next_step
-
-        waits = report.waiting.setdefault(event.execution, [])
-        if event.kind == "execution-started":
-            waits.clear()  # judged anew
-        elif event.kind == "waiting":
-            step = next_step(event, where="reconcile", branch=self.branch)
-            waits[:] = [
-                w for w in waits if (w["block"], w["gate"]) != (event.block, event.gate_index)
-            ]
-            waits.append(
-                {
-                    "block": event.block,
-                    "gate": event.gate_index,
-                    "kind": event.gate.kind if event.gate is not None else "indeterminate",
-                    "reason": event.reason,
-                    "waitingOn": event.waits_on,
-                    "command": step.command if step is not None else None,
-                    "next": step.text() if step is not None else None,
-                }
-            )
-        elif event.kind == "execution-ended" and event.status == "queued":
-            waits.append(
-                {
-                    "block": None,
-                    "gate": None,
-                    "kind": "lane",
-                    "reason": event.reason,
-                    "waitingOn": "a slot in its lane",
-                    "command": None,
-                    "next": "the next pass judges it again",
-                }
-            )
-        if not waits:
-            del report.waiting[event.execution]
-        if self.progress is not None:
-            self.progress(event)
 
     def _run_claimed(
         self, claim: Claim, work: Work, *, approvals: StaticApprovals, report: PassReport
@@ -395,414 +313,3 @@ class Running:
         if final:
             self.mirror.remove_worktree(worktree)
         return self._done(execution, records, work.artifact, work.commit, secrets=masked)
-
-    def _policy_checkout(self, where: Path) -> Path:
-        """A fresh checkout of the default branch's head as this pass read it, for policy
-        commands: never a pull request's, never the artifact's own (older) commit. Fresh for
-        every command: what an earlier command (or a killed pass's) wrote there decides
-        nothing."""
-        from foundry.gates import PolicyUnavailable
-
-        try:
-            self.mirror.add_worktree(where, self._head)  # replaces whatever is there
-        except GitError as exc:
-            raise PolicyUnavailable(str(exc)) from None
-        if self.settings.run_as is not None:  # it runs as the blocks' user
-            _hand_over_worktree(where, self.state, self.settings.run_as, self.mirror.path)
-        return where
-
-    def _starters(self, work: Work) -> tuple[str, ...]:
-        """Who started an execution that no Request started, for `forbidSelf` (asked only when
-        an approval gate is judged): the author of the change that brought the artifact's
-        version to the default branch (the merged pull request's author where the forge knows
-        one, else the commit's author) — and for a push, of the pushed commit too. When that
-        cannot be known now, the gate waits (`Unavailable`): nobody's approval is counted on a
-        guess."""
-        from foundry.gates import Unavailable
-
-        if work.event.type == "request":
-            return ()  # its requester started it (`initiator`)
-        path = f".alloy/artifacts/{work.artifact.metadata.name}.json"
-        try:
-            commits = {work.commit, self.mirror.last_change(work.commit, path)}
-            return tuple(dict.fromkeys(who for c in sorted(commits) for who in self._author(c)))
-        except (GitError, ForgeError) as exc:
-            raise Unavailable(f"who started it is unknown: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - GitPython raises its own error types
-            raise Unavailable(f"who started it is unknown: {type(exc).__name__}: {exc}") from None
-
-    def _author(self, commit: str) -> tuple[str, ...]:
-        if commit not in self._authors:
-            who = self.forge.identity(commit)
-            if who is not None and who.pull:
-                self._authors[commit] = (who.author,)
-            else:
-                self._authors[commit] = self.mirror.authors(commit)
-        return self._authors[commit]
-
-    def _watch_control(
-        self,
-        work: Work,
-        cancel: Any,
-        stop: threading.Event,
-        options: Any,
-        watched: dict[str, Any],
-    ) -> None:
-        """The holder of a running execution looks at the operator's stops whenever it renews
-        its claim or a block starts or ends (one `git ls-remote`; a fetch when they moved): a
-        cancel of this execution stops its blocks and ends it `cancelled`; a pause of its intent
-        starts nothing more — running blocks finish, or stop at once (`--stop-running`) — and
-        the execution waits, parked, until the pause ends."""
-        try:
-            sha = self.mirror.heads([controls.REF]).get(controls.REF)
-            if sha == watched.get("sha"):
-                return
-            if sha is not None and self.mirror.rev(controls.REF) != sha:
-                self.mirror.fetch([controls.REF])
-            control = controls.read(self.mirror, sha)
-        except GitError:
-            return  # the remote is away: the next renewal looks again
-        watched["sha"] = sha
-        order = control.cancel_for(work.execution)
-        if order is not None:
-            cancel.request(order.describe())
-            return
-        pause = control.pause_for(work.artifact.spec.intent.name, self.clock.now())
-        if pause is not None and not stop.is_set():
-            watched["pause"] = pause.describe()
-            options.stop_grace = 0.0 if pause.stop_running else float("inf")
-            stop.set()
-
-    def _renew(
-        self,
-        claim: Claim,
-        ledger_path: Path,
-        *,
-        publish: Callable[..., None],
-        stop: threading.Event,
-        lost: threading.Event,
-        progress: threading.Event,
-        watch: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Renew the lease every third of it, and publish the claim (ledger and live trace) as
-        soon as `progress` says an attempt started or ended. One push at a time: progress that
-        comes while a push is under way is coalesced into the next one; a wake whose ledger the
-        claim carries already (the engine's own publication before a start, after an end with
-        effects) pushes nothing. Ends when `stop` is set (and `progress`, to wake it)."""
-        every = max(0.2, self.settings.lease / 3)
-        due = time.monotonic() + every
-        failed = 0
-        while True:
-            progress.wait(max(0.0, due - time.monotonic()))
-            if stop.is_set():
-                return
-            progress.clear()
-            watch()
-            if time.monotonic() < due and _read(ledger_path) == claim.published:
-                continue  # news already on the remote; the lease is not due yet
-            try:
-                crash_point("ledger-push-before", "renewal")
-                publish(renewal=True)
-                crash_point("ledger-push-after", "renewal")
-            except LeaseLost:
-                lost.set()
-                stop.set()
-                return
-            except Exception:  # noqa: BLE001 - the remote is away, or a read failed: again soon
-                # The lease may still hold when it is back, and the news must reach it: tried
-                # again after 0.5 s, 1 s, 2 s ... (never later than the lease's own renewal),
-                # not a third of a lease later.
-                failed += 1
-                due = time.monotonic() + min(every, 0.5 * 2 ** min(failed - 1, 10))
-                continue
-            failed = 0
-            due = time.monotonic() + every
-
-    def _release(
-        self,
-        claim: Claim,
-        state: str,
-        ledger: bytes | None,
-        trace: bytes | None,
-        report: PassReport,
-    ) -> bool:
-        """Release the claim; False when it is not ours any more (nothing to publish then)."""
-        crash_point("release-before")
-        try:
-            self.claims.release(claim, state, ledger, trace=trace)  # type: ignore[arg-type]
-        except LeaseLost as exc:
-            report.parked[claim.execution] = f"lost its claim before its end was recorded: {exc}"
-            return False
-        except GitError as exc:
-            import base64
-
-            self.outbox.put(
-                "claim",
-                {
-                    "repo": self.mirror.url,
-                    "execution": claim.execution,
-                    "sha": claim.sha,
-                    "generation": claim.generation,
-                    "state": state,
-                    "ledger": base64.b64encode(ledger).decode() if ledger is not None else None,
-                    "trace": base64.b64encode(trace).decode() if trace is not None else None,
-                    "artifact": base64.b64encode(claim.artifact).decode()
-                    if claim.artifact is not None
-                    else None,
-                    "commit": claim.commit,
-                    "facts": claim.facts,
-                },
-                str(exc),
-            )
-            report.errors.append(f"{claim.execution}: its claim release waits in the outbox: {exc}")
-        crash_point("release-after")
-        return True
-
-    # -- publishing a finished execution from its claim ------------------------------------
-
-    def _repair(self, held: Holding, report: PassReport) -> Done | None:
-        """A finished claim: publish its trace and check run unless the traces branch has
-        the finished trace already (its holder got that far)."""
-        from foundry.boundary import read_artifact
-        from foundry.errors import BoundaryError
-        from foundry.workspace import declared_secrets
-
-        execution = held.execution
-        info = self._traces.get(execution)
-        if info is not None and info.status in FINISHED:
-            report.not_claimed[execution] = f"finished by {held.holder}"
-            return None
-        record = self.claims.record(held)
-        if record.artifact is None or record.ledger is None:
-            report.errors.append(
-                f"{execution}: finished by {held.holder}, but its claim holds no ledger or "
-                "artifact to publish its trace from (a claim from an older version)"
-            )
-            return None
-        try:
-            artifact = read_artifact(f"{held.sha[:12]}:artifact.json", record.artifact)
-        except BoundaryError as exc:
-            report.errors.append(f"{execution}: cannot read the artifact of its claim: {exc}")
-            return None
-        records = [json.loads(line) for line in record.ledger.splitlines() if line.strip()]
-        commit = held.commit or ""
-        report.repaired.append(execution)
-        # The ledger was masked where it ran; masked again with this host's values, if any.
-        secrets = list(declared_secrets(artifact).values())
-        return self._done(execution, records, artifact, commit, secrets=secrets)
-
-    def _done(
-        self,
-        execution: str,
-        records: list[dict[str, Any]],
-        artifact: Artifact,
-        commit: str,
-        *,
-        secrets: list[str],
-    ) -> Done:
-        from foundry.redaction import redaction
-        from foundry.traces import SUMMARY_LIMIT, trace_bundle
-
-        masks = redaction(secrets)
-        bundle = trace_bundle(records, artifact, secrets=secrets)
-        status = str(bundle.trace["spec"]["status"])
-        planned = records[0] if records and records[0].get("type") == "planned" else {}
-        event = planned.get("event") or {"type": "?", "key": "?"}
-        reason = next(
-            (r.get("reason") for r in reversed(records) if r.get("type") == "execution-finished"),
-            None,
-        )
-        markdown_path = bundle.path.removesuffix(".json") + ".md"
-        files = {
-            bundle.path: trace_bytes(bundle.trace),
-            markdown_path: bundle.markdown.encode(),
-        }
-        check = CheckRun(
-            commit=commit,
-            name=check_name(artifact.metadata.name, str(event["type"]), str(event["key"])),
-            status="completed" if status in FINISHED else "in_progress",
-            conclusion=_conclusion(status),
-            title=masks.mask_text(
-                f"{artifact.metadata.name}: {status}" + (f" ({reason})" if reason else "")
-            ),
-            summary=bundle.markdown[:SUMMARY_LIMIT],  # masked (a trace bundle is)
-            external_id=execution,
-        )
-        latest = {(g["block"], g["index"]): g for g in bundle.trace["spec"]["gates"]}
-        news = any(
-            g["decision"] == "waiting" and g["kind"] in ("check", "after") for g in latest.values()
-        )
-        return Done(execution, status, files, check, waits_on_news=news)
-
-
-class _FencedLanes:
-    """A lane store that only the claim's current holder may change: the slot belongs to the
-    execution, and after a takeover its new holder uses it. Once this holder lost the claim —
-    or cannot show it still has it — it renews nothing and releases nothing (an unreleased slot
-    runs out with its lease)."""
-
-    def __init__(self, lanes: RemoteLanes, claims: Claims, claim: Claim, lost: threading.Event):
-        self._lanes, self._claims, self._claim, self._lost = lanes, claims, claim, lost
-
-    @property
-    def lease_seconds(self) -> float:
-        return self._lanes.lease_seconds
-
-    def acquire(self, lane: LaneSpec, execution: str, /, *, holder: str) -> Decision:
-        return self._lanes.acquire(lane, execution, holder=holder)
-
-    def renew(self, lane_name: str, execution: str, /) -> bool:
-        if self._lost.is_set():
-            return False
-        return self._lanes.renew(lane_name, execution)
-
-    def release(self, lane_name: str, execution: str, /) -> None:
-        if self._lost.is_set() or not self._still_ours():
-            return
-        self._lanes.release(lane_name, execution)
-
-    def status(self, lane_name: str, /) -> LaneStatus:
-        return self._lanes.status(lane_name)
-
-    def close(self) -> None:
-        self._lanes.close()
-
-    def _still_ours(self) -> bool:
-        try:
-            held = self._claims.read(self._claim.execution)
-        except (GitError, NotAClaim):
-            return False
-        ours = (self._claims.holder, self._claim.generation)
-        return held is not None and (held.holder, held.generation) == ours
-
-
-class _History:
-    def __init__(self, traces: dict[str, TraceInfo]) -> None:
-        self.last: dict[str, float] = {}
-        for info in traces.values():
-            if info.status == "succeeded" and info.finished_at is not None:
-                self.last[info.intent] = max(self.last.get(info.intent, 0.0), info.finished_at)
-
-    def last_success(self, intent: str) -> float | None:
-        return self.last.get(intent)
-
-
-class _Checks:
-    def __init__(self, forge: Forge, commit: str) -> None:
-        self.forge, self.commit = forge, commit
-
-    def state(self, name: str) -> Any:
-        return self.forge.check_state(self.commit, name)
-
-
-def _relay(source: threading.Event, target: threading.Event) -> None:
-    """Pass the reconciler's stop on to one execution (until the execution is over)."""
-    while not target.is_set():
-        if source.wait(0.2):
-            target.set()
-            return
-
-
-def trace_bytes(trace: dict[str, Any]) -> bytes:
-    """A Trace document as a file: on the traces branch and in a claim (`trace.json`)."""
-    return (json.dumps(trace, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _hand_over_worktree(worktree: Path, state: Path, user: RunAs, mirror: Path) -> None:
-    """The worktree, and its administrative entry in `mirror` (git refuses a worktree whose git
-    directory is someone else's), become `user`'s; the directories on the way let its group
-    pass. The entry is the mirror's own that names this worktree back (`worktree_entry`),
-    never what the worktree's `.git`, the user's file, names alone. What the entry says about
-    where it belongs is only trusted as far as `Mirror.worktree_head` and
-    `Mirror._drop_broken` check it."""
-    from foundry.sandbox import hand_over, let_pass
-
-    let_pass(worktree, state, user)
-    hand_over(worktree, user)
-    entry = worktree_entry(mirror, worktree)
-    if entry is not None and entry.is_relative_to(os.path.realpath(state)):
-        let_pass(entry, state, user)
-        hand_over(entry, user)
-
-
-def live_trace(ledger: bytes | None, artifact: Artifact, secrets: list[str]) -> bytes | None:
-    """The Trace of a ledger as it is now, for the claim (the same document the traces
-    branch gets from it: `trace_bundle` builds it with `trace_document`), masked of `secrets`
-    (the ledger was masked where it was written; masked again here). None when there is none
-    yet (no `planned` record) or it cannot be built: a view of the ledger never keeps the
-    ledger itself from being published."""
-    if not ledger:
-        return None
-    from foundry.traces import trace_document
-
-    whole = ledger[: ledger.rfind(b"\n") + 1]  # a line being written is not read
-    try:
-        records = [json.loads(line) for line in whole.splitlines() if line.strip()]
-        return trace_bytes(trace_document(records, artifact, secrets=secrets))
-    except Exception:  # noqa: BLE001 - a ledger a trace cannot be built from yet
-        return None
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".merge")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def check_name(artifact: str, event_type: str, key: str) -> str:
-    """The check run of an execution: `foundry: <artifact> (<event> <key, short>)`."""
-    return f"foundry: {artifact} ({event_type} {_short(key)})"
-
-
-def held_check(work: Work, why: str) -> CheckRun:
-    """The check run of an execution a pause holds: queued, saying who paused it, until when,
-    why, and how to lift it."""
-    name = work.artifact.metadata.name
-    summary = (
-        f"**{name}** is held: {why}.\n\n"
-        f"Execution `{work.execution}` ({work.event.type} `{_short(work.event.key)}`) starts "
-        "or goes on once the pause ends.\n"
-    )
-    return CheckRun(
-        commit=work.commit,
-        name=check_name(name, work.event.type, work.event.key),
-        status="queued",
-        conclusion=None,
-        title=f"{name}: paused",
-        summary=summary,
-        external_id=work.execution,
-    )
-
-
-def _note(path: Path, generation: int, at: float, reason: str) -> None:
-    """A `held` record at the end of a ledger: why the execution stopped where it did (its
-    trace's reason until it goes on)."""
-    from foundry.ledger import Ledger
-
-    ledger = Ledger(path, generation=generation)
-    try:
-        ledger.append({"type": "held", "reason": reason}, at=at, sync=True)
-    finally:
-        ledger.close()
-
-
-def _short(key: str) -> str:
-    return key[:19] if key.startswith("sha256:") else key[:40]
-
-
-def _conclusion(status: str) -> Conclusion | None:
-    return {
-        "succeeded": "success",
-        "failed": "failure",
-        "cancelled": "cancelled",
-        "skipped": "skipped",
-        "indeterminate": "action_required",
-    }.get(status)  # type: ignore[return-value]

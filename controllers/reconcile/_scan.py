@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from controllers.claims import PREFIX, Claims, Holding, NotAClaim
 from controllers.gitops import Mirror
 from controllers.reconcile._model import FINISHED, PassReport, TraceInfo
-from controllers.reconcile._running import Work
+from controllers.reconcile._work import Work
 
 if TYPE_CHECKING:
     from controllers.control import Control
