@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import foundry.executor._engine
+import foundry.executor._start
 from foundry._process import Proc, spawn
 from foundry.boundary import Artifact
 from foundry.errors import UserError
@@ -220,7 +220,7 @@ def test_the_attempt_record_is_written_before_the_process_starts_and_synced_when
         seen.append(env["ALLOY_BLOCK"])
         return spawn(argv, cwd=cwd, env=env)
 
-    monkeypatch.setattr(foundry.executor._engine, "spawn", checked_spawn)
+    monkeypatch.setattr(foundry.executor._start, "spawn", checked_spawn)
     monkeypatch.setattr(os, "fsync", recording_fsync)
     result, records = run(art, opts)
     assert result.status == "succeeded"

@@ -7,8 +7,13 @@ when its effects are `none` or `idempotent`; otherwise the execution becomes `in
 and runs nothing more until that block is resolved by an approval.
 
 Modules: `_types` (options, results, the gate port), `_inputs` (input values), `_replay` (the
-ledger replayed), `_dag` (what may start), `_engine` (the run: processes, gates, lanes),
-`foundry.progress` (what a run tells whoever watches it, as it happens).
+ledger replayed), `_engine` (the run, coordinated), `_record` (what a run writes in its ledger
+and tells), `_recovery` (attempts that never ended, indeterminate blocks), `_lanes` (a lane's
+slot and its lease), `_dag` (what may start), `_schedule` (what starts next), `_gating` (a
+block's gates judged), `_attempt` (one attempt: where it runs, its confinement, its evidence),
+`_start` (attempts started), `_watch` (running attempts watched, and ended when they must),
+`_finish` (an ended attempt's outcome, its block's end or retry), `foundry.progress` (what a
+run tells whoever watches it, as it happens).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""One attempt of a block: what the engine keeps of it while it runs, the confinement it runs
-in (its sandbox's view and its limits, from the block and the run's options), and the evidence
-it leaves: its declared outputs, read from the worktree only."""
+"""One attempt of a block: what the engine keeps of it while it runs, where it runs (the run's
+worktree and the block's directory in it) and the confinement it runs in (its sandbox's view and
+its limits, from the block and the run's options), and the evidence it leaves: its process's
+facts, and its declared outputs, read from the worktree only."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 from foundry._process import Capture, Proc
 from foundry.boundary import Block
+from foundry.errors import UserError
 from foundry.executor._types import RunOptions
 from foundry.sandbox import Confinement, Launch, Limits
 
@@ -36,6 +39,39 @@ class _Attempt:
     launch: Launch | None = None
     #: which resource limit ended it, when one did (`Launch.verdict`)
     limit: str | None = None
+
+
+def attempt_facts(att: _Attempt) -> dict[str, Any]:
+    """What an ended attempt's record says about its process and output."""
+    return {
+        "exitCode": att.exit_code,
+        "durationMs": int((time.monotonic() - att.started) * 1000),
+        "logDigest": att.capture.digest,
+        "logTail": att.capture.tail_text(),
+    }
+
+
+class Worktree:
+    """The run's worktree (`workdir`, resolved when first asked for) and a block's working
+    directory in it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._root: Path | None = None
+
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = self._workdir.resolve()
+        return self._root
+
+    def cwd(self, block: Block) -> Path:
+        root = self.root()
+        if block.workdir is None:
+            return root
+        cwd = (root / block.workdir).resolve()
+        if not cwd.is_relative_to(root):
+            raise UserError(f"block {block.id}: workdir {block.workdir!r} leaves the worktree")
+        return cwd
 
 
 def confinement_of(block: Block, worktree: Path, cwd: Path, opts: RunOptions) -> Confinement:
