@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -369,7 +369,11 @@ def test_a_change_between_the_page_and_its_event_stream_still_reaches_the_page(
     block for good, as its next block waited for a person)."""
     page = browser_page
     held: list[object] = []
-    page.route("**/events*", held.append)
+
+    def hold(route: object) -> None:  # (a function: Playwright marks its handlers)
+        held.append(route)
+
+    page.route("**/events*", hold)
     page.goto(server.url + "/")
     drawn = int(page.get_attribute("main#live", "data-version") or "0")
     deadline = time.monotonic() + 30
@@ -385,3 +389,40 @@ def test_a_change_between_the_page_and_its_event_stream_still_reaches_the_page(
     held[0].continue_()  # type: ignore[attr-defined]
     page.locator("tr[data-intent='late-arrival']").wait_for(timeout=WAIT_MS)
     assert "late-arrival" in page.inner_text("main")
+
+
+def test_a_change_arriving_while_a_form_is_filled_in_waits_until_it_is_left(
+    browser_page: Page, server: Server, ui_world: UiWorld
+) -> None:
+    """A change was told and the page fetched it; the reader focused a form and typed while
+    the answer was on its way. What they typed stays: the page swaps once they leave the form
+    (found by a second reviewer: the check came before the fetch only)."""
+    page = browser_page
+    page.goto(server.url + "/")
+    _live(page)
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        if route.request.headers.get("x-alloy-fragment") == "1":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/*", hold)
+    ui_world.add_intent("late-arrival")
+    ui_world.merge("An intent that lands while a form is filled in")
+    deadline = time.monotonic() + 60
+    while not held:
+        assert time.monotonic() < deadline, "the page never fetched the change"
+        page.wait_for_timeout(50)
+    search = page.get_by_label("Search")
+    search.focus()
+    search.type("deploy")
+    with page.expect_response(lambda r: r.request.headers.get("x-alloy-fragment") == "1"):
+        held[0].continue_()
+    page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # its handlers ran
+    assert search.input_value() == "deploy"
+    assert page.locator("tr[data-intent='late-arrival']").count() == 0
+    page.unroute("**/*")
+    page.locator("h1").first.click()  # the reader leaves the form: the change is shown now
+    page.locator("tr[data-intent='late-arrival']").wait_for(timeout=WAIT_MS)

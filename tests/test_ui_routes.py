@@ -329,6 +329,24 @@ def test_a_reconnecting_stream_resumes_from_the_last_change_it_was_told(
     assert int(drawn.group(1)) == current  # what a page's first connection sends
 
 
+def test_a_page_of_an_earlier_server_is_told_at_once_by_the_next(
+    shared: UiWorld, tmp_path: Path, client: TestClient
+) -> None:
+    """The server restarted (the daemon restarts its `alloy ui` child): a page drawn by the
+    earlier one reconnects with that server's last version, and the new server tells it to
+    reload its data at once, whatever the two versions' numbers."""
+    earlier = client.get("/healthz").json()["version"]
+    with _client(shared, tmp_path / "cache") as later:
+        current = later.get("/healthz").json()["version"]
+        assert current > earlier  # the next server's versions start above the earlier's
+        for told in (str(earlier), str(current + 1000)):  # older, or from another clock
+            with later.stream(
+                "GET", "/events", params={"limit": "1"}, headers={"Last-Event-ID": told}
+            ) as response:
+                body = "".join(response.iter_text())
+            assert f"id: {current}\nevent: change" in body, body
+
+
 def test_a_fragment_is_the_main_element_only(client: TestClient) -> None:
     fragment = client.get("/", headers={"X-Alloy-Fragment": "1"}).text
     assert "<html" not in fragment

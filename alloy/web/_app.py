@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 import traceback
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -100,6 +101,10 @@ class Hub:
             for state in self.states:
                 changed = state.refresh() or changed
             if changed or not self.version:
+                if not self.version:
+                    # Versions of this process start at its start time (ms): above every
+                    # version an earlier server gave a page that reconnects to this one.
+                    self.version = time.time_ns() // 1_000_000
                 rows = []
                 for state in self.states:
                     kept = self._rows_of.setdefault(state.key, _views.Rows())
@@ -419,7 +424,7 @@ def create_app(
             yield f"retry: 1000\nevent: hello\ndata: {hello}\n\n".encode()
             while True:
                 woken = hub.changed  # taken before the version is compared: no change is lost
-                if hub.version > seen:
+                if hub.version != seen:  # newer, or another server's (a restart): told
                     seen = hub.version
                     data = json.dumps({"version": seen})
                     yield f"id: {seen}\nevent: change\ndata: {data}\n\n".encode()

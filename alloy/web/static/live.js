@@ -22,6 +22,7 @@
     fetch(window.location.href, { headers: { "X-Alloy-Fragment": "1" }, credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : null; })
       .then(function (html) {
+        if (html !== null && editing()) { pending = true; return; }  // a form got focus meanwhile
         if (html !== null) {
           main.innerHTML = html;
           main.setAttribute("data-updated", String(Date.now()));
