@@ -33,12 +33,12 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -184,6 +184,10 @@ class Daemon:
 
     def run(self) -> int:
         """Serve until `request_drain()`, then drain; 0 when everything stopped in order."""
+        with self.library_output():
+            return self._run()
+
+    def _run(self) -> int:
         self._listen()
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="reconcile")
         scheduler = threading.Thread(
@@ -213,6 +217,45 @@ class Daemon:
         finally:
             self._drain(pool, scheduler)
         return 0
+
+    @contextlib.contextmanager
+    def library_output(self) -> Iterator[None]:
+        """What Python and the libraries the daemon uses say on their own (warnings, logging
+        at WARNING and above) goes through the daemon's log, in its format and redacted: with
+        `--log json` every line of the log stays one JSON object (watchdog, for one, warns when
+        a directory it watches appears twice in a race with git creating it)."""
+        import logging
+        import warnings
+
+        def show(  # noqa: PLR0917 - warnings.showwarning's own signature
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            said = f"{category.__name__}: {message} ({filename}:{lineno})"
+            self._log(self.redact(said), event="warning")
+
+        class _Handler(logging.Handler):
+            def emit(inner, record: logging.LogRecord) -> None:  # noqa: N805 - the daemon is self
+                try:
+                    said = f"{record.name}: {record.getMessage()}"
+                except Exception:  # noqa: BLE001 - a bad log call of a library is not ours to fail
+                    said = f"{record.name}: {record.msg!r}"
+                self._log(self.redact(said), event="warning")
+
+        handler = _Handler(logging.WARNING)
+        root = logging.getLogger()
+        saved = warnings.showwarning
+        warnings.showwarning = show
+        root.addHandler(handler)
+        try:
+            yield
+        finally:
+            warnings.showwarning = saved
+            root.removeHandler(handler)
 
     def _drain(self, pool: ThreadPoolExecutor, scheduler: threading.Thread) -> None:
         with self._cond:

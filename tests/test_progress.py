@@ -589,3 +589,34 @@ def test_progress_is_coloured_at_a_terminal_and_plain_otherwise(tmp_path: Path) 
     )
     assert "\x1b" not in piped.stdout + piped.stderr
     assert " slow: succeeded in " in piped.stdout
+
+
+def test_warnings_and_library_logging_reach_the_daemons_log_in_its_format(
+    tmp_path: Path,
+) -> None:
+    """With `--log json` every line of the daemon's log is one JSON object, also what Python
+    and its libraries say on their own (found under load: watchdog's RuntimeWarning when git
+    creates a directory while it is being watched broke a log reader)."""
+    import logging
+    import warnings
+
+    from controllers.daemon import Daemon, parse_config
+
+    config = parse_config(
+        f"log: json\nrepositories:\n  - repo: {tmp_path}\n", source=str(tmp_path / "d.yaml")
+    )
+    lines: list[str] = []
+    daemon = Daemon(config, log=lines.append)
+    with daemon.library_output():
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("a callback already exists for this watch", RuntimeWarning, stacklevel=1)
+        logging.getLogger("watchdog.observers.inotify").warning("watch of %s lost", "refs/alloy")
+        logging.getLogger("quiet").info("not for the daemon's log")
+    logging.getLogger("after").warning("not the daemon's any more")
+    records = [json.loads(x) for x in lines]
+    assert [(r["event"], r["message"].split(":")[0]) for r in records] == [
+        ("warning", "RuntimeWarning"),
+        ("warning", "watchdog.observers.inotify"),
+    ], lines
+    assert "watch of refs/alloy lost" in records[1]["message"]
