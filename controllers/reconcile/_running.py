@@ -252,9 +252,14 @@ class Running(Telling, Watching, Leasing, Gating, Finishing):
             stop=stop,
         )
         watched = {"sha": self._control.sha}
+        looking = threading.Lock()
 
-        def watch() -> None:
-            self._watch_control(work, cancel, stop, options, watched)
+        def watch() -> None:  # by the renewer, and by the engine before blocks start
+            with looking:
+                self._watch_control(work, cancel, stop, options, watched)
+
+        # A pause or cancel recorded before a block ends holds whatever would start after it.
+        options.look_before_starting = watch
 
         renewer = threading.Thread(
             target=self._renew,

@@ -210,6 +210,7 @@ class Executor:
                     start=lambda blocks: self._starter.start(
                         state, blocks, inputs, running, selector
                     ),
+                    look=self.opts.look_before_starting,
                 )
                 if not running:
                     if not dag.pending:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import threading
 from collections.abc import Callable, Mapping
@@ -27,18 +28,24 @@ def schedule(
     stop: threading.Event,
     judge: Callable[[Block], str],
     start: Callable[[list[Block]], None],
+    look: Callable[[], None] | None = None,
 ) -> list[str]:
     """Skip what cannot run, start what can; return the blocks waiting on a gate.
 
     Ready blocks are taken in block-id order while a worker is free; those taken in one
     pass start together (one sync for all of their attempt records, see `Starter.start`).
     `judge` says what a block's gates say ('passed', 'waiting' or 'failed'); `start` starts
-    the blocks taken."""
+    the blocks taken; `look`, when given, is asked first whether the run was stopped
+    (`RunOptions.look_before_starting`)."""
     waiting: list[str] = []
     aside: list[str] = []  # ready, but not now (a gate waits, or a retry's backoff)
     try:
         while True:
             _skip_doomed(rec, state, dag, blocks, running=running, cancel=cancel)
+            stopped = cancel.is_set() or stop.is_set()
+            if look is not None and dag.ready and len(running) < workers and not stopped:
+                with contextlib.suppress(Exception):
+                    look()
             starting: list[Block] = []
             while dag.ready and len(running) + len(starting) < workers:
                 if cancel.is_set() or stop.is_set():

@@ -105,6 +105,11 @@ class RunOptions:
     #: claim's live trace). It must return at once (reconcile only wakes a thread); whatever
     #: it raises is ignored, the run goes on.
     on_progress: Callable[[], None] | None = None
+    #: Called before blocks are taken to start (once per scheduling pass that has a block
+    #: ready and a worker free): a controller looks at the operator's stops there (a cancel,
+    #: a pause), which set `cancel` or `stop`; nothing starts after a stop it found. Whatever
+    #: it raises is ignored (the stops are looked at again before the next start).
+    look_before_starting: Callable[[], None] | None = None
     #: Where each block's process runs (foundry.sandbox): None runs it as the engine's user
     #: with the engine's view of the machine (block limits still apply). When the sandbox
     #: cannot run on this host the execution fails with the reason and nothing runs.
