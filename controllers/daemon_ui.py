@@ -3,8 +3,9 @@ process, and the proxy that serves it on the daemon's own HTTP endpoint.
 
 Controllers never import Alloy (`foundry daemon` reaches controllers, and Alloy and Foundry never
 import each other, not even through a third package), so the interface runs as a process —
-`python -P -m alloy ui --repo … --listen 127.0.0.1:<free port> --cache <state>/ui-cache` — and
-the daemon forwards every path but its own `/healthz` and `/metrics` to it:
+`python -P -m alloy ui --repo … --listen-fd N --cache <state>/ui-cache`, serving on a socket of
+127.0.0.1 that the daemon bound and hands over (the port is never free for another process to
+take) — and the daemon forwards every path but its own `/healthz` and `/metrics` to it:
 
 * **Supervision** (`UiChild`). The child runs in its own process group (a terminal's Ctrl-C does
   not reach it; stopping it stops the git processes it started), its output goes to the daemon's
@@ -61,13 +62,13 @@ class UiConfig:
 
 
 def ui_command(
-    config: UiConfig, repos: Sequence[str], cache: Path, port: int, *, python: str | None = None
+    config: UiConfig, repos: Sequence[str], cache: Path, fd: int, *, python: str | None = None
 ) -> list[str]:
-    """The command line of the child listening on 127.0.0.1:`port`."""
+    """The command line of the child serving on the listening socket it inherits as `fd`."""
     command = [python or sys.executable, "-P", "-m", "alloy", "ui"]
     for repo in repos:
         command += ["--repo", repo]
-    command += ["--listen", f"127.0.0.1:{port}", "--cache", str(cache)]
+    command += ["--listen-fd", str(fd), "--cache", str(cache)]
     if config.read_only:
         command.append("--read-only")
     if config.token_file is not None:
@@ -160,10 +161,17 @@ class UiChild:
 
     def _run_once(self) -> None:
         """Start the child, wait until it answers, then until it exits (or `stop()`)."""
+        # The daemon binds the port and hands the listening socket to the child: the port is
+        # never free between being chosen and being served, so whatever answers on it is the
+        # child (no other process can take it meanwhile).
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
-            port = _free_port()
-            command = ui_command(self.config, self.repos, self.cache, port, python=self._python)
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
+            port = int(listener.getsockname()[1])
+            fd = listener.fileno()
+            command = ui_command(self.config, self.repos, self.cache, fd, python=self._python)
             proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -171,10 +179,13 @@ class UiChild:
                 stderr=subprocess.STDOUT,
                 cwd=self.state,
                 start_new_session=True,
+                pass_fds=(fd,),
             )
         except OSError as exc:
             self._log(f"ui: cannot start alloy ui: {exc.strerror or exc}")
             return
+        finally:
+            listener.close()  # the child's copy is the only one now
         with self._lock:
             if self._stopping.is_set():
                 stopped = True
@@ -303,12 +314,6 @@ def _terminate(proc: subprocess.Popen[bytes], log: Callable[[str], None]) -> Non
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:

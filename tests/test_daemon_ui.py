@@ -378,11 +378,11 @@ def test_ui_config_and_the_command_it_starts(tmp_path: Path) -> None:
         read_only=True, token_file=tmp_path / "secrets/tokens", identity="ops-bot", poll=0.25
     )
     repos = [r.repo for r in config.repositories]
-    assert ui_command(config.ui, repos, tmp_path / "cache", 4242, python="py") == [
+    assert ui_command(config.ui, repos, tmp_path / "cache", 7, python="py") == [
         "py", "-P", "-m", "alloy", "ui",
         "--repo", str(tmp_path / "a.git"),
         "--repo", "https://git.example.com/b.git",
-        "--listen", "127.0.0.1:4242",
+        "--listen-fd", "7",
         "--cache", str(tmp_path / "cache"),
         "--read-only",
         "--token-file", str(tmp_path / "secrets/tokens"),
@@ -396,3 +396,49 @@ def test_without_ui_healthz_says_so(tmp_path: Path) -> None:
     daemon = Daemon(parse_config("repositories: [x]\n", base=tmp_path))
     assert daemon.ui is None
     assert daemon.health()[1]["ui"] is None
+
+
+def test_alloy_ui_serves_on_the_listening_socket_it_inherits(repo: GitRepo, tmp_path: Path) -> None:
+    """How the daemon starts its child: the daemon binds the port and the child inherits the
+    listening socket, so the port is never free for another process between the two. A
+    descriptor that is no listening TCP socket is a clear error, exit 1."""
+    remote = publish(repo, tmp_path)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    command = ui_command(UiConfig(), [str(remote)], tmp_path / "cache", listener.fileno())
+    proc = subprocess.Popen(
+        command, pass_fds=(listener.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    listener.close()
+    try:
+        status, _, body = until(lambda: _healthz(port), "the child's /healthz")
+        assert status == 200, body
+        assert json.loads(body)["ok"] is True
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"on http://127.0.0.1:{port}/" in out.decode(), out
+    # Not a listening socket: refused, saying why.
+    idle = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    fd = idle.fileno()
+    with idle:
+        refused = subprocess.run(
+            ui_command(UiConfig(), [str(remote)], tmp_path / "cache", fd),
+            pass_fds=(fd,),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert refused.returncode == 1, refused.stderr
+    assert f"--listen-fd {fd}: the socket is not listening" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def _healthz(port: int) -> tuple[int, Any, bytes] | None:
+    try:
+        return call(port, "GET", "/healthz")
+    except OSError:
+        return None

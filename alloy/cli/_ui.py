@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import webbrowser
 from pathlib import Path
@@ -78,6 +79,13 @@ def _stream_room() -> int:
 )
 @click.option("--listen", default="127.0.0.1:8780", show_default=True, metavar="HOST:PORT")
 @click.option(
+    "--listen-fd",
+    type=click.IntRange(min=3),
+    metavar="FD",
+    help="Serve on this inherited listening TCP socket instead (how `foundry daemon` starts "
+    "it: the port is never free for another process to take); its address counts as --listen.",
+)
+@click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Access tokens, one per line (TOKEN or NAME TOKEN); required to listen beyond loopback.",
@@ -118,6 +126,7 @@ def ui(
     ctx: Context,
     repos: tuple[str, ...],
     listen: str,
+    listen_fd: int | None,
     token_file: Path | None,
     read_only: bool,
     identity: str | None,
@@ -141,6 +150,14 @@ def ui(
     from controllers.github_pulls import token_from_env
     from controllers.remote_view import RemoteError
 
+    inherited = _inherited_socket(listen_fd) if listen_fd is not None else None
+    if inherited is not None:
+        bound = inherited.getsockname()
+        listen = (
+            f"[{bound[0]}]:{bound[1]}"
+            if inherited.family == socket.AF_INET6
+            else (f"{bound[0]}:{bound[1]}")
+        )
     host, sep, port_text = listen.rpartition(":")
     if not sep or not port_text.isdigit() or not host:
         raise UserError(f"--listen {listen!r}: write HOST:PORT, like 127.0.0.1:8780")
@@ -196,6 +213,10 @@ def ui(
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(address,)).start()
     # Open event streams never end by themselves: a stop waits for them at most 2 s.
+    if inherited is not None:
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
+        uvicorn.Server(config).run(sockets=[inherited])
+        return
     uvicorn.run(
         app,
         host=host.strip("[]"),
@@ -203,3 +224,19 @@ def ui(
         log_level="warning",
         timeout_graceful_shutdown=2,
     )
+
+
+def _inherited_socket(fd: int) -> socket.socket:
+    """The listening TCP socket at descriptor `fd` (a UserError saying what it is not)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise UserError(f"--listen-fd {fd}: not an open socket ({exc.strerror})") from None
+    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise UserError(f"--listen-fd {fd}: not a TCP socket")
+    if not listening:
+        sock.detach()
+        raise UserError(f"--listen-fd {fd}: the socket is not listening (bind and listen first)")
+    return sock
