@@ -1,62 +1,35 @@
-"""`foundry daemon`: many repositories reconciled by one process (DESIGN section 8).
+"""`foundry daemon`: many repositories reconciled by one process (DESIGN section 8); here the
+coordinator, `Daemon`, which schedules passes, runs them and drains.
 
 * **Scheduling.** Each repository has its own polling interval with jitter; the first passes are
   spread over the first second. One scheduler thread hands due repositories to a pool of
-  `concurrency` workers; a repository is never in two passes at once.
-* **File events.** For a repository on this machine (a path or `file://`), a watchdog observer
-  watches its git dir's `refs/` (recursively) and `packed-refs`. A change to a branch makes the
-  repository due after a short debounce, instead of at its next poll. Events of Foundry's own
-  pushes (`refs/alloy/*`, the traces branch) are ignored; an event during a pass makes one more
-  pass right after it (a pass with nothing new writes nothing, so this cannot loop).
+  `concurrency` workers; a repository is never in two passes at once (what the daemon knows of
+  a repository, and how its reconciler is made: daemon_repo.py).
+* **File events** (daemon_watch.py): a change to a branch of a watched repository makes it due
+  after a short debounce, instead of at its next poll. Foundry's own pushes (`refs/alloy/*`, the
+  traces branch) are ignored; an event during a pass makes one more pass right after it (a pass
+  with nothing new writes nothing, so this cannot loop).
 * **Drain.** `request_drain()` (SIGTERM/SIGINT in `foundry daemon`) stops taking passes, sets the
   stop event of the running reconcilers (running blocks get `grace` seconds, the rest are
   recorded as interrupted and resumed by a later pass), waits for them and returns 0.
-* **HTTP** on a loopback address: `GET /healthz` (JSON; 503 while draining) and `GET /metrics`
-  (Prometheus text exposition from the daemon's own registry). With `ui:`, every other path is
-  the web interface: `alloy ui` as a supervised child process, proxied (controllers/daemon_ui.py).
 
-Config: `load_config()` reads the YAML file strictly (unknown keys, wrong types and duplicate
-keys are errors naming the file and line). See docs/daemon.md.
+Its collaborators: the config (daemon_config.py, read strictly: see docs/daemon.md), the HTTP
+endpoint with /healthz and /metrics (daemon_http.py, daemon_metrics.py), the web interface
+(daemon_ui.py) and the log (daemon_log.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import os
 import random
 import select
-import socket
-import sys
 import threading
 import time
 import traceback
-import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar, TextIO
-
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-)
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from typing import Any
 
 # The config and the metrics live in modules of their own; what callers import from here stays.
 from controllers.daemon_config import (
@@ -64,52 +37,25 @@ from controllers.daemon_config import (
     ConfigError,
     DaemonConfig,
     RepoConfig,
-    _local_path,
-    _redact_url,
     git_dir,
     load_config,
     parse_config,
     parse_duration,
 )
+from controllers.daemon_http import Server, authority, health, listen, repository_health
+from controllers.daemon_log import DaemonLog, stderr, url_secrets
 from controllers.daemon_metrics import Metrics
+from controllers.daemon_repo import Repository, hidden_files, reconciler_for, state_base
 from controllers.daemon_ui import UiChild
-from controllers.forge import Forge
-from controllers.reconcile import PassReport, Reconciler, Settings, state_dir_for
-from foundry.errors import FoundryError, UserError
+from controllers.daemon_watch import RefWatcher, moves_a_branch
+from controllers.reconcile import PassReport
+from foundry.errors import FoundryError
 from foundry.progress import Progress
-from foundry.redaction import redaction
-from foundry.sandbox import sandbox_named
 
 #: A file event makes its repository due this long after it (more events in between join it).
 DEBOUNCE = 0.15
 #: The first pass of each repository starts within this long after start-up (spread at random).
 FIRST_SPREAD = 1.0
-
-# -- the daemon ----------------------------------------------------------------------------------
-
-
-@dataclass
-class _Repo:
-    """What the daemon knows of one repository between passes."""
-
-    config: RepoConfig
-    name: str
-    due: float
-    #: Its state directory (known once the repository could be found).
-    state: Path | None = None
-    trigger: str = "start"
-    running: bool = False
-    dirty: bool = False
-    reconciler: Reconciler | None = None
-    git_dir: Path | None = None
-    watched: bool = False
-    passes: int = 0
-    last_end: float | None = None
-    last_seconds: float | None = None
-    last_outcome: str | None = None
-    last_errors: list[str] = field(default_factory=list)
-    outbox: int = 0
-    traces_ref: str = "refs/heads/alloy/traces"
 
 
 class Daemon:
@@ -123,18 +69,8 @@ class Daemon:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self._write_log = log or _stderr
-        # What no block may read, even where the sandbox shows the system (a config or a
-        # secrets file under /etc): the config and every repository's secrets file.
-        source = Path(config.source).resolve()
-        files = [
-            Path(r.secrets.value)
-            for r in config.repositories
-            if r.secrets and r.secrets.kind == "file"
-        ]
-        if config.ui is not None and config.ui.token_file is not None:
-            files.append(config.ui.token_file.resolve())
-        self._hidden = tuple(p for p in (source, *files) if p.is_file())
+        # What no block may read, even where the sandbox shows the system.
+        self._hidden = hidden_files(config)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.metrics = Metrics()
         self._cond = threading.Condition()
@@ -146,23 +82,24 @@ class Daemon:
         self._drain_requested = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        self._secrets = _url_secrets(r.repo for r in config.repositories)
+        secrets = url_secrets(r.repo for r in config.repositories)
+        self.log = DaemonLog(log or stderr, as_json=config.log == "json", secrets=secrets)
         start = time.monotonic()
-        self.repos: list[_Repo] = []
+        self.repos: list[Repository] = []
         for rc in config.repositories:
             spread = self._rng.uniform(0.0, min(FIRST_SPREAD, rc.interval))
-            self.repos.append(_Repo(config=rc, name=self.redact(rc.repo), due=start + spread))
-        self.server: _Server | None = None
+            self.repos.append(Repository(config=rc, name=self.redact(rc.repo), due=start + spread))
+        self.server: Server | None = None
         self.port: int | None = None
-        self._observer: BaseObserver | None = None
+        self._watcher = RefWatcher(self.log, self.on_ref_event)
         #: The web interface's child process (`ui:`), proxied by the HTTP handler.
         self.ui: UiChild | None = None
         if config.ui is not None:
             self.ui = UiChild(
                 config.ui,
                 [rc.repo for rc in config.repositories],
-                self._state_base(),
-                log=lambda line: self._log(self.redact(line), event="ui"),
+                state_base(config),
+                log=lambda line: self.log.line(self.redact(line), event="ui"),
             )
 
     # -- control ---------------------------------------------------------------------------
@@ -188,7 +125,8 @@ class Daemon:
             return self._run()
 
     def _run(self) -> int:
-        self._listen()
+        server = listen(self, self.config)
+        self.server, self.port = server, int(server.server_address[1])
         pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="reconcile")
         scheduler = threading.Thread(
             target=self._schedule, args=(pool,), name="scheduler", daemon=True
@@ -196,16 +134,17 @@ class Daemon:
         try:
             if self.ui is not None:
                 self.ui.start()
-            self._watch()
+            self._watcher.start(self.repos)
             self.metrics.repositories.set(len(self.repos))
             self.metrics.watched.set(sum(r.watched for r in self.repos))
             scheduler.start()
-            self._log(
+            at = authority(self.config.host, self.port)
+            self.log.line(
                 f"foundry daemon: {_count(len(self.repos), 'repository', 'repositories')} "
                 f"({sum(r.watched for r in self.repos)} watched), "
                 f"concurrency {self.config.concurrency}; "
-                f"http://{self._authority()}/healthz and /metrics"
-                + (f"; the web interface at http://{self._authority()}/" if self.ui else ""),
+                f"http://{at}/healthz and /metrics"
+                + (f"; the web interface at http://{at}/" if self.ui else ""),
                 event="start",
             )
             while not self._drain_requested:
@@ -218,44 +157,10 @@ class Daemon:
             self._drain(pool, scheduler)
         return 0
 
-    @contextlib.contextmanager
-    def library_output(self) -> Iterator[None]:
-        """What Python and the libraries the daemon uses say on their own (warnings, logging
-        at WARNING and above) goes through the daemon's log, in its format and redacted: with
-        `--log json` every line of the log stays one JSON object (watchdog, for one, warns when
-        a directory it watches appears twice in a race with git creating it)."""
-        import logging
-        import warnings
-
-        def show(  # noqa: PLR0917 - warnings.showwarning's own signature
-            message: Warning | str,
-            category: type[Warning],
-            filename: str,
-            lineno: int,
-            file: TextIO | None = None,
-            line: str | None = None,
-        ) -> None:
-            said = f"{category.__name__}: {message} ({filename}:{lineno})"
-            self._log(self.redact(said), event="warning")
-
-        class _Handler(logging.Handler):
-            def emit(inner, record: logging.LogRecord) -> None:  # noqa: N805 - the daemon is self
-                try:
-                    said = f"{record.name}: {record.getMessage()}"
-                except Exception:  # noqa: BLE001 - a bad log call of a library is not ours to fail
-                    said = f"{record.name}: {record.msg!r}"
-                self._log(self.redact(said), event="warning")
-
-        handler = _Handler(logging.WARNING)
-        root = logging.getLogger()
-        saved = warnings.showwarning
-        warnings.showwarning = show
-        root.addHandler(handler)
-        try:
-            yield
-        finally:
-            warnings.showwarning = saved
-            root.removeHandler(handler)
+    def library_output(self) -> contextlib.AbstractContextManager[None]:
+        """What Python and the libraries the daemon uses say on their own goes through the
+        daemon's log (`DaemonLog.library_output`)."""
+        return self.log.library_output()
 
     def _drain(self, pool: ThreadPoolExecutor, scheduler: threading.Thread) -> None:
         with self._cond:
@@ -264,7 +169,7 @@ class Daemon:
             self._cond.notify_all()
         self.metrics.draining.set(1)
         self._stop.set()
-        self._log(
+        self.log.line(
             f"draining: {_count(running, 'pass', 'passes')} running; running blocks get up to "
             f"{self.config.grace:g}s, the rest are recorded as interrupted",
             event="drain",
@@ -277,11 +182,9 @@ class Daemon:
             self._wait_wake(0.5)  # a second signal (`request_drain` again) sets `_halt`
         if self._halt.is_set():
             now = "stopping now: running blocks are killed and recorded as interrupted"
-            self._log(now, event="drain")
+            self.log.line(now, event="drain")
         pool.shutdown(wait=True)
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
+        self._watcher.stop()
         for repo in self.repos:
             if repo.reconciler is not None:
                 repo.reconciler.close()
@@ -290,7 +193,7 @@ class Daemon:
             self.server.server_close()
         if self.config.port_file is not None:
             self.config.port_file.unlink(missing_ok=True)
-        self._log("stopped", event="stop")
+        self.log.line("stopped", event="stop")
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -316,11 +219,11 @@ class Daemon:
                         timeout = min(max(0.0, min(waiting) - now), 60.0)
                 self._cond.wait(timeout)
 
-    def _interval(self, repo: _Repo) -> float:
+    def _interval(self, repo: Repository) -> float:
         jitter = self.config.jitter
         return repo.config.interval * (1.0 + self._rng.uniform(-jitter, jitter))
 
-    def _pass(self, repo: _Repo, trigger: str) -> None:
+    def _pass(self, repo: Repository, trigger: str) -> None:
         try:
             report, crash = self._reconcile(repo)
             self._record(repo, trigger, report, crash)
@@ -336,18 +239,18 @@ class Daemon:
                     repo.due = now + self._interval(repo)
                 self._cond.notify_all()
 
-    def _reconcile(self, repo: _Repo) -> tuple[PassReport, str | None]:
+    def _reconcile(self, repo: Repository) -> tuple[PassReport, str | None]:
         """One pass; (its report, a traceback when it crashed)."""
         begun = time.monotonic()
         try:
             if repo.reconciler is None:  # also retried while a local repository is missing
-                repo.state = self._state_dir(repo.config.repo)
-                repo.reconciler = Reconciler(
-                    self._settings(repo),
+                repo.reconciler = reconciler_for(
+                    repo,
+                    self.config,
+                    self._hidden,
                     stop=self._stop,
-                    forge=self._forge(repo.config),
-                    progress=lambda event: self._log_progress(repo, event),
                     halt=self._halt,
+                    progress=lambda event: self._progress(repo, event),
                 )
             report = repo.reconciler.pass_once()
         except FoundryError as exc:  # a local repository that is missing, and the like
@@ -364,51 +267,13 @@ class Daemon:
         report.seconds = time.monotonic() - begun
         return report, crash
 
-    def _state_base(self) -> Path:
-        """`state`, else the base `foundry reconcile` uses (`$FOUNDRY_STATE`, else
-        `$XDG_STATE_HOME/foundry`): `<base>/reconcile/<hash>` is a repository's."""
-        if self.config.state is not None:
-            return self.config.state
-        return state_dir_for("state://").parent.parent
+    def _progress(self, repo: Repository, event: Progress) -> None:
+        branch = repo.reconciler.branch if repo.reconciler is not None else repo.config.branch
+        self.log.progress(event, repo=repo.name, branch=branch)
 
-    def _state_dir(self, repo: str) -> Path:
-        """As `foundry reconcile` lays it out: `<state>/reconcile/<hash of the remote>`."""
-        state = state_dir_for(repo)
-        if self.config.state is not None:
-            state = self.config.state / "reconcile" / state.name
-        return state
-
-    @staticmethod
-    def _forge(rc: RepoConfig) -> Forge | None:
-        """The GitHub forge for a repository that names one (else the local forge)."""
-        if rc.github is None:
-            return None
-        from controllers.github import connect
-
-        return connect(rc.github, api_url=rc.github_api)
-
-    def _settings(self, repo: _Repo) -> Settings:
-        rc = repo.config
-        return Settings(
-            repo=rc.repo,
-            branch=rc.branch,
-            state_dir=repo.state,
-            lease=rc.lease,
-            grace=self.config.grace,
-            workers=rc.workers,
-            recheck=rc.recheck,
-            sandbox=sandbox_named(
-                rc.sandbox or os.environ.get("FOUNDRY_SANDBOX") or "auto", user=rc.user
-            ),
-            # The daemon's config (and what sits beside it) is never a block's to read, even
-            # where the sandbox shows the system (a config under /etc).
-            hidden=self._hidden,
-            read_only=rc.read_only,
-            run_as=rc.user,
-            secrets=rc.secrets.read if rc.secrets is not None else None,
-        )
-
-    def _record(self, repo: _Repo, trigger: str, report: PassReport, crash: str | None) -> None:
+    def _record(
+        self, repo: Repository, trigger: str, report: PassReport, crash: str | None
+    ) -> None:
         errors = [self.redact(e) for e in report.errors]
         news = bool(
             report.moved
@@ -422,22 +287,8 @@ class Daemon:
             or report.refused
         )
         outcome = "error" if errors else "changed" if news else "nothing_new"
-        m, name = self.metrics, repo.name
-        m.passes.labels(name, trigger, outcome).inc()
-        m.duration.labels(name).observe(report.seconds)
-        if report.started:
-            m.started.labels(name, "new").inc(len(report.started))
-        if report.resumed:
-            m.started.labels(name, "resumed").inc(len(report.resumed))
-        for status in report.finished.values():
-            m.finished.labels(name, status).inc()
-        if report.not_claimed:
-            m.not_claimed.labels(name).inc(len(report.not_claimed))
-        if report.delivered:
-            m.delivered.labels(name).inc(report.delivered)
-        m.outbox.labels(name).set(report.outbox)
-        ended = time.time()
-        m.last_pass.labels(name).set(ended)
+        name, ended = repo.name, time.time()
+        self.metrics.record_pass(name, trigger, outcome, report, ended)
         outbox_changed = report.outbox != repo.outbox
         with self._cond:
             repo.passes += 1
@@ -447,56 +298,14 @@ class Daemon:
             repo.last_errors = errors
             repo.outbox = report.outbox
         if news or errors or outbox_changed:
-            self._log_pass(repo, trigger, report, errors)
+            self.log.pass_line(report, repo=name, trigger=trigger, errors=errors)
         if crash is not None:
-            self._log(self.redact(crash), event="crash", repo=name)
+            self.log.line(self.redact(crash), event="crash", repo=name)
 
-    # -- file events ------------------------------------------------------------------------
-
-    def _watch(self) -> None:
-        wanted = [r for r in self.repos if r.config.watch]
-        if not wanted:
-            return
-        observer = Observer()
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
-        for repo in wanted:
-            local = _local_path(repo.config.repo)
-            found = git_dir(local) if local is not None else None
-            found = found.resolve() if found is not None else None
-            if found is None:
-                self._log(
-                    "not watched: not a git repository (yet); polled every "
-                    f"{repo.config.interval:g}s",
-                    event="watch",
-                    repo=repo.name,
-                )
-                continue
-            handler = _RefEvents(self, repo, found)
-            try:
-                observer.schedule(
-                    handler, str(found / "refs"), recursive=True, event_filter=_EVENTS
-                )
-                observer.schedule(handler, str(found), recursive=False, event_filter=_EVENTS)
-            except OSError as exc:
-                self._log(
-                    f"not watched ({exc.strerror or exc}; see fs.inotify limits); polled every "
-                    f"{repo.config.interval:g}s",
-                    event="watch",
-                    repo=repo.name,
-                )
-                continue
-            repo.git_dir, repo.watched = found, True
-
-    def on_ref_event(self, repo: _Repo, ref: str) -> None:
+    def on_ref_event(self, repo: Repository, ref: str) -> None:
         """`ref` (a path under the git dir, `packed-refs` or `refs/…`) changed."""
-        if ref != "packed-refs":
-            if not ref.startswith("refs/heads/"):
-                return  # tags, remote-tracking refs, Foundry's refs/alloy/*: nothing to run
-            traces = repo.traces_ref
-            if ref == traces or traces.startswith(ref + "/"):
-                return  # our own trace commits (or the directory that holds the branch)
+        if not moves_a_branch(ref, repo.traces_ref):
+            return
         self.metrics.file_events.labels(repo.name).inc()
         with self._cond:
             if self._draining:
@@ -509,94 +318,20 @@ class Daemon:
                 repo.due, repo.trigger = due, "event"
                 self._cond.notify_all()
 
-    # -- HTTP ---------------------------------------------------------------------------------
-
-    def _listen(self) -> None:
-        host, port = self.config.host, self.config.port
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            server = server_class((host, port), _Handler)
-        except OSError as exc:
-            raise UserError(
-                f"{self.config.source}: cannot listen on {self._authority(port)}: "
-                f"{exc.strerror or exc}; choose another `listen:` port (0 picks a free one)"
-            ) from None
-        server.foundry_daemon = self
-        self.server = server
-        self.port = int(server.server_address[1])
-        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-        if self.config.port_file is not None:
-            target = self.config.port_file
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp")
-            tmp.write_text(f"{self.port}\n", encoding="utf-8")
-            tmp.replace(target)
-
-    def _authority(self, port: int | None = None) -> str:
-        host = self.config.host
-        shown = f"[{host}]" if ":" in host else host
-        return f"{shown}:{self.port if port is None else port}"
+    # -- HTTP -------------------------------------------------------------------------------
 
     def health(self) -> tuple[int, dict[str, Any]]:
+        """/healthz: its status code (503 while draining) and body."""
         with self._cond:
             draining = self._draining
             now = time.monotonic()
-            repos = [
-                {
-                    "repo": r.name,
-                    "state": str(r.state) if r.state is not None else None,
-                    "watched": r.watched,
-                    "running": r.running,
-                    "passes": r.passes,
-                    "lastPass": _rfc3339(r.last_end) if r.last_end is not None else None,
-                    "lastPassSeconds": round(r.last_seconds, 3)
-                    if r.last_seconds is not None
-                    else None,
-                    "lastOutcome": r.last_outcome,
-                    "errors": list(r.last_errors),
-                    "outbox": r.outbox,
-                    "nextPassIn": None if r.running else round(max(0.0, r.due - now), 3),
-                }
-                for r in self.repos
-            ]
+            repos = [repository_health(r, now) for r in self.repos]
             in_flight = self._in_flight
-        body = {
-            "status": "draining" if draining else "ok",
-            "inFlight": in_flight,
-            "ui": self.ui.status() if self.ui is not None else None,
-            "repositories": repos,
-        }
-        return (503 if draining else 200), body
-
-    # -- logging ------------------------------------------------------------------------------
+        return health(repos, draining=draining, in_flight=in_flight, ui=self.ui)
 
     def redact(self, text: str) -> str:
-        """`text` with the configured URLs' credentials masked (in every form
-        `foundry.redaction` knows), and any URL's user information."""
-        return _redact_url(redaction(self._secrets).mask_text(text))
-
-    def _log(self, message: str, *, event: str, repo: str | None = None) -> None:
-        stamp = _rfc3339(time.time())
-        if self.config.log == "json":
-            body: dict[str, Any] = {"time": stamp, "event": event}
-            if repo is not None:
-                body["repo"] = repo
-            body["message"] = message
-            self._write_log(json.dumps(body, sort_keys=True))
-        else:
-            self._write_log(f"{stamp} {f'{repo}: ' if repo else ''}{message}")
-
-    def _log_progress(self, repo: _Repo, event: Progress) -> None:
-        """Each execution and block of a pass as it starts and ends, and what waits."""
-        from controllers._progress_log import progress_json, progress_text
-
-        branch = repo.reconciler.branch if repo.reconciler is not None else repo.config.branch
-        if self.config.log == "json":
-            line = progress_json(event, repo=repo.name, branch=branch, at=_rfc3339(time.time()))
-            self._write_log(self.redact(line))
-        else:
-            line = self.redact(progress_text(event, branch=branch))
-            self._log(line, event=event.kind, repo=repo.name)
+        """`text` with the configured URLs' credentials masked (`DaemonLog.redact`)."""
+        return self.log.redact(text)
 
     def _busy(self) -> bool:
         with self._cond:
@@ -609,136 +344,9 @@ class Daemon:
             os.read(self._wake_r, 64)
         return bool(ready)
 
-    def _log_pass(self, repo: _Repo, trigger: str, report: PassReport, errors: list[str]) -> None:
-        if self.config.log == "json":
-            body = {**report.to_json(), "repo": repo.name, "errors": errors}
-            body.update({"time": _rfc3339(time.time()), "event": "pass", "trigger": trigger})
-            self._write_log(self.redact(json.dumps(body, sort_keys=True)))
-            return
-        parts = [f"pass ({trigger}, {report.seconds:.3f}s)"]
-        if report.moved:
-            parts.append("moved")
-        parts.extend(line for line, _ in report.lines() if not line.startswith("error: "))
-        parts.extend(f"error: {e}" for e in errors)
-        self._log(self.redact("; ".join(parts)), event="pass", repo=repo.name)
-
-
-#: The file events that can mean a ref changed (not opens, reads or attribute changes: our own
-#: `git ls-remote` reads the refs, and must not make the repository due again).
-_EVENTS: list[type[FileSystemEvent]] = [
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileClosedEvent,
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-]
-
-
-class _RefEvents(FileSystemEventHandler):
-    """watchdog handler of one repository: maps paths to ref names for the daemon."""
-
-    def __init__(self, daemon: Daemon, repo: _Repo, git_dir: Path) -> None:
-        self.daemon = daemon
-        self.repo = repo
-        self.prefix = str(git_dir).rstrip("/") + "/"
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        for raw in (event.src_path, event.dest_path):
-            path = os.fsdecode(raw)
-            if not path.startswith(self.prefix):
-                continue
-            rel = path[len(self.prefix) :].removesuffix(".lock")
-            if rel == "packed-refs" or rel.startswith("refs/"):
-                self.daemon.on_ref_event(self.repo, rel)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "foundry-daemon"
-    sys_version = ""
-    routes: ClassVar[tuple[str, ...]] = ("/healthz", "/metrics")
-
-    def do_GET(self) -> None:
-        assert isinstance(self.server, _Server)
-        daemon = self.server.foundry_daemon
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            code, body = daemon.health()
-            self._send(code, "application/json", (json.dumps(body, indent=2) + "\n").encode())
-        elif path == "/metrics":
-            self._send(200, CONTENT_TYPE_LATEST, daemon.metrics.exposition())
-        else:
-            self._other()
-
-    def do_HEAD(self) -> None:
-        self._other()
-
-    def do_POST(self) -> None:
-        self._other()
-
-    def _other(self) -> None:
-        """The web interface's (`ui:`), else 404; /healthz and /metrics answer GET only."""
-        assert isinstance(self.server, _Server)
-        ui = self.server.foundry_daemon.ui
-        if self.path.split("?", 1)[0] in self.routes:
-            self.send_response(405)
-            self.send_header("Allow", "GET")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif ui is not None:
-            ui.proxy(self)
-        else:
-            self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
-
-    def _send(self, code: int, content_type: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Requests are not logged (a scraper every few seconds would drown the pass lines)."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    foundry_daemon: Daemon
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-def _url_secrets(repos: Any) -> list[str]:
-    """User information of the configured URLs (passwords, tokens): never logged."""
-    out = []
-    for repo in repos:
-        if "://" not in repo:
-            continue
-        parts = urllib.parse.urlsplit(repo)
-        if parts.password:
-            out.append(parts.password)
-        if parts.username and parts.password is None and parts.scheme in ("http", "https"):
-            out.append(parts.username)  # https://TOKEN@host/...: the user name is the secret
-    return sorted(set(out), key=len, reverse=True)
-
 
 def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
-
-
-def _rfc3339(seconds: float) -> str:
-    stamp = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 __all__ = [

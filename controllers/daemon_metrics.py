@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -9,6 +11,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+if TYPE_CHECKING:
+    from controllers.reconcile import PassReport
 
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
@@ -97,6 +102,26 @@ class Metrics:
             "1 while the daemon drains after SIGTERM/SIGINT, else 0.",
             registry=r,
         )
+
+    def record_pass(
+        self, repo: str, trigger: str, outcome: str, report: PassReport, ended: float
+    ) -> None:
+        """One pass of `repo`: its trigger, outcome, duration and what it did; `ended` (seconds
+        since the epoch) is when."""
+        self.passes.labels(repo, trigger, outcome).inc()
+        self.duration.labels(repo).observe(report.seconds)
+        if report.started:
+            self.started.labels(repo, "new").inc(len(report.started))
+        if report.resumed:
+            self.started.labels(repo, "resumed").inc(len(report.resumed))
+        for status in report.finished.values():
+            self.finished.labels(repo, status).inc()
+        if report.not_claimed:
+            self.not_claimed.labels(repo).inc(len(report.not_claimed))
+        if report.delivered:
+            self.delivered.labels(repo).inc(report.delivered)
+        self.outbox.labels(repo).set(report.outbox)
+        self.last_pass.labels(repo).set(ended)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
