@@ -37,6 +37,8 @@ from foundry.errors import TemporaryError, UserError
 
 ZERO = "0" * 40
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+#: A symbolic HEAD naming a branch (what `git switch -c` leaves)
+_BRANCH = re.compile(r"^ref: (refs/heads/[^\s]+)$")
 #: Where, beside a mirror, the state directory keeps its worktrees (of executions, of the
 #: policy command gates read)
 WORKTREE_ROOMS = ("worktrees", "policy")
@@ -451,6 +453,12 @@ class Mirror:
 
         entry = worktree_entry(self.path, path)
         head = (small_file(entry / "HEAD") or "").strip() if entry is not None else ""
+        branch = _BRANCH.match(head)
+        if branch is not None:  # a block switched its worktree to a branch: where it points
+            try:
+                head = str(self.repo.git.rev_parse("--verify", "-q", branch.group(1))).strip()
+            except git.GitCommandError:
+                return None
         return head if _SHA.match(head) and head != ZERO else None
 
     def _drop_broken(self) -> bool:
@@ -465,8 +473,10 @@ class Mirror:
         for entry in sorted(admin.iterdir()) if admin.is_dir() else []:
             # Read as files that a block may have made FIFOs or links: never followed or waited on.
             head = (small_file(entry / "HEAD") or "").strip()
-            if _SHA.match(head) and head != ZERO:
-                continue  # a commit: a finished worktree (no git process per worktree here)
+            if (_SHA.match(head) and head != ZERO) or _BRANCH.match(head):
+                # A commit, or a branch a block switched to: a finished worktree (no git process
+                # per worktree here); only an empty or zero HEAD is a creation that was killed.
+                continue
             said = small_file(entry / "gitdir")
             if said is not None:
                 # Only a worktree of our state: the entry may have been written by a block.

@@ -553,3 +553,26 @@ def test_hosts_leave_an_indeterminate_execution_alone_until_an_approval_comes(
     assert world.claim(execution)["generation"] == generation
     assert world.snapshot() == before
     assert starts(mark, "act") == 1
+
+
+# --- a block that switched its worktree to a branch ------------------------------------------
+
+
+def test_a_worktree_a_block_switched_to_a_branch_is_neither_dropped_nor_forgotten(
+    world: World,
+) -> None:
+    """A block ran `git switch -c feature` in its worktree (its HEAD names a branch now). The
+    next worktree the mirror makes (another execution's, a policy checkout) must not take it
+    for a creation that was killed and delete it, and a resume still finds its commit."""
+    world.add_intent("any")
+    commit = world.merge("a commit to check out")
+    state = world.tmp / "state"
+    mirror = Mirror(world.url, state / "mirror.git")
+    mirror.fetch(["refs/heads/main"])
+    running = state / "worktrees" / "exe-a"
+    mirror.add_worktree(running, commit)
+    git(running, "switch", "-q", "-c", "feature")
+    (running / "made-by-the-block.txt").write_text("work in progress\n")
+    mirror.add_worktree(state / "worktrees" / "exe-b", commit)
+    assert (running / "made-by-the-block.txt").exists()
+    assert mirror.worktree_head(running) == commit

@@ -42,10 +42,6 @@ def schedule(
     try:
         while True:
             _skip_doomed(rec, state, dag, blocks, running=running, cancel=cancel)
-            stopped = cancel.is_set() or stop.is_set()
-            if look is not None and dag.ready and len(running) < workers and not stopped:
-                with contextlib.suppress(Exception):
-                    look()
             starting: list[Block] = []
             while dag.ready and len(running) + len(starting) < workers:
                 if cancel.is_set() or stop.is_set():
@@ -66,6 +62,15 @@ def schedule(
                     continue
                 not_before.pop(block_id, None)
                 starting.append(block)
+            if starting and look is not None:
+                # Only when something is about to start (one look per start, beside the push
+                # of its records): a stop it finds keeps them from starting.
+                with contextlib.suppress(Exception):
+                    look()
+                if cancel.is_set() or stop.is_set():
+                    for block in starting:
+                        heapq.heappush(dag.ready, block.id)
+                    starting = []
             if starting:
                 start(starting)
             elif not dag.doomed:
