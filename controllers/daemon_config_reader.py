@@ -50,6 +50,8 @@ class ConfigReader:
         self.source = source
         self.base = base
         self.lines: dict[tuple[str | int, ...], int] = {}
+        #: the text of every scalar as written (`1001:50` is a number to YAML 1.1, in base 60)
+        self.written: dict[tuple[str | int, ...], str] = {}
 
     def fail(self, where: tuple[str | int, ...], message: str) -> ConfigError:
         line = None
@@ -80,6 +82,8 @@ class ConfigReader:
 
     def _marks(self, node: yaml.Node, path: tuple[str | int, ...]) -> None:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode):
+            self.written[path] = str(node.value)
         if isinstance(node, yaml.MappingNode):
             keys: dict[object, int] = {}
             for key_node, value_node in node.value:

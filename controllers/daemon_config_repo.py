@@ -148,6 +148,9 @@ def _run_as(
     given = item.get("user")
     if given is None:
         return None
+    written = reader.written.get((*where, "user"), "")
+    if isinstance(given, int) and not isinstance(given, bool) and ":" in written:
+        given = written  # `1001:50` is UID:GID, not YAML 1.1's base-60 number 60110
     if isinstance(given, bool) or not isinstance(given, str | int):
         raise reader.fail(
             (*where, "user"), f"{name}.user must be a user name, UID or UID:GID, not {given!r}"

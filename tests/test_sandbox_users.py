@@ -213,6 +213,10 @@ def test_user_is_checked_when_the_config_is_read(layout: Path) -> None:
     text = f"repositories:\n  - repo: {layout}\n    user: '2001:2002'\n"
     [repo] = parse_config(text).repositories
     assert repo.user == RunAs(2001, 2002, "2001:2002")
+    # Unquoted, YAML 1.1 reads `2001:50` as a number in base 60 (120110): it is UID:GID.
+    text = f"repositories:\n  - repo: {layout}\n    user: 2001:50\n"
+    [repo] = parse_config(text).repositories
+    assert (repo.user.uid, repo.user.gid) == (2001, 50)
 
 
 def test_a_state_directory_its_user_cannot_reach_runs_nothing_and_says_why(

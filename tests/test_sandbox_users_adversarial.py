@@ -13,15 +13,16 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 from controllers.reconcile import PassReport, Settings, reconcile_once
-from foundry.sandbox import Bubblewrap, NoSandbox, RunAs, Sandbox, hand_over, let_pass
+from foundry.sandbox import Bubblewrap, Confinement, NoSandbox, RunAs, Sandbox, hand_over, let_pass
 from tests.conftest import GitRepo, git, intent_yaml, run_cli
-from tests.sandbox_support import needs_cgroup
+from tests.sandbox_support import needs_cgroup, run_launch
 from tests.test_daemon import ok
 
 pytestmark = [
@@ -401,3 +402,49 @@ def test_a_worktrees_git_file_does_not_choose_what_is_handed_over(layout: Path) 
     _hand_over_worktree(worktree, state, ALICE, state / "mirror.git")
     assert other.stat().st_uid == 0
     assert (other / "gitdir").stat().st_uid == 0
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_a_hidden_file_behind_an_acl_that_lets_the_user_pass_stays_hidden(layout: Path) -> None:
+    """The daemon's config sits in a directory of the system the sandbox shows (here under
+    /opt), of mode 0700, whose access control list lets the repository's user pass: the mode
+    says the user cannot reach it, the kernel says it can. The file is covered all the same (a
+    guess from the mode never leaves it open)."""
+    if not Path("/opt").is_dir():
+        pytest.skip("no /opt here")
+    private = Path(tempfile.mkdtemp(prefix="foundry-acl-", dir="/opt"))
+    try:
+        _hidden_behind_an_acl(private, layout)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _hidden_behind_an_acl(private: Path, layout: Path) -> None:
+    import struct
+
+    private.chmod(0o700)
+    config = private / "daemon.yaml"
+    config.write_text("token: the-daemons-secret\n")
+    config.chmod(0o644)
+
+    def entry(tag: int, perm: int, who: int = 0xFFFFFFFF) -> bytes:
+        return struct.pack("<HHI", tag, perm, who)
+
+    # user::rwx, user:2001:--x, group::---, mask::--x, other::---
+    acl = struct.pack("<I", 2) + entry(0x01, 7) + entry(0x02, 1, ALICE.uid)
+    acl += entry(0x04, 0) + entry(0x10, 1) + entry(0x20, 0)
+    try:
+        os.setxattr(private, "system.posix_acl_access", acl)
+    except OSError as exc:
+        pytest.skip(f"no access control lists here ({exc.strerror})")
+    worktree = layout / "worktree"
+    worktree.mkdir()
+    hand_over(worktree, ALICE)
+    launch = Bubblewrap().launch(
+        ["/bin/sh", "-c", f"cat {config} 2>/dev/null || echo covered"],
+        Confinement(worktree, worktree, hidden=(config,), user=ALICE),
+        layout / "rooms" / "block.1",
+    )
+    _code, out, _ = run_launch(launch, worktree)
+    assert "the-daemons-secret" not in out
+    assert "covered" in out

@@ -84,15 +84,24 @@ def run_as_named(text: str) -> RunAs:
 def blocked_on_the_way(path: Path, user: RunAs) -> Path | None:
     """The first directory on the way to `path` (from `/`) that `user` may not pass through
     (no search permission for it), or None: it can reach `path`. Judged from the modes and
-    owners, as the kernel would for that user with no supplementary groups."""
+    owners, as the kernel would for that user with no supplementary groups. A directory with
+    an access control list may let the user pass whatever its mode says: it counts as passable
+    (what is hidden from the user is then covered, never left open on a guess)."""
     for directory in reversed(path.absolute().parents):  # `/` first, `path`'s parent last
         try:
             info = directory.stat()
         except OSError:
             return directory
-        if not _may_search(info, user):
+        if not _may_search(info, user) and not _has_acl(directory):
             return directory
     return None
+
+
+def _has_acl(directory: Path) -> bool:
+    try:
+        return "system.posix_acl_access" in os.listxattr(directory)
+    except OSError:
+        return False
 
 
 def _may_search(info: os.stat_result, user: RunAs) -> bool:
