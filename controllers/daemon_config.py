@@ -110,6 +110,7 @@ def _read(reader: ConfigReader) -> DaemonConfig:
         seen[url] = index
         out.append(repo)
     _separate_prefixes(reader, out)
+    _separate_groups(reader, out)
     return DaemonConfig(
         repositories=tuple(out),
         host=host,
@@ -164,6 +165,24 @@ def _separate_prefixes(reader: ConfigReader, repos: list[RepoConfig]) -> None:
                     f"repositories[{i}].secrets.env {mine!r} is a prefix of "
                     f"repositories[{j}]'s {other!r}: it would get that repository's "
                     "secrets too; give each repository a prefix no other one starts with",
+                )
+
+
+def _separate_groups(reader: ConfigReader, repos: list[RepoConfig]) -> None:
+    """A repository's state is its user's group's to read: two repositories whose users
+    differ must not share a group, or each could read the other's ledgers and worktrees."""
+    for i, mine in enumerate(repos):
+        for j, other in enumerate(repos[:i]):
+            if mine.user is None or other.user is None or mine.user.uid == other.user.uid:
+                continue
+            if mine.user.gid == other.user.gid:
+                raise reader.fail(
+                    ("repositories", i, "user"),
+                    f"repositories[{i}].user {mine.user.describe()} and repositories[{j}]'s "
+                    f"{other.user.describe()} are different users of one group "
+                    f"({mine.user.gid}): each repository's state is readable by its user's "
+                    "group, so each could read the other's; give each user a group of its "
+                    "own (UID:GID)",
                 )
 
 

@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import json
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -89,6 +90,18 @@ class DaemonLog:
         import logging
         import warnings
 
+        writing = threading.local()  # a warning raised while one is written is dropped
+
+        def say(said: str) -> None:
+            if getattr(writing, "now", False):
+                return
+            writing.now = True
+            try:
+                with contextlib.suppress(Exception):  # the log cannot be written: nothing to do
+                    self.line(self.redact(said), event="warning")
+            finally:
+                writing.now = False
+
         def show(  # noqa: PLR0917 - warnings.showwarning's own signature
             message: Warning | str,
             category: type[Warning],
@@ -97,8 +110,7 @@ class DaemonLog:
             file: TextIO | None = None,
             line: str | None = None,
         ) -> None:
-            said = f"{category.__name__}: {message} ({filename}:{lineno})"
-            self.line(self.redact(said), event="warning")
+            say(f"{category.__name__}: {message} ({filename}:{lineno})")
 
         class _Handler(logging.Handler):
             def emit(inner, record: logging.LogRecord) -> None:  # noqa: N805 - the log is self
@@ -106,7 +118,7 @@ class DaemonLog:
                     said = f"{record.name}: {record.getMessage()}"
                 except Exception:  # noqa: BLE001 - a bad log call of a library is not ours to fail
                     said = f"{record.name}: {record.msg!r}"
-                self.line(self.redact(said), event="warning")
+                say(said)
 
         handler = _Handler(logging.WARNING)
         root = logging.getLogger()

@@ -213,6 +213,13 @@ def test_user_is_checked_when_the_config_is_read(layout: Path) -> None:
     text = f"repositories:\n  - repo: {layout}\n    user: '2001:2002'\n"
     [repo] = parse_config(text).repositories
     assert repo.user == RunAs(2001, 2002, "2001:2002")
+    # Two users of one group would read each other's state: refused.
+    text = (
+        f"repositories:\n  - repo: {layout}/a\n    user: '2001:3000'\n"
+        f"  - repo: {layout}/b\n    user: '2002:3000'\n"
+    )
+    with pytest.raises(ConfigError, match=r"daemon.yaml:5: .*different users of one group"):
+        parse_config(text, source="daemon.yaml")
     # Unquoted, YAML 1.1 reads `2001:50` as a number in base 60 (120110): it is UID:GID.
     text = f"repositories:\n  - repo: {layout}\n    user: 2001:50\n"
     [repo] = parse_config(text).repositories

@@ -49,10 +49,10 @@ class Leasing:
             if stop.is_set():
                 return
             progress.clear()
-            watch()
-            if time.monotonic() < due and _read(ledger_path) == claim.published:
-                continue  # news already on the remote; the lease is not due yet
-            try:
+            try:  # whatever fails here, the renewer goes on (else the lease would lapse)
+                watch()
+                if time.monotonic() < due and _read(ledger_path) == claim.published:
+                    continue  # news already on the remote; the lease is not due yet
                 crash_point("ledger-push-before", "renewal")
                 publish(renewal=True)
                 crash_point("ledger-push-after", "renewal")

@@ -32,6 +32,9 @@ from foundry.ledger import Ledger
 from foundry.ports import Clock
 from foundry.throttle import LaneSpec
 
+#: How long the reason a failed execution's result gives may be (the ledger keeps each in full).
+RESULT_REASON = 2000
+
 
 class Executor:
     """Runs one execution of one artifact to completion, a gate, or a crash."""
@@ -155,11 +158,12 @@ class Executor:
         self._rec.record(record, sync=True)
         state.finished = status
         if status == "failed" and not reason:  # what the result says: which blocks, and why
-            reason = "; ".join(
+            said = "; ".join(
                 f"{b} {s}" + (f": {state.reasons[b]}" if state.reasons.get(b) else "")
                 for b, s in state.status.items()
                 if s not in ("succeeded", "skipped")
             )
+            reason = said if len(said) <= RESULT_REASON else said[: RESULT_REASON - 1] + "…"
         return self._result(state, status, reason)
 
     def _planned(self, inputs: Mapping[str, str], *, sync: bool = False) -> None:

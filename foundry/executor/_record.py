@@ -68,7 +68,7 @@ class Recorder:
             attempt=attempt,
         )
         state.status[block] = status
-        state.reasons[block] = reason
+        state.reasons[block] = redact_text(reason, self.secret_values)  # as its record says
         if self.dag is not None:
             self.dag.finished(block, status)
 
