@@ -269,9 +269,30 @@ def test_handing_over_leaves_hard_links_and_what_the_user_owns_alone(layout: Pat
         assert (mine.stat().st_uid, mine.stat().st_gid) == (ALICE.uid, ALICE.gid)
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
-def test_a_command_gates_policy_runs_as_the_repositorys_user_in_its_sandbox(
-    layout: Path, daemons: list[DaemonProcess]
+POLICY_CHECKS = {
+    # In its own sandbox the checkout is its own (git there works for it).
+    "bwrap": 'test "$(hostname)" = foundry-sandbox || { echo "on the host"; exit 1; }\n'
+    "echo as its user, confined\n",
+    # Without one, blocks of other executions run as the same user: the checkout is read-only
+    # to it, so none of them can change the policy a gate runs.
+    "none": "test -r policy/gate.sh || { echo cannot read; exit 1; }\n"
+    'if touch policy/gate.sh 2>/dev/null; then echo "wrote its policy"; exit 1; fi\n'
+    "echo as its user, read-only\n",
+}
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        pytest.param(
+            "bwrap",
+            marks=pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap"),
+        ),
+        pytest.param("none", marks=needs_cgroup),
+    ],
+)
+def test_a_command_gates_policy_runs_as_the_repositorys_user(
+    layout: Path, daemons: list[DaemonProcess], box: str
 ) -> None:
     """A policy command is the repository's merged code like its blocks: it runs as the
     repository's user, in the blocks' sandbox; the gate passes only if it does."""
@@ -293,8 +314,7 @@ def test_a_command_gates_policy_runs_as_the_repositorys_user_in_its_sandbox(
             ".alloy/intents/gated.yaml": intent_yaml("gated", blocks=blocks, on="{apply: true}"),
             "policy/gate.sh": (
                 'test "$(id -u):$(id -g)" = 2001:2001 || { echo "as $(id -u)"; exit 1; }\n'
-                'test "$(hostname)" = foundry-sandbox || { echo "on the host"; exit 1; }\n'
-                "echo as its user, confined\n"
+                + POLICY_CHECKS[box]
             ),
         }
     )
@@ -306,7 +326,7 @@ def test_a_command_gates_policy_runs_as_the_repositorys_user_in_its_sandbox(
         layout,
         {
             "state": str(layout / "state"),
-            "repositories": [{"repo": str(remote), "sandbox": "bwrap", "user": 2001}],
+            "repositories": [{"repo": str(remote), "sandbox": box, "user": 2001}],
         },
     )
     daemons.append(daemon.start())
@@ -314,5 +334,6 @@ def test_a_command_gates_policy_runs_as_the_repositorys_user_in_its_sandbox(
     [trace_path] = traces(remote)
     trace = json.loads(git(remote, "show", f"alloy/traces:{trace_path}"))
     reasons = [g["reason"] for g in trace["spec"]["gates"]]
-    assert reasons == ["policy command passed: as its user, confined"], (reasons, daemon.log())
+    said = POLICY_CHECKS[box].splitlines()[-1].removeprefix("echo ")
+    assert reasons == [f"policy command passed: {said}"], (reasons, daemon.log())
     assert trace["spec"]["status"] == "succeeded"

@@ -36,8 +36,19 @@ class Gating:
             self.mirror.add_worktree(where, self._head)  # replaces whatever is there
         except GitError as exc:
             raise PolicyUnavailable(str(exc)) from None
-        if self.settings.run_as is not None:  # it runs as the blocks' user
-            _hand_over_worktree(where, self.state, self.settings.run_as, self.mirror.path)
+        user = self.settings.run_as
+        if user is not None:  # it runs as the blocks' user
+            sandbox = self.settings.sandbox
+            if sandbox is not None and sandbox.name == "bwrap":
+                # In its own sandbox no other block of the repository sees it: its own.
+                _hand_over_worktree(where, self.state, user, self.mirror.path)
+            else:
+                # Without one, blocks of other executions run as the same user: the checkout
+                # stays this process's (read, never written, by the user), so none of them
+                # can change the policy a gate runs.
+                from foundry.sandbox import let_pass
+
+                let_pass(where, self.state, user)
         return where
 
     def _starters(self, work: Work) -> tuple[str, ...]:
