@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,29 @@ def test_a_command_gates_policy_runs_as_the_repositorys_user(
     said = POLICY_CHECKS[box].splitlines()[-1].removeprefix("echo ")
     assert reasons == [f"policy command passed: {said}"], (reasons, daemon.log())
     assert trace["spec"]["status"] == "succeeded"
+
+
+def test_a_tree_too_deep_is_handed_over_as_deep_as_it_may_be(layout: Path) -> None:
+    """A worktree with a tree a thousand levels deep (committed, or made by a block before a
+    resume) does not stop the hand-over (it would, recursing or holding a descriptor per
+    level): it is handed over to `MAX_DEPTH` levels, the rest stays the engine's."""
+    from foundry.sandbox._user import MAX_DEPTH
+
+    worktree = layout / "worktree"
+    worktree.mkdir()
+    fd = os.open(worktree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(1000):  # (relative to a descriptor: a path this long has no name)
+            os.mkdir("d", dir_fd=fd)
+            step = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = step
+    finally:
+        os.close(fd)
+    try:
+        hand_over(worktree, ALICE)
+        assert (worktree / "d").stat().st_uid == ALICE.uid
+        shallow = worktree.joinpath(*["d"] * MAX_DEPTH)
+        assert shallow.stat().st_uid == ALICE.uid
+    finally:  # (too deep for shutil.rmtree's recursion)
+        subprocess.run(["rm", "-rf", str(worktree)], check=False)

@@ -200,7 +200,14 @@ def _open_exactly(real: str) -> int:
     return fd
 
 
-def _hand_over_entry(parent: int, name: str, user: RunAs, me: int, device: int) -> None:
+#: How deep a tree is handed over (one descriptor is held per level): what lies deeper (a
+#: tree a block made to exhaust the engine) stays the engine's.
+MAX_DEPTH = 256
+
+
+def _hand_over_entry(
+    parent: int, name: str, user: RunAs, me: int, device: int, *, depth: int = 0
+) -> None:
     try:
         fd = os.open(name, _DIRECTORY, dir_fd=parent)
     except OSError as exc:
@@ -214,8 +221,10 @@ def _hand_over_entry(parent: int, name: str, user: RunAs, me: int, device: int) 
             return  # a file system mounted there: not entered
         if info.st_uid == me:
             os.fchown(fd, user.uid, user.gid)
+        if depth >= MAX_DEPTH:
+            return
         for child in os.listdir(fd):
-            _hand_over_entry(fd, child, user, me, device)
+            _hand_over_entry(fd, child, user, me, device, depth=depth + 1)
     finally:
         os.close(fd)
 
