@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -96,6 +97,22 @@ def remote_url(repo: str) -> str:
     return str(path)
 
 
+#: How long one git command that talks to the remote may take (seconds; `FOUNDRY_GIT_TIMEOUT`
+#: overrides): a remote that accepts the connection and never answers (a black-holed network)
+#: would otherwise hold a pass, a claim's renewal or a block's start for good. The command is
+#: killed and fails like a remote that is away (a push it cut short may have landed: the
+#: callers already find that out by reading the remote).
+NETWORK_TIMEOUT = 300.0
+
+
+def _network() -> dict[str, Any]:
+    try:
+        seconds = float(os.environ.get("FOUNDRY_GIT_TIMEOUT") or NETWORK_TIMEOUT)
+    except ValueError:
+        seconds = NETWORK_TIMEOUT
+    return {"kill_after_timeout": seconds if seconds > 0 else NETWORK_TIMEOUT}
+
+
 def _git_env() -> dict[str, str]:
     return {
         "GIT_TERMINAL_PROMPT": "0",
@@ -140,7 +157,7 @@ class Mirror:
     def heads(self, refs: Sequence[str]) -> dict[str, str]:
         """The remote's value of each of `refs` that exists (one `git ls-remote`)."""
         try:
-            out = str(self.repo.git.ls_remote(self.url, *refs))
+            out = str(self.repo.git.ls_remote(self.url, *refs, **_network()))
         except git.GitCommandError as exc:
             raise GitError(f"cannot reach {self.url}: {_stderr(exc)}") from None
         found: dict[str, str] = {}
@@ -153,7 +170,7 @@ class Mirror:
     def refs_under(self, prefix: str) -> dict[str, str]:
         """Every remote ref under `prefix` (a path ending in `/`) and its value."""
         try:
-            out = str(self.repo.git.ls_remote(self.url, f"{prefix}*"))
+            out = str(self.repo.git.ls_remote(self.url, f"{prefix}*", **_network()))
         except git.GitCommandError as exc:
             raise GitError(f"cannot reach {self.url}: {_stderr(exc)}") from None
         found: dict[str, str] = {}
@@ -166,7 +183,7 @@ class Mirror:
     def default_branch(self) -> str:
         """The branch the remote's HEAD names (`main` when it names none)."""
         try:
-            out = str(self.repo.git.ls_remote("--symref", self.url, "HEAD"))
+            out = str(self.repo.git.ls_remote("--symref", self.url, "HEAD", **_network()))
         except git.GitCommandError as exc:
             raise GitError(f"cannot reach {self.url}: {_stderr(exc)}") from None
         for line in out.splitlines():
@@ -184,7 +201,7 @@ class Mirror:
             for attempt in (1, 2):
                 try:
                     self.repo.git.fetch(
-                        "--no-tags", "--no-write-fetch-head", "-q", self.url, *specs
+                        "--no-tags", "--no-write-fetch-head", "-q", self.url, *specs, **_network()
                     )
                 except git.GitCommandError as exc:
                     # A worktree whose creation was killed half-way leaves a HEAD of nothing
@@ -400,7 +417,9 @@ class Mirror:
             specs.append(f"{new or ''}:{ref}")
         for attempt in (1, 2):
             try:
-                out = self.repo.git.push(*args, self.url, *specs, with_extended_output=False)
+                out = self.repo.git.push(
+                    *args, self.url, *specs, with_extended_output=False, **_network()
+                )
             except git.GitCommandError as exc:
                 text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
                 # The receiving side refused (not our lease): maybe a ref lock that a killed

@@ -576,3 +576,64 @@ def test_a_worktree_a_block_switched_to_a_branch_is_neither_dropped_nor_forgotte
     mirror.add_worktree(state / "worktrees" / "exe-b", commit)
     assert (running / "made-by-the-block.txt").exists()
     assert mirror.worktree_head(running) == commit
+
+
+# --- a remote that accepts and never answers ----------------------------------------------
+
+
+def test_a_remote_that_never_answers_fails_like_one_that_is_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A black-holed network: the remote accepts the connection and says nothing. Every git
+    command that talks to it is killed after `FOUNDRY_GIT_TIMEOUT` and fails as a remote that
+    is away does (GitError), so a pass, a renewal or a block's start is never held for good."""
+    import contextlib
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[socket.socket] = []
+
+    def accept() -> None:  # every connection taken, none ever answered
+        while True:
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                return  # the test closed the socket
+
+    accepting = threading.Thread(target=accept, daemon=True)
+    accepting.start()
+    monkeypatch.setenv("FOUNDRY_GIT_TIMEOUT", "2")
+    monkeypatch.setenv("GIT_ALLOW_PROTOCOL", "file:git")
+    mirror = Mirror(f"git://127.0.0.1:{silent.getsockname()[1]}/x.git", tmp_path / "m.git")
+    outcomes: list[BaseException | None] = []
+
+    def talk() -> None:
+        for call in (
+            lambda: mirror.heads(["refs/heads/main"]),
+            lambda: mirror.fetch(["refs/heads/main"]),
+        ):
+            try:
+                call()
+                outcomes.append(None)
+            except BaseException as exc:  # noqa: BLE001 - what it raised is the result
+                outcomes.append(exc)
+
+    talking = threading.Thread(target=talk, daemon=True)
+    talking.start()
+    talking.join(timeout=120)
+    try:
+        assert not talking.is_alive(), "git still waits on a remote that never answers"
+        assert len(outcomes) == 2
+        for outcome in outcomes:
+            assert isinstance(outcome, GitError), outcome
+            assert "did not complete" in str(outcome), outcome
+    finally:
+        with contextlib.suppress(OSError):
+            silent.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        silent.close()
+        accepting.join(timeout=10)
+        for conn in held:
+            conn.close()
