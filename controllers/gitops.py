@@ -534,20 +534,13 @@ class Mirror:
 
 
 def worktree_entry(mirror: Path, worktree: Path) -> Path | None:
-    """The administrative entry of `mirror` for the worktree at `worktree`: the one its `.git`
-    names, among the mirror's own entries, whose `gitdir` names that `.git` back. None when
-    they do not agree (a block may have rewritten either)."""
-    from foundry.sandbox import small_file
+    """The administrative entry of `mirror` for the worktree at `worktree`: the git directory
+    its `.git` names and that names it back (`foundry.sandbox.linked_git_dir`), if it is one
+    of the mirror's own entries. None otherwise (a block may have rewritten either file)."""
+    from foundry.sandbox import linked_git_dir
 
-    marker = worktree.absolute() / ".git"
-    pointer = small_file(marker)
-    if pointer is None or not pointer.startswith("gitdir:"):
-        return None
-    entry = Path(os.path.realpath(worktree / pointer[len("gitdir:") :].strip()))
-    if entry.parent != Path(os.path.realpath(mirror / "worktrees")):
-        return None
-    back = small_file(entry / "gitdir")
-    if back is None or os.path.realpath(back.strip()) != os.path.realpath(marker):
+    entry = linked_git_dir(worktree)
+    if entry is None or entry.parent != Path(os.path.realpath(mirror / "worktrees")):
         return None
     return entry
 

@@ -39,7 +39,7 @@ class Gating:
         user = self.settings.run_as
         if user is not None:  # it runs as the blocks' user
             sandbox = self.settings.sandbox
-            if sandbox is not None and sandbox.name == "bwrap":
+            if sandbox is not None and sandbox.isolated:
                 # In its own sandbox no other block of the repository sees it: its own.
                 _hand_over_worktree(where, self.state, user, self.mirror.path)
             else:

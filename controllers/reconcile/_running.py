@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -253,10 +254,16 @@ class Running(Telling, Watching, Leasing, Gating, Finishing):
         )
         watched = {"sha": self._control.sha}
         looking = threading.Lock()
+        looked = [0.0]
 
-        def watch() -> None:  # by the renewer, and by the engine before blocks start
+        def watch() -> None:  # by the engine before blocks start (always), and the renewer
             with looking:
                 self._watch_control(work, cancel, stop, options, watched)
+                looked[0] = time.monotonic()
+
+        def watch_unless_just_done() -> None:  # the renewer, woken by a start the engine
+            if time.monotonic() - looked[0] >= 1.0:  # has just looked before: no second look
+                watch()
 
         # A pause or cancel recorded before a block ends holds whatever would start after it.
         options.look_before_starting = watch
@@ -269,7 +276,7 @@ class Running(Telling, Watching, Leasing, Gating, Finishing):
                 "stop": over,
                 "lost": lost,
                 "progress": progress,
-                "watch": watch,
+                "watch": watch_unless_just_done,
             },
             name=f"lease-{execution}",
             daemon=True,

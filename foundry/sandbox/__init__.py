@@ -9,6 +9,7 @@ and cannot be had: `Sandbox.problem()` names why, and the execution fails with t
 """
 
 from foundry.sandbox._bwrap import Bubblewrap
+from foundry.sandbox._files import linked_git_dir, small_file
 from foundry.sandbox._limits import Launch, Limits, parse_size
 from foundry.sandbox._port import NoSandbox, Sandbox, launch_in, sandbox_named
 from foundry.sandbox._types import Confinement, SandboxUnavailable
@@ -18,7 +19,6 @@ from foundry.sandbox._user import (
     hand_over,
     let_pass,
     run_as_named,
-    small_file,
 )
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "hand_over",
     "launch_in",
     "let_pass",
+    "linked_git_dir",
     "parse_size",
     "run_as_named",
     "sandbox_named",

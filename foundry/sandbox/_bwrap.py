@@ -20,9 +20,10 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from foundry.sandbox._files import linked_git_dir, small_file
 from foundry.sandbox._limits import Launch, limited
 from foundry.sandbox._types import Confinement, SandboxUnavailable
-from foundry.sandbox._user import RunAs, blocked_on_the_way, drop_to, hand_over, small_file
+from foundry.sandbox._user import RunAs, blocked_on_the_way, drop_to, hand_over
 
 #: The system, shown read-only where it exists (symbolic links, as merged /usr makes /bin, are
 #: made again as links).
@@ -36,6 +37,7 @@ class Bubblewrap:
     """Runs each attempt under `bwrap`."""
 
     name = "bwrap"
+    isolated = True
 
     def __init__(self, executable: str = "bwrap") -> None:
         self.executable = executable
@@ -111,7 +113,7 @@ class Bubblewrap:
                 args += ["--ro-bind", "/dev/null", str(hidden)]
         args += ["--chdir", str(confinement.cwd), "--"]
         try:
-            launch = limited([*args, *argv], confinement.limits, user, contained=True)
+            launch = limited([*args, *argv], confinement.limits, user, contained=self.isolated)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
@@ -138,17 +140,10 @@ def _git_dirs(worktree: Path, scratch: Path) -> list[str]:
     now), and neither lies in, or above, what the block may write (its worktree, the engine's
     rooms for attempts). Anything else shows no git directory: `git` fails in the block, and
     nothing of the host is mounted."""
-    marker = worktree / ".git"
-    text = small_file(marker)
-    if text is None or not text.startswith("gitdir:"):
-        return []
-    gitdir = Path(os.path.realpath(worktree / text[len("gitdir:") :].strip()))
-    if gitdir.parent.name != "worktrees":
+    gitdir = linked_git_dir(worktree)
+    if gitdir is None:
         return []
     common = gitdir.parent.parent
-    back = small_file(gitdir / "gitdir")
-    if back is None or Path(os.path.realpath(back.strip())) != Path(os.path.realpath(marker)):
-        return []
     writable = (Path(os.path.realpath(worktree)), Path(os.path.realpath(scratch.parent)))
     for place in (gitdir, common):
         for room in writable:

@@ -15,6 +15,10 @@ class Sandbox(Protocol):
     """Turns a block's command line into one that runs it confined."""
 
     name: str
+    #: Whether an attempt sees nothing of other attempts (their worktrees, their processes)
+    #: and ends with everything it started: a process of one block can then not reach what
+    #: another block of the same user runs or reads.
+    isolated: bool
 
     def problem(self, user: RunAs | None = None) -> str | None:
         """Why this sandbox cannot run here, for blocks run as `user` (None: it can)."""
@@ -28,6 +32,7 @@ class NoSandbox:
     """Today's behaviour: the block sees what the engine's user sees; limits still apply."""
 
     name = "none"
+    isolated = False
 
     def problem(self, user: RunAs | None = None) -> str | None:
         return None

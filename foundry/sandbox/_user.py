@@ -245,21 +245,3 @@ def _hand_over_leaf(parent: int, name: str, user: RunAs, me: int, device: int) -
         os.chown(f"/proc/self/fd/{fd}", user.uid, user.gid)
     finally:
         os.close(fd)
-
-
-def small_file(path: Path, limit: int = 4096) -> str | None:
-    """The text of a small regular file at `path` (at most `limit` bytes of it), or None when
-    it is not one: a link, a FIFO or a device is never opened in a way that follows or waits,
-    as a file a block could have written may be any of them."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, limit).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
